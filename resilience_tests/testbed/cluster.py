@@ -1,0 +1,407 @@
+"""The local cluster: launch, inspect, fail and restore nodes, tear down.
+
+The control plane comes from kwokctl (``kwokctl.py``); this module adds what
+kwokctl cannot do for us: a kwok controller that manages only nodes carrying
+``resilience-tests.io/heartbeat=on`` (so taking that label away is a real
+heartbeat loss), the zone-labelled simulated nodes, leftover detection and
+the failure hooks faults use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from resilience_tests.errors import BinariesMissingError, ResilienceError, TestbedError, UsageError
+from resilience_tests.testbed import build, procs
+from resilience_tests.testbed.kwokctl import Kwokctl
+from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
+from resilience_tests.waiting import wait_until
+
+DEFAULT_NAME = "resilience"
+SIM_POD_CIDR = "10.200.0.0/16"
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+KWOK_LEASE_SECONDS = 20
+
+_Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node as ``status`` reports it."""
+
+    name: str
+    zone: str
+    ready: str
+    heartbeat: str
+    kind: str
+    taints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What ``resilience cluster status`` reports."""
+
+    name: str
+    state: str  # "absent", "running" or "stale"
+    kubeconfig: str = ""
+    topology: Topology | None = None
+    processes: dict[str, int] = field(default_factory=dict)
+    nodes: tuple[NodeState, ...] = ()
+    problem: str = ""
+
+
+class LocalCluster:
+    """A named local cluster under the cache directory.
+
+    Args:
+        name: cluster name; its kube context is ``kwok-<name>``.
+        binaries: directory with the built binaries (default: the build cache).
+        root: state root (default: the cache root).
+    """
+
+    def __init__(self, name: str = DEFAULT_NAME, *, binaries: Path | None = None, root: Path | None = None):
+        if not NAME_RE.match(name):
+            raise UsageError(
+                f"invalid cluster name {name!r}",
+                hint="use 1-32 lower-case letters, digits and dashes",
+            )
+        self.name = name
+        self.binaries = binaries or build.bin_dir()
+        self.root = root or build.cache_root()
+        self.run_dir = self.root / "clusters" / name
+        self.kwokctl = Kwokctl(self.binaries, self.root / "kwok", name)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig of the cluster."""
+        return self.kwokctl.kubeconfig
+
+    @property
+    def context(self) -> str:
+        """Kube context name inside the kubeconfig."""
+        return f"kwok-{self.name}"
+
+    @property
+    def _topology_file(self) -> Path:
+        return self.run_dir / "topology.json"
+
+    def _saved_topology(self) -> Topology | None:
+        try:
+            data = json.loads(self._topology_file.read_text())
+            return Topology(zones=data["zones"], nodes_per_zone=data["nodes_per_zone"])
+        except (OSError, ValueError, KeyError, ResilienceError):
+            return None
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        lock_path = self.root / "clusters" / f".{self.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TestbedError(
+                    f"another command is changing cluster {self.name!r} right now",
+                    hint="wait for it to finish and retry",
+                ) from None
+            yield
+
+    # ------------------------------------------------------------------ kubectl
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        """Run kubectl against this cluster and return its stdout."""
+        cmd = [str(self.binaries / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        try:
+            proc = subprocess.run(
+                cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TestbedError(f"kubectl {' '.join(args[:3])} did not answer in {timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise TestbedError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[:500]}")
+        return proc.stdout
+
+    def _api_ready(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        try:
+            return self.kubectl("get", "--raw", "/readyz", "--request-timeout=3s", timeout=6).strip() == "ok"
+        except TestbedError:
+            return False
+
+    # ------------------------------------------------------------------ state
+    def _control_plane_running(self) -> dict[str, int]:
+        alive = {}
+        for name, pid in self.kwokctl.pids().items():
+            if Path(f"/proc/{pid}").exists() and str(self.kwokctl.cluster_dir) in _cmdline(pid):
+                alive[name] = pid
+        return alive
+
+    def _own_running(self) -> dict[str, int]:
+        return {r.name: r.pid for r in procs.records(self.run_dir) if procs.is_running(r)}
+
+    def state(self) -> str:
+        """``absent``, ``running`` (healthy) or ``stale`` (leftovers of a crashed run)."""
+        if not self.kwokctl.cluster_dir.exists() and not self.run_dir.exists():
+            return "absent"
+        if self._saved_topology() and "kwok" in self._own_running() and self._api_ready():
+            return "running"
+        return "stale"
+
+    # ------------------------------------------------------------------ up / down
+    def up(self, topology: Topology, *, port: int = 0, timeout: float = 120, log: bool = True) -> Path:
+        """Start the cluster (idempotent) and return its kubeconfig path.
+
+        Raises:
+            UsageError: the port is taken, or a cluster of this name runs with another shape.
+            BinariesMissingError: the binaries are not built.
+            TestbedError: a component failed to start (the message has its log tail).
+        """
+        say = _printer(log)
+        with self._lock():
+            current = self.state()
+            if current == "running":
+                saved = self._saved_topology()
+                if saved != topology:
+                    raise UsageError(
+                        f"cluster {self.name!r} already runs with {saved.describe() if saved else '?'}",
+                        hint=f"run `resilience cluster down --name {self.name}` first, or pick another --name",
+                    )
+                say(f"cluster {self.name!r} already running ({topology.describe()})")
+                return self.kubeconfig
+            missing = build.missing_binaries(self.binaries)
+            if missing:
+                raise BinariesMissingError(missing, str(self.binaries))
+            if port:
+                _check_port_free(port)
+            if current == "stale":
+                say(f"cleaning leftovers of an earlier run of cluster {self.name!r}")
+                self._teardown()
+            started = time.monotonic()
+            try:
+                self._start(topology, port, timeout, say)
+            except BaseException as exc:
+                detail = self._failure_logs()
+                self._teardown()
+                if isinstance(exc, ResilienceError) and detail:
+                    raise TestbedError(f"{exc}\n{detail}") from exc
+                raise
+            say(f"cluster {self.name!r} up in {time.monotonic() - started:.1f} s ({topology.describe()})")
+            return self.kubeconfig
+
+    def _start(self, topology: Topology, port: int, timeout: float, say: _Say) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (kwokctl)")
+        self.kwokctl.create(port, timeout)
+        say("starting the kwok controller")
+        self._start_kwok()
+        say(f"registering {len(topology.node_names())} simulated nodes in {topology.zones} zones")
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(node_list(topology)), timeout=300)
+        self._topology_file.write_text(json.dumps({"zones": topology.zones,
+                                                   "nodes_per_zone": topology.nodes_per_zone}))
+        self.wait_nodes_ready(topology.node_names(), timeout=max(60.0, len(topology.node_names()) / 10))
+
+    def _start_kwok(self) -> None:
+        stages = self.run_dir / "stages.yaml"
+        parts = [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
+                 for f in ("nodes.yaml", "pods.yaml")]
+        stages.write_text("\n---\n".join(parts))
+        port = _free_port()
+        argv = [
+            str(self.binaries / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={stages}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-label-selector={HEARTBEAT_LABEL}=on",
+            "--node-ip=127.0.0.1",
+            f"--cidr={SIM_POD_CIDR}",
+            f"--node-lease-duration-seconds={KWOK_LEASE_SECONDS}",
+            f"--server-address=127.0.0.1:{port}",
+            f"--node-port={port}",
+        ]
+        record = procs.start("kwok", argv, run_dir=self.run_dir, marker=str(stages))
+        time.sleep(0.3)
+        if not procs.is_running(record):
+            raise TestbedError(f"kwok exited at start:\n{procs.log_tail(record.log)}")
+
+    def down(self, *, log: bool = True) -> bool:
+        """Stop every process of the cluster and delete its state. Returns False if nothing was there."""
+        say = _printer(log)
+        with self._lock():
+            if self.state() == "absent":
+                say(f"cluster {self.name!r} is not running; nothing to do")
+                return False
+            self._teardown()
+            say(f"cluster {self.name!r} stopped and removed")
+            return True
+
+    def _teardown(self) -> None:
+        for record in procs.records(self.run_dir):
+            procs.stop(record, self.run_dir)
+        errors = []
+        try:
+            self.kwokctl.delete()
+        except TestbedError as exc:
+            errors.append(str(exc))
+        # Whatever kwokctl could not stop (e.g. its state was half-written).
+        for pid in self._control_plane_running().values():
+            _kill_pid(pid)
+        shutil.rmtree(self.kwokctl.cluster_dir, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._control_plane_running():
+            raise TestbedError(f"could not stop every process of cluster {self.name!r}: {'; '.join(errors)}")
+
+    def _failure_logs(self) -> str:
+        chunks = []
+        logs = [Path(r.log) for r in procs.records(self.run_dir)]
+        logs += sorted(self.kwokctl.logs_dir().glob("*.log"))
+        for path in logs:
+            tail = procs.log_tail(path, 6)
+            if tail:
+                chunks.append(f"--- {path} (last lines)\n{tail}")
+        return "\n".join(chunks[-5:])
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> ClusterStatus:
+        """Report processes and nodes of the cluster."""
+        state = self.state()
+        if state == "absent":
+            return ClusterStatus(name=self.name, state=state)
+        processes = {**self._control_plane_running(), **self._own_running()}
+        nodes: tuple[NodeState, ...] = ()
+        problem = ""
+        if self._api_ready():
+            nodes = tuple(self.nodes())
+        else:
+            problem = "the API server does not answer"
+        if state == "stale" and not problem:
+            problem = "some processes are missing: " + ", ".join(
+                sorted({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+                       - set(processes)))
+        return ClusterStatus(
+            name=self.name, state=state, kubeconfig=str(self.kubeconfig), topology=self._saved_topology(),
+            processes=processes, nodes=nodes, problem=problem,
+        )
+
+    def nodes(self) -> list[NodeState]:
+        """Current nodes with zone, Ready condition, heartbeat label and taints."""
+        data = json.loads(self.kubectl("get", "nodes", "-o", "json"))
+        result = []
+        for item in data["items"]:
+            labels = item["metadata"].get("labels", {})
+            ready = next((c["status"] for c in item.get("status", {}).get("conditions", [])
+                          if c["type"] == "Ready"), "Unknown")
+            taints = tuple(f"{t['key']}:{t['effect']}" for t in item.get("spec", {}).get("taints", []))
+            result.append(NodeState(
+                name=item["metadata"]["name"], zone=labels.get(ZONE_LABEL, ""), ready=ready,
+                heartbeat=labels.get(HEARTBEAT_LABEL, ""),
+                kind=labels.get("resilience-tests.io/node-kind", ""), taints=taints,
+            ))
+        return result
+
+    def wait_nodes_ready(self, names: list[str], *, timeout: float = 60, ready: bool = True) -> None:
+        """Wait until every node in ``names`` is Ready (or, with ready=False, not Ready)."""
+        wanted = "True" if ready else "not True"
+        left: list[str] = list(names)
+
+        def probe() -> bool:
+            by_name = {n.name: n for n in self.nodes()}
+            left[:] = [n for n in names if n not in by_name or ((by_name[n].ready == "True") != ready)]
+            return not left
+
+        wait_until(f"nodes becoming Ready={wanted}", probe, timeout=timeout,
+                   pending=lambda: f"{len(left)} node(s): {', '.join(left[:8])}")
+
+    # ------------------------------------------------------------------ failure hooks
+    def _require_running(self) -> Topology:
+        topology = self._saved_topology()
+        if self.state() != "running" or topology is None:
+            raise TestbedError(f"cluster {self.name!r} is not running", hint="run `resilience cluster up` first")
+        return topology
+
+    def zone_nodes(self, zone: str) -> list[str]:
+        """Every node (simulated or real) labelled with ``zone``."""
+        topology = self._require_running()
+        if zone not in topology.zone_names:
+            raise UsageError(f"unknown zone {zone!r}", hint=f"known zones: {', '.join(topology.zone_names)}")
+        return [n.name for n in self.nodes() if n.zone == zone]
+
+    def fail_nodes(self, names: list[str]) -> None:
+        """Stop the heartbeat of ``names``: their leases expire and the control plane reacts."""
+        self._set_heartbeat(names, "off")
+
+    def restore_nodes(self, names: list[str]) -> None:
+        """Resume the heartbeat of ``names``."""
+        self._set_heartbeat(names, "on")
+
+    def _set_heartbeat(self, names: list[str], value: str) -> None:
+        self._require_running()
+        known = {n.name for n in self.nodes()}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"unknown node(s): {', '.join(unknown)}",
+                             hint=f"known nodes: {', '.join(sorted(known)[:12])}")
+        if names:
+            self.kubectl("label", "nodes", *names, f"{HEARTBEAT_LABEL}={value}", "--overwrite")
+
+    # ------------------------------------------------------------------ measurement
+    def memory_rss_bytes(self) -> int:
+        """Resident memory of every process of the cluster, summed."""
+        total = 0
+        for pid in {**self._control_plane_running(), **self._own_running()}.values():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
+
+
+def _printer(enabled: bool) -> _Say:
+    def say(msg: str) -> None:
+        if enabled:
+            print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    return say
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _kill_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_port_free(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(f"port {port} is already in use",
+                             hint="pick another --port or leave it out to choose a free one") from None

@@ -1,0 +1,143 @@
+"""The control plane of the local cluster, run by kwokctl's binary runtime.
+
+kwokctl creates the PKI and kubeconfig and supervises etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler as local processes built by
+:mod:`resilience_tests.testbed.build`. Its own kwok controller is disabled: the
+launcher runs one with the project's stages and a label selector, which is how
+simulated nodes lose their heartbeat for real (see ``cluster.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from resilience_tests.errors import TestbedError
+
+SERVICE_CIDR = "10.96.0.0/16"
+# Timings: a node missing heartbeats for 16 s becomes NotReady/Unknown; pods
+# tolerate that for 20 s, then taint-based eviction deletes them.
+NODE_MONITOR_PERIOD_MS = 2000
+NODE_MONITOR_GRACE_MS = 16000
+TOLERATION_SECONDS = 20
+
+APISERVER_ARGS = {
+    "service-cluster-ip-range": SERVICE_CIDR,
+    "default-not-ready-toleration-seconds": str(TOLERATION_SECONDS),
+    "default-unreachable-toleration-seconds": str(TOLERATION_SECONDS),
+}
+CONTROLLER_MANAGER_ARGS = {
+    "service-cluster-ip-range": SERVICE_CIDR,
+    # Small clusters: keep evicting when a zone is partly or fully down.
+    "node-eviction-rate": "1",
+    "secondary-node-eviction-rate": "1",
+    "large-cluster-size-threshold": "1",
+    "terminated-pod-gc-threshold": "100",
+}
+
+
+def config_document(binaries: Path, port: int) -> dict[str, object]:
+    """The KwokctlConfiguration used to create the control plane."""
+
+    def args(mapping: dict[str, str]) -> list[dict[str, str]]:
+        return [{"key": key, "value": value} for key, value in mapping.items()]
+
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {
+            "runtime": "binary",
+            "bindAddress": "127.0.0.1",
+            "kubeApiserverPort": port,
+            "kubeAuthorization": True,
+            "kubeAdmission": True,
+            "disableQPSLimits": True,
+            "heartbeatFactor": 1,
+            "kubeControllerManagerNodeMonitorPeriodMilliseconds": NODE_MONITOR_PERIOD_MS,
+            "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": NODE_MONITOR_GRACE_MS,
+            "kubeApiserverBinary": str(binaries / "kube-apiserver"),
+            "kubeControllerManagerBinary": str(binaries / "kube-controller-manager"),
+            "kubeSchedulerBinary": str(binaries / "kube-scheduler"),
+            "kubectlBinary": str(binaries / "kubectl"),
+            "etcdBinary": str(binaries / "etcd"),
+            "kwokControllerBinary": str(binaries / "kwok"),
+            "disable": ["kwok-controller"],
+            "quietPull": True,
+        },
+        "componentsPatches": [
+            {"name": "kube-apiserver", "extraArgs": args(APISERVER_ARGS)},
+            {"name": "kube-controller-manager", "extraArgs": args(CONTROLLER_MANAGER_ARGS)},
+        ],
+    }
+
+
+class Kwokctl:
+    """Runs kwokctl for one named cluster inside a private work directory."""
+
+    def __init__(self, binaries: Path, workdir: Path, name: str) -> None:
+        self.binary = binaries / "kwokctl"
+        self.binaries = binaries
+        self.workdir = workdir
+        self.name = name
+
+    @property
+    def cluster_dir(self) -> Path:
+        """kwokctl's directory for this cluster (PKI, logs, pids)."""
+        return self.workdir / "clusters" / self.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig kwokctl writes."""
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KWOK_WORKDIR"] = str(self.workdir)
+        env["KWOK_KUBECTL_BINARY"] = str(self.binaries / "kubectl")
+        return env
+
+    def run(self, *args: str, timeout: float = 180) -> str:
+        """Run ``kwokctl --name NAME args...``; raise TestbedError on failure."""
+        cmd = [str(self.binary), "--name", self.name, *args]
+        try:
+            proc = subprocess.run(
+                cmd, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TestbedError(f"kwokctl {' '.join(args)} did not finish in {timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+            raise TestbedError(f"kwokctl {' '.join(args[:2])} failed:\n{tail}")
+        return proc.stdout
+
+    def create(self, port: int, timeout: float) -> None:
+        """Create and start the control plane, waiting until it is ready."""
+        config = self.workdir / f"{self.name}-kwokctl.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(config_document(self.binaries, port), indent=2))
+        self.run(
+            "create", "cluster", "--config", str(config), "--kubeconfig", "",
+            "--wait", f"{int(timeout)}s", "--timeout", f"{int(timeout)}s",
+            timeout=timeout + 30,
+        )
+
+    def delete(self) -> None:
+        """Stop every control-plane process and delete kwokctl's state."""
+        if self.cluster_dir.exists():
+            self.run("delete", "cluster", "--kubeconfig", "", timeout=120)
+
+    def pids(self) -> dict[str, int]:
+        """Pids of the control-plane processes, from kwokctl's pid files."""
+        found = {}
+        for path in (self.cluster_dir / "pids").glob("*.pid"):
+            try:
+                found[path.stem] = int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def logs_dir(self) -> Path:
+        """Where kwokctl's components write their logs."""
+        return self.cluster_dir / "logs"

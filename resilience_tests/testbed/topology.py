@@ -1,0 +1,92 @@
+"""Shape of the local cluster: zones, simulated node names and manifests.
+
+Pure logic, no cluster access, so it is unit-tested without one.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from resilience_tests.errors import UsageError
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+NODE_KIND_LABEL = "resilience-tests.io/node-kind"
+HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
+REGION = "local-1"
+MAX_ZONES = len(string.ascii_lowercase)
+MAX_NODES = 5000
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many zones and simulated nodes per zone the cluster has."""
+
+    zones: int = 3
+    nodes_per_zone: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.zones <= MAX_ZONES:
+            raise UsageError(f"--zones must be between 1 and {MAX_ZONES}, got {self.zones}")
+        if self.nodes_per_zone < 1:
+            raise UsageError(f"--nodes-per-zone must be at least 1, got {self.nodes_per_zone}")
+        if self.zones * self.nodes_per_zone > MAX_NODES:
+            raise UsageError(
+                f"{self.zones} zones x {self.nodes_per_zone} nodes is more than {MAX_NODES} nodes",
+                hint="lower --nodes-per-zone",
+            )
+
+    @property
+    def zone_names(self) -> list[str]:
+        """Names of the zones: zone-a, zone-b, ..."""
+        return [f"zone-{letter}" for letter in string.ascii_lowercase[: self.zones]]
+
+    def node_names(self, zone: str | None = None) -> list[str]:
+        """Names of the simulated nodes, of one zone or of all."""
+        zones = [zone] if zone else self.zone_names
+        width = len(str(self.nodes_per_zone))
+        return [f"sim-{z[-1]}{i:0{width}d}" for z in zones for i in range(1, self.nodes_per_zone + 1)]
+
+    def zone_of(self, node: str) -> str:
+        """Zone of a simulated node, from its name."""
+        return f"zone-{node[4]}"
+
+    def describe(self) -> str:
+        """Short human description, e.g. '3 zones x 2 simulated nodes'."""
+        return f"{self.zones} zones x {self.nodes_per_zone} simulated nodes"
+
+
+def simulated_node(name: str, zone: str) -> dict[str, Any]:
+    """Manifest of one kwok-managed node in ``zone``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "simulated",
+                ZONE_LABEL: zone,
+                REGION_LABEL: REGION,
+                NODE_KIND_LABEL: "simulated",
+                HEARTBEAT_LABEL: "on",
+                "type": "kwok",
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+        },
+    }
+
+
+def node_list(topology: Topology) -> dict[str, Any]:
+    """A v1 List of every simulated node of ``topology``."""
+    items = [simulated_node(n, topology.zone_of(n)) for n in topology.node_names()]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
