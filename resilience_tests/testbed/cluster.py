@@ -182,11 +182,11 @@ class LocalCluster:
                     )
                 say(f"cluster {self.name!r} already running ({topology.describe()})")
                 return self.kubeconfig
+            if port:
+                _check_port_free(port)
             missing = build.missing_binaries(self.binaries)
             if missing:
                 raise BinariesMissingError(missing, str(self.binaries))
-            if port:
-                _check_port_free(port)
             if current == "stale":
                 say(f"cleaning leftovers of an earlier run of cluster {self.name!r}")
                 self._teardown()

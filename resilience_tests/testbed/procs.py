@@ -76,6 +76,10 @@ def start(
             close_fds=True,
         )
     record = ProcessRecord(name=name, pid=proc.pid, marker=marker, log=str(log_path))
+    # Until exec() completes the child still shows our command line; wait for its own.
+    deadline = time.monotonic() + 5
+    while proc.poll() is None and not is_ours(record) and time.monotonic() < deadline:
+        time.sleep(0.01)
     pids = run_dir / "pids"
     pids.mkdir(parents=True, exist_ok=True)
     (pids / f"{name}.json").write_text(json.dumps(record.__dict__))

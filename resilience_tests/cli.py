@@ -1,0 +1,141 @@
+"""The ``resilience`` command line.
+
+Thin: it parses options, calls the package and turns errors into one line on
+stderr and an exit code (0 ok, 1 failed, 2 bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.testbed import build
+from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalCluster
+from resilience_tests.testbed.topology import Topology
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    cluster = sub.add_parser("cluster", help="the local cluster built from real Kubernetes components")
+    actions = cluster.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
+    def named(name: str, help_text: str) -> _Parser:
+        parser: _Parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
+        return parser
+
+    actions.add_parser("build", help="build the cluster binaries into the cache (idempotent)")
+    up = named("up", "start the cluster (idempotent); prints the kubeconfig path")
+    up.add_argument("--zones", type=int, default=3, help="number of zones (default 3)")
+    up.add_argument("--nodes-per-zone", type=int, default=2, help="simulated nodes per zone (default 2)")
+    up.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
+    up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness (default 120)")
+    named("down", "stop every process of the cluster and remove its state")
+    named("status", "show processes and nodes")
+    named("kubeconfig", "print the kubeconfig path")
+    for verb, text in (("fail", "stop the heartbeat of nodes or a zone"), ("restore", "resume their heartbeat")):
+        parser = named(verb, text)
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--zone", help="every node of this zone")
+        target.add_argument("--node", action="append", help="this node (repeatable)")
+
+
+def make_parser() -> _Parser:
+    """Build the argument parser of the ``resilience`` command."""
+    parser = _Parser(prog="resilience", description="Chaos and resilience experiments for Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _cluster_parser(sub)
+    return parser
+
+
+def _print_status(status: ClusterStatus) -> None:
+    print(f"cluster {status.name}: {status.state}")
+    if status.state == "absent":
+        return
+    print(f"kubeconfig: {status.kubeconfig}")
+    if status.topology:
+        print(f"topology: {status.topology.describe()}")
+    if status.problem:
+        print(f"problem: {status.problem}")
+    for name, pid in sorted(status.processes.items()):
+        print(f"  process {name:<26} pid {pid}")
+    for node in status.nodes:
+        taints = ",".join(node.taints) or "-"
+        print(f"  node {node.name:<12} {node.zone:<8} {node.kind:<10} Ready={node.ready:<8} "
+              f"heartbeat={node.heartbeat or '-':<4} taints={taints}")
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        build.build()
+        return 0
+    cluster = LocalCluster(args.name)
+    handlers: dict[str, Callable[[], int]] = {
+        "up": lambda: _up(cluster, args),
+        "down": lambda: (cluster.down(), 0)[1],
+        "status": lambda: _status(cluster),
+        "kubeconfig": lambda: _kubeconfig(cluster),
+        "fail": lambda: _heartbeat(cluster, args, fail=True),
+        "restore": lambda: _heartbeat(cluster, args, fail=False),
+    }
+    return handlers[args.action]()
+
+
+def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    kubeconfig = cluster.up(Topology(args.zones, args.nodes_per_zone), port=args.port, timeout=args.timeout)
+    print(kubeconfig)
+    return 0
+
+
+def _status(cluster: LocalCluster) -> int:
+    status = cluster.status()
+    _print_status(status)
+    return 0 if status.state == "running" else 1
+
+
+def _kubeconfig(cluster: LocalCluster) -> int:
+    if cluster.state() != "running":
+        raise UsageError(f"cluster {cluster.name!r} is not running", hint="run `resilience cluster up` first")
+    print(cluster.kubeconfig)
+    return 0
+
+
+def _heartbeat(cluster: LocalCluster, args: argparse.Namespace, *, fail: bool) -> int:
+    names = cluster.zone_nodes(args.zone) if args.zone else list(args.node)
+    (cluster.fail_nodes if fail else cluster.restore_nodes)(names)
+    print(f"{'failed' if fail else 'restored'}: {', '.join(names)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``resilience`` console script."""
+    try:
+        args = make_parser().parse_args(argv)
+        if args.command == "cluster":
+            return _run_cluster(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except build.BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ResilienceError as exc:
+        first, _, rest = str(exc).partition("\n")
+        print(f"error: {first}", file=sys.stderr)
+        if rest:
+            print(rest, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

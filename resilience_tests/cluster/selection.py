@@ -1,0 +1,164 @@
+"""Choosing which pods and nodes a fault touches. Pure logic over plain records.
+
+Selection is deterministic for a given seed, never picks control-plane nodes or
+kube-system pods unless allowed, and enforces the experiment's blast radius.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import Field, model_validator
+
+from resilience_tests.errors import ResilienceError
+from resilience_tests.schema import Model, Percent
+
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+ZONE_LABEL = "topology.kubernetes.io/zone"
+_T = TypeVar("_T")
+
+
+class SelectionError(ResilienceError):
+    """Nothing matched, or more than the guardrails allow would be touched."""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What selection needs to know of a pod."""
+
+    name: str
+    namespace: str
+    node: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What selection needs to know of a node."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    unschedulable: bool = False
+
+    @property
+    def zone(self) -> str:
+        """The node's zone label ('' if none)."""
+        return self.labels.get(ZONE_LABEL, "")
+
+    @property
+    def control_plane(self) -> bool:
+        """True for control-plane nodes."""
+        return any(label in self.labels for label in CONTROL_PLANE_LABELS)
+
+
+class Amount(Model):
+    """How many to pick: a count, a percentage, or all (neither given)."""
+
+    count: int | None = Field(default=None, ge=1)
+    percent: Percent | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Amount:
+        if self.count is not None and self.percent is not None:
+            raise ValueError("give count or percent, not both")
+        return self
+
+    def how_many(self, available: int) -> int:
+        """Number to pick out of ``available``."""
+        if self.count is not None:
+            return min(self.count, available)
+        if self.percent is not None:
+            return min(available, max(1, math.ceil(available * self.percent))) if available else 0
+        return available
+
+
+class NodeSelector(Amount):
+    """Which nodes: by zone, names or label selector, then how many."""
+
+    zone: str | None = None
+    names: tuple[str, ...] = ()
+    selector: dict[str, str] = Field(default_factory=dict)
+    prefer_target_pods: bool = True
+
+
+def parse_label_selector(text: str | None) -> dict[str, str]:
+    """``"app=web,tier=front"`` -> ``{"app": "web", "tier": "front"}`` (equality selectors only)."""
+    result: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise SelectionError(f"selector part {part!r} is not KEY=VALUE",
+                                 hint='write selectors like "app=web,tier=front"')
+        result[key.strip()] = value.strip().lstrip("=")
+    return result
+
+
+def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def select_pods(pods: list[PodInfo], amount: Amount, *, seed: int, allow_kube_system: bool,
+                max_pods: int, what: str) -> list[PodInfo]:
+    """Pick pods for a fault. ``what`` names the selection in errors ("pods app=web in demo")."""
+    candidates = [p for p in pods if not p.terminating]
+    if not allow_kube_system:
+        candidates = [p for p in candidates if p.namespace != "kube-system"]
+    if not candidates:
+        raise SelectionError(f"no running pod matches {what}", hint="check the namespace and selector")
+    chosen = _sample(sorted(candidates, key=lambda p: p.name), amount.how_many(len(candidates)), seed)
+    if len(chosen) > max_pods:
+        raise SelectionError(
+            f"{len(chosen)} pods of {what} would be affected, more than guardrails.max_pods={max_pods}",
+            hint="lower count/percent or raise guardrails.max_pods in the experiment")
+    return chosen
+
+
+def select_nodes(nodes: list[NodeInfo], spec: NodeSelector, *, seed: int, allow_control_plane: bool,
+                 max_nodes: int, target_nodes: set[str] | None = None) -> list[NodeInfo]:
+    """Pick nodes for a fault, preferring nodes that run the target's pods."""
+    candidates = list(nodes)
+    if not allow_control_plane:
+        candidates = [n for n in candidates if not n.control_plane]
+    if spec.zone:
+        zones = sorted({n.zone for n in nodes if n.zone})
+        if spec.zone not in zones:
+            raise SelectionError(f"no node is in zone {spec.zone!r}", hint=f"zones: {', '.join(zones) or 'none'}")
+        candidates = [n for n in candidates if n.zone == spec.zone]
+    if spec.names:
+        known = {n.name for n in nodes}
+        unknown = [name for name in spec.names if name not in known]
+        if unknown:
+            raise SelectionError(f"unknown node(s): {', '.join(unknown)}", hint="see `kubectl get nodes`")
+        plane = [n.name for n in nodes if n.name in spec.names and n.control_plane and not allow_control_plane]
+        if plane:
+            raise SelectionError(f"{', '.join(plane)} is a control-plane node",
+                                 hint="set guardrails.allow_control_plane: true to touch it")
+        candidates = [n for n in candidates if n.name in spec.names]
+    if spec.selector:
+        candidates = [n for n in candidates if _matches(n.labels, spec.selector)]
+    if not candidates:
+        raise SelectionError("no node matches the selection", hint="check zone, names and selector")
+    ordered = sorted(candidates, key=lambda n: n.name)
+    wanted = spec.how_many(len(ordered))
+    if spec.prefer_target_pods and target_nodes:
+        preferred = [n for n in ordered if n.name in target_nodes]
+        others = [n for n in ordered if n.name not in target_nodes]
+        chosen = _sample(preferred, min(wanted, len(preferred)), seed)
+        chosen += _sample(others, wanted - len(chosen), seed)
+    else:
+        chosen = _sample(ordered, wanted, seed)
+    if len(chosen) > max_nodes:
+        raise SelectionError(
+            f"{len(chosen)} nodes would be affected, more than guardrails.max_nodes={max_nodes}",
+            hint="lower count/percent or raise guardrails.max_nodes in the experiment")
+    return sorted(chosen, key=lambda n: n.name)
+
+
+def _sample(items: list[_T], k: int, seed: int) -> list[_T]:
+    if k >= len(items):
+        return list(items)
+    return random.Random(seed).sample(items, k)

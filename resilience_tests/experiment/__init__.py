@@ -1,0 +1,1 @@
+"""Experiments: the YAML model and the runner."""

@@ -1,0 +1,149 @@
+"""The experiment schema: YAML is parsed once, here, into frozen models.
+
+An experiment names a target, faults with start times and guardrails.
+Unknown keys, bad values and unknown fault types are errors that name the
+file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from resilience_tests.errors import ResilienceError
+from resilience_tests.faults.base import FaultFactory, FaultParams
+from resilience_tests.schema import Duration, Model, explain
+
+WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
+
+
+class ExperimentError(ResilienceError):
+    """An experiment file is malformed. ``problems`` has one line per issue."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        self.file = file
+        self.problems = problems
+        first = problems[0] if problems else "invalid"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{file}: {first}{more}")
+
+
+class Target(Model):
+    """What the experiment is about: a namespace and a workload or label selector."""
+
+    namespace: str
+    workload: str | None = None
+    selector: str | None = None
+    url: str | None = None
+
+    @field_validator("workload")
+    @classmethod
+    def _kind_slash_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        kind, _, name = value.partition("/")
+        if kind.lower() not in WORKLOAD_KINDS or not name:
+            raise ValueError(f"workload must be KIND/NAME with KIND one of {', '.join(WORKLOAD_KINDS)}")
+        return f"{kind.lower()}/{name}"
+
+    @property
+    def workload_kind(self) -> str | None:
+        """``deployment`` from ``deployment/web``."""
+        return self.workload.split("/", 1)[0] if self.workload else None
+
+    @property
+    def workload_name(self) -> str | None:
+        """``web`` from ``deployment/web``."""
+        return self.workload.split("/", 1)[1] if self.workload else None
+
+
+class Guardrails(Model):
+    """Limits on what an experiment may touch."""
+
+    max_nodes: int = Field(default=1, ge=0)
+    max_pods: int = Field(default=10, ge=0)
+    allow_kube_system: bool = False
+    allow_control_plane: bool = False
+
+
+class Experiment(Model):
+    """A whole experiment."""
+
+    name: str
+    description: str = ""
+    target: Target
+    guardrails: Guardrails = Guardrails()
+    settle: Duration = 5.0
+    faults: tuple[FaultParams, ...] = Field(min_length=1)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Experiment:
+        if not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("name may contain letters, digits, '-' and '_' only")
+        return self
+
+
+def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str = "<memory>") -> Experiment:
+    """Validate ``data`` (already loaded YAML) into an Experiment."""
+    if not isinstance(data, dict):
+        raise ExperimentError(source, [f"top level must be a mapping, got {type(data).__name__}"])
+    raw_faults = data.get("faults")
+    problems: list[str] = []
+    faults: list[FaultParams] = []
+    if isinstance(raw_faults, list):
+        for index, raw in enumerate(raw_faults):
+            fault = _parse_fault(raw, index, registry, problems)
+            if fault is not None:
+                faults.append(fault)
+    elif raw_faults is not None:
+        problems.append("faults: must be a list of faults")
+    rest = {k: v for k, v in data.items() if k != "faults"}
+    try:
+        experiment = Experiment.model_validate({**rest, "faults": faults or raw_faults or [], "source": source})
+    except ValidationError as exc:
+        problems += [p for p in explain(exc, Experiment) if not p.startswith("faults[")]
+        experiment = None
+    if problems or experiment is None:
+        raise ExperimentError(source, problems or ["invalid experiment"])
+    return experiment
+
+
+def _parse_fault(raw: Any, index: int, registry: dict[str, FaultFactory],
+                 problems: list[str]) -> FaultParams | None:
+    where = f"faults[{index}]"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a mapping with a 'type' key")
+        return None
+    kind = raw.get("type")
+    if kind not in registry:
+        known = ", ".join(sorted(registry))
+        what = "missing" if kind is None else f"unknown fault type {kind!r}"
+        problems.append(f"{where}.type: {what}; known types: {known}")
+        return None
+    params_model = registry[kind].Params
+    try:
+        return params_model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(explain(exc, params_model, ("faults", index)))
+        return None
+
+
+def load_experiment(path: str | Path, registry: dict[str, FaultFactory]) -> Experiment:
+    """Read and validate one experiment file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ExperimentError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ExperimentError(str(path), [f"malformed YAML at {where}{problem}"]) from None
+    return parse_experiment(data, registry, str(path))

@@ -1,0 +1,98 @@
+"""The fault contract and the registry faults are found through.
+
+A fault is a small class, one per module, with ``describe()`` (what it will do,
+for ``--dry-run``), ``inject()`` and ``revert()``. Its parameters are a frozen
+model (subclass of :class:`FaultParams`) named ``Params`` on the class.
+Built-in and third-party faults are registered the same way, through the
+``resilience_tests.faults`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.schema import Duration, Model
+
+if TYPE_CHECKING:
+    from resilience_tests.cluster.kube import Kube
+
+ENTRY_POINT_GROUP = "resilience_tests.faults"
+
+
+class FaultParams(Model):
+    """Keys every fault accepts."""
+
+    type: str
+    at: Duration = 0.0
+    duration: Duration | None = None
+    timeout: Duration = 120.0
+
+
+@dataclass
+class FaultContext:
+    """What a fault works with: the cluster, the target namespace, the run and its guardrails."""
+
+    kube: Kube
+    namespace: str
+    run_id: str
+    max_nodes: int
+    max_pods: int
+    allow_kube_system: bool = False
+    allow_control_plane: bool = False
+    seed: int = 0
+    record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
+
+
+@runtime_checkable
+class Fault(Protocol):
+    """A fault: described, injected, reverted. ``revert`` must be safe to call at any time, even twice."""
+
+    name: ClassVar[str]
+
+    def describe(self) -> list[str]:
+        """Steps it would take, in order, naming what it would touch (used by --dry-run)."""
+
+    def inject(self) -> None:
+        """Apply the fault."""
+
+    def revert(self) -> None:
+        """Undo whatever ``inject`` did so far."""
+
+
+class FaultError(ResilienceError):
+    """A fault could not be injected or reverted."""
+
+
+class FaultFactory(Protocol):
+    """A fault class: its parameter model and its constructor."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[FaultParams]]
+
+    def __call__(self, params: FaultParams, ctx: FaultContext) -> Fault: ...
+
+
+def load_registry(entry_points: list[metadata.EntryPoint] | None = None) -> dict[str, FaultFactory]:
+    """Map fault type name -> fault class, from the entry-point group.
+
+    Raises:
+        UsageError: two classes claim the same name (both are named).
+    """
+    found = entry_points if entry_points is not None else list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    registry: dict[str, FaultFactory] = {}
+    for ep in found:
+        cls = ep.load()
+        name = getattr(cls, "name", ep.name)
+        if name in registry and registry[name] is not cls:
+            other = registry[name]
+            raise UsageError(
+                f"fault type {name!r} is registered twice: {other.__module__}.{other.__qualname__} "
+                f"and {cls.__module__}.{cls.__qualname__}",
+                hint="uninstall one of the packages or rename its fault",
+            )
+        registry[name] = cls
+    return registry

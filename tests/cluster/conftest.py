@@ -1,0 +1,43 @@
+"""Fixtures for tests against the project's local cluster (real control plane, kwok nodes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from resilience_tests.cluster.client import ClusterRef, api_client
+from resilience_tests.testbed.cluster import LocalCluster
+
+
+@pytest.fixture(scope="session")
+def api(local_cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    with api_client(ClusterRef(str(local_cluster.kubeconfig), local_cluster.context)) as api:
+        yield api
+
+
+@pytest.fixture
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture
+def policy(api: client.ApiClient) -> client.PolicyV1Api:
+    return client.PolicyV1Api(api)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name, grace_period_seconds=0)

@@ -1,0 +1,48 @@
+"""Small manifest builders shared by the cluster tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from kubernetes import client
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def deployment(name: str, replicas: int, *, spread: bool = True, zone: str | None = None) -> client.V1Deployment:
+    """A Deployment of ``replicas`` pause-like pods, optionally spread over zones or pinned to one."""
+    labels = {"app": name}
+    spec = client.V1PodSpec(
+        containers=[client.V1Container(name="app", image="registry.local/demo:1", image_pull_policy="IfNotPresent")],
+        termination_grace_period_seconds=5,
+    )
+    if spread:
+        spec.topology_spread_constraints = [client.V1TopologySpreadConstraint(
+            max_skew=1, topology_key=ZONE, when_unsatisfiable="DoNotSchedule",
+            label_selector=client.V1LabelSelector(match_labels=labels))]
+    if zone:
+        spec.node_selector = {ZONE: zone}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=spec),
+        ),
+    )
+
+
+def running_pods(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:
+    """Pods of ``app`` that are not terminating."""
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def zones_of(core: client.CoreV1Api, pods: list[client.V1Pod]) -> Counter[str]:
+    """How many of ``pods`` run in each zone."""
+    node_zone = {n.metadata.name: n.metadata.labels.get(ZONE, "") for n in core.list_node().items}
+    return Counter(node_zone.get(p.spec.node_name or "", "unscheduled") for p in pods)

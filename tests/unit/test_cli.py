@@ -1,0 +1,65 @@
+"""Bad input to `resilience cluster`: one line saying what to do, nothing left running."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from resilience_tests.cli import main
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RESILIENCE_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["cluster", "up", "--zones", "0"], "--zones must be between 1 and 26"),
+    (["cluster", "up", "--nodes-per-zone", "-1"], "--nodes-per-zone must be at least 1"),
+    (["cluster", "up", "--zonez", "3"], "unrecognized arguments: --zonez"),
+    (["cluster", "up", "--name", "Bad_Name"], "invalid cluster name"),
+    (["cluster", "fail", "--zone", "zone-a", "--node", "sim-a1"], "not allowed with argument"),
+    (["cluster", "frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_usage_errors_exit_2_with_one_line(argv: list[str], expected: str, empty_cache: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert expected in _one_error_line(capsys)
+
+
+def test_missing_binaries_say_to_build_and_start_nothing(empty_cache: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cluster", "up"]) == 1
+    line = _one_error_line(capsys)
+    assert "cluster binaries missing" in line and "resilience cluster build" in line
+    assert not (empty_cache / "clusters" / "resilience").exists()
+
+
+def test_taken_port_is_refused_before_anything_starts(empty_cache: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert main(["cluster", "up", "--port", str(port)]) == 2
+    line = _one_error_line(capsys)
+    assert f"port {port} is already in use" in line
+    assert not (empty_cache / "clusters" / "resilience").exists()
+
+
+def test_status_and_kubeconfig_of_an_absent_cluster(empty_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cluster", "status"]) == 1
+    assert "cluster resilience: absent" in capsys.readouterr().out
+    assert main(["cluster", "kubeconfig"]) == 2
+    assert "not running" in _one_error_line(capsys)
+    assert main(["cluster", "down"]) == 0

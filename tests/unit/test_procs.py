@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from resilience_tests.testbed import procs
+
+
+def _sleeper(tmp_path: Path) -> procs.ProcessRecord:
+    marker = str(tmp_path / "marker")
+    return procs.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)", marker],
+                       run_dir=tmp_path, marker=marker)
+
+
+def test_started_process_is_recorded_running_and_stopped(tmp_path: Path) -> None:
+    record = _sleeper(tmp_path)
+    assert procs.is_running(record)
+    assert [r.pid for r in procs.records(tmp_path)] == [record.pid]
+    procs.stop(record, tmp_path)
+    assert not procs.is_running(record)
+    assert procs.records(tmp_path) == []
+
+
+def test_a_pid_whose_command_line_lacks_the_marker_is_never_signalled(tmp_path: Path) -> None:
+    record = _sleeper(tmp_path)
+    try:
+        stranger = replace(record, marker="/not/our/process")
+        procs.stop(stranger, tmp_path)
+        assert procs.is_running(record), "a process without our marker was signalled"
+    finally:
+        procs.stop(record, tmp_path)
+
+
+def test_marker_must_appear_on_the_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="marker"):
+        procs.start("x", ["true"], run_dir=tmp_path, marker="/absent")
+
+
+def test_log_tail_returns_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(str(i) for i in range(30)))
+    assert procs.log_tail(log, 3) == "27\n28\n29"
+    assert procs.log_tail(tmp_path / "missing.log") == ""
