@@ -1,0 +1,190 @@
+"""A thin facade over the kubernetes client with the operations faults need.
+
+Every object a fault changes is annotated with the run id and a revert record,
+so ``resilience cleanup`` can undo what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client
+from resilience_tests.cluster.selection import NodeInfo, PodInfo, parse_label_selector
+from resilience_tests.errors import ResilienceError
+
+RUN_ANNOTATION = "resilience-tests.io/run"
+REVERT_ANNOTATION = "resilience-tests.io/revert"
+
+
+class EvictionBlocked(ResilienceError):
+    """The API server refused an eviction (HTTP 429): a PodDisruptionBudget allows no disruption."""
+
+    def __init__(self, pod: str, pdbs: list[str], reason: str) -> None:
+        self.pod = pod
+        self.pdbs = pdbs
+        what = f"PDB {', '.join(pdbs)}" if pdbs else "a disruption budget"
+        super().__init__(f"eviction of {pod} blocked by {what}: {reason}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment, StatefulSet or DaemonSet by kind, namespace and name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} in {self.namespace}"
+
+
+class Kube:
+    """API access for one cluster. Build with :meth:`connect`; close when done."""
+
+    def __init__(self, api: client.ApiClient, ref: ClusterRef) -> None:
+        self.api = api
+        self.ref = ref
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.policy = client.PolicyV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
+
+    @classmethod
+    def connect(cls, ref: ClusterRef, *, timeout: float = 5) -> Kube:
+        """Connect and check the API server answers within ``timeout`` seconds."""
+        kube = cls(api_client(ref), ref)
+        try:
+            kube.server_version(timeout=timeout)
+        except ClusterAccessError:
+            kube.close()
+            raise
+        return kube
+
+    def close(self) -> None:
+        """Release connection pools."""
+        self.api.close()
+
+    def server_version(self, *, timeout: float = 5) -> str:
+        """The API server's git version, e.g. v1.36.3."""
+        try:
+            info = client.VersionApi(self.api).get_code(_request_timeout=timeout)
+        except (HTTPError, OSError, ApiException) as exc:
+            host = self.api.configuration.host
+            raise ClusterAccessError(f"API server {host} is unreachable ({type(exc).__name__})",
+                                     hint="check that the cluster runs and the kubeconfig/context point at it"
+                                     ) from None
+        return str(info.git_version)
+
+    # ------------------------------------------------------------- reading
+    def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
+        """Pods of ``namespace`` matching a label selector."""
+        items = self.core.list_namespaced_pod(namespace, label_selector=selector or None).items
+        return [PodInfo(name=p.metadata.name, namespace=namespace, node=p.spec.node_name or "",
+                        labels=dict(p.metadata.labels or {}),
+                        terminating=p.metadata.deletion_timestamp is not None) for p in items]
+
+    def nodes(self) -> list[NodeInfo]:
+        """All nodes."""
+        return [NodeInfo(name=n.metadata.name, labels=dict(n.metadata.labels or {}),
+                         unschedulable=bool(n.spec.unschedulable)) for n in self.core.list_node().items]
+
+    def workload_selector(self, workload: Workload) -> str:
+        """The label selector of a workload, as a string."""
+        obj = self._read(workload)
+        labels = obj.spec.selector.match_labels or {}
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+    def _read(self, workload: Workload) -> Any:
+        readers = {"deployment": self.apps.read_namespaced_deployment,
+                   "statefulset": self.apps.read_namespaced_stateful_set,
+                   "daemonset": self.apps.read_namespaced_daemon_set}
+        return readers[workload.kind](workload.name, workload.namespace)
+
+    def _patch(self, workload: Workload, body: dict[str, Any]) -> Any:
+        patchers = {"deployment": self.apps.patch_namespaced_deployment,
+                    "statefulset": self.apps.patch_namespaced_stateful_set,
+                    "daemonset": self.apps.patch_namespaced_daemon_set}
+        return patchers[workload.kind](workload.name, workload.namespace, body)
+
+    # ------------------------------------------------------------- nodes
+    def set_unschedulable(self, node: str, value: bool, *, run_id: str | None) -> None:
+        """Cordon (True) or uncordon (False) a node, recording the run that did it."""
+        annotations: dict[str, str | None] = (
+            {RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps({"unschedulable": False})}
+            if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
+        self.core.patch_node(node, {"metadata": {"annotations": annotations}, "spec": {"unschedulable": value}})
+
+    def evict(self, pod: str, namespace: str) -> None:
+        """Evict a pod through the Eviction API; raise EvictionBlocked on HTTP 429."""
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
+        try:
+            self.core.create_namespaced_pod_eviction(pod, namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status == 429:
+                reason = _api_message(exc)
+                raise EvictionBlocked(f"{namespace}/{pod}", self.blocking_pdbs(pod, namespace), reason) from None
+            raise
+
+    def blocking_pdbs(self, pod: str, namespace: str) -> list[str]:
+        """Names of PDBs selecting ``pod`` that allow no disruption now."""
+        try:
+            labels = self.core.read_namespaced_pod(pod, namespace).metadata.labels or {}
+        except ApiException:
+            return []
+        names = []
+        for pdb in self.policy.list_namespaced_pod_disruption_budget(namespace).items:
+            wanted = (pdb.spec.selector.match_labels or {}) if pdb.spec.selector else {}
+            if all(labels.get(k) == v for k, v in wanted.items()) and (pdb.status.disruptions_allowed or 0) == 0:
+                names.append(pdb.metadata.name)
+        return names
+
+    # ------------------------------------------------------------- workloads
+    def replicas(self, workload: Workload) -> int:
+        """Desired replicas of a Deployment or StatefulSet."""
+        return int(self._read(workload).spec.replicas or 0)
+
+    def scale(self, workload: Workload, replicas: int, *, run_id: str | None, original: int | None = None) -> None:
+        """Set replicas; with a run id, annotate the original count for cleanup."""
+        annotations: dict[str, str | None] = (
+            {RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps({"replicas": original})}
+            if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
+        self._patch(workload, {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}})
+
+    def restart(self, workload: Workload) -> None:
+        """Rolling restart, as `kubectl rollout restart` does."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        self._patch(workload, {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": now}}}}})
+
+    def rollout_pending(self, workload: Workload) -> str:
+        """'' when the rollout is complete, else what it still waits for."""
+        obj = self._read(workload)
+        status, spec = obj.status, obj.spec
+        if (status.observed_generation or 0) < (obj.metadata.generation or 0):
+            return "the controller to observe the new generation"
+        if workload.kind == "daemonset":
+            want = status.desired_number_scheduled or 0
+            got = (status.updated_number_scheduled or 0, status.number_available or 0)
+            return "" if got == (want, want) else f"{got[0]}/{want} updated, {got[1]}/{want} available"
+        want = spec.replicas or 0
+        updated, ready = status.updated_replicas or 0, status.ready_replicas or 0
+        total = status.replicas or 0
+        if updated == want and ready == want and total == want:
+            return ""
+        return f"{updated}/{want} updated, {ready}/{want} ready, {total} total replicas"
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", exc.reason))
+    except ValueError:
+        return str(exc.reason)

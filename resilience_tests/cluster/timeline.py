@@ -1,0 +1,267 @@
+"""The timeline: what the cluster did while an experiment ran.
+
+Watches on pods, EndpointSlices and events of the target namespace and on all
+nodes are turned into timestamped records whenever something an SLA check or a
+report cares about changes (pod phase/readiness/termination and exit codes,
+node conditions and taints, endpoint readiness). Fault start and end marks go
+in the same list. Watches resume from their last resourceVersion after a
+dropped connection or an API server restart; when that version has expired
+(HTTP 410) they relist and record only what changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from resilience_tests.cluster.kube import Kube
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One observation.
+
+    Attributes:
+        t: wall-clock time (epoch seconds) when it was observed.
+        kind: ``pod``, ``node``, ``endpoints``, ``event``, ``fault`` or ``watch``.
+        name: the object (``namespace/name`` for namespaced ones) or fault name.
+        change: short verb: ``added``, ``updated``, ``deleted``, ``start``, ``end``, ``resumed`` ...
+        details: the observed state, flat.
+    """
+
+    t: float
+    kind: str
+    name: str
+    change: str
+    details: tuple[tuple[str, Scalar], ...] = ()
+
+    def get(self, key: str, default: Scalar = None) -> Scalar:
+        """A detail by key."""
+        return dict(self.details).get(key, default)
+
+
+def _conditions(obj: Any) -> dict[str, str]:
+    return {c.type: c.status for c in (obj.status.conditions or [])} if obj.status else {}
+
+
+def pod_state(pod: Any) -> tuple[tuple[str, Scalar], ...]:
+    """The parts of a pod the timeline tracks."""
+    conds = _conditions(pod)
+    state: dict[str, Scalar] = {
+        "phase": pod.status.phase if pod.status else None,
+        "ready": conds.get("Ready") == "True",
+        "node": pod.spec.node_name,
+        "terminating": pod.metadata.deletion_timestamp is not None,
+        "grace": pod.spec.termination_grace_period_seconds,
+    }
+    for cs in (pod.status.container_statuses or []) if pod.status else []:
+        term = cs.state.terminated if cs.state else None
+        if term is not None:
+            state[f"exit.{cs.name}"] = term.exit_code
+            state[f"reason.{cs.name}"] = term.reason
+        last = cs.last_state.terminated if cs.last_state else None
+        if last is not None:
+            state[f"last_exit.{cs.name}"] = last.exit_code
+        state[f"restarts.{cs.name}"] = cs.restart_count
+    return tuple(sorted(state.items()))
+
+
+def node_state(node: Any) -> tuple[tuple[str, Scalar], ...]:
+    """The parts of a node the timeline tracks."""
+    taints = sorted(f"{t.key}:{t.effect}" for t in (node.spec.taints or []))
+    return (("ready", _conditions(node).get("Ready", "Unknown")),
+            ("taints", ",".join(taints)), ("unschedulable", bool(node.spec.unschedulable)))
+
+
+def endpoints_state(eps: Any) -> tuple[tuple[str, Scalar], ...]:
+    """Ready/serving/terminating per endpoint of an EndpointSlice."""
+    rows = []
+    for ep in eps.endpoints or []:
+        ref = ep.target_ref.name if ep.target_ref else ",".join(ep.addresses or [])
+        cond = ep.conditions
+        flags = "".join(flag for flag, on in (("R", cond and cond.ready), ("S", cond and cond.serving),
+                                                ("T", cond and cond.terminating)) if on)
+        rows.append(f"{ref}={flags or '-'}")
+    return (("endpoints", " ".join(sorted(rows))),)
+
+
+def event_state(ev: Any) -> tuple[tuple[str, Scalar], ...]:
+    """Reason, type, object and message of an Event."""
+    obj = ev.involved_object
+    return (("reason", ev.reason), ("type", ev.type), ("object", f"{obj.kind}/{obj.name}" if obj else ""),
+            ("message", (ev.message or "")[:300]))
+
+
+@dataclass
+class _Source:
+    kind: str
+    lister: Callable[..., Any]
+    state: Callable[[Any], tuple[tuple[str, Scalar], ...]]
+    namespaced: bool
+    once: bool = False  # events: record each object once, never its updates
+    known: dict[str, tuple[tuple[str, Scalar], ...]] = field(default_factory=dict)
+
+
+class Timeline:
+    """Records what happens in ``namespace`` and on all nodes, from :meth:`start` to :meth:`stop`.
+
+    Args:
+        kube: the cluster.
+        namespace: namespace of the target.
+        watch_timeout: seconds a single watch request lasts before it is renewed
+            (bounds how long :meth:`stop` waits).
+    """
+
+    def __init__(self, kube: Kube, namespace: str, *, watch_timeout: int = 5) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.watch_timeout = watch_timeout
+        self._records: list[Record] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.resumes = 0
+        core, disc = kube.core, kube.discovery
+        self._sources = [
+            _Source("pod", core.list_namespaced_pod, pod_state, True),
+            _Source("node", core.list_node, node_state, False),
+            _Source("endpoints", disc.list_namespaced_endpoint_slice, endpoints_state, True),
+            _Source("event", core.list_namespaced_event, event_state, True, once=True),
+        ]
+
+    # ---------------------------------------------------------------- public
+    def start(self) -> Timeline:
+        """List every source (recording initial states) and start watching."""
+        for source in self._sources:
+            rv = self._relist(source, initial=True)
+            thread = threading.Thread(target=self._watch, args=(source, rv), daemon=True,
+                                      name=f"timeline-{source.kind}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> list[Record]:
+        """Stop the watches and return every record."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.watch_timeout + 5)
+        return self.records()
+
+    def mark(self, kind: str, name: str, change: str, **details: Scalar) -> Record:
+        """Add a record of our own (fault start/end, phase marks)."""
+        record = Record(time.time(), kind, name, change, tuple(sorted(details.items())))
+        self._append(record)
+        return record
+
+    def records(self, kind: str | None = None) -> list[Record]:
+        """A copy of the records so far, optionally of one kind."""
+        with self._lock:
+            return [r for r in self._records if kind is None or r.kind == kind]
+
+    def wait_for(self, predicate: Callable[[Record], bool], timeout: float, *, since: float = 0.0) -> Record | None:
+        """Block until a record with ``t >= since`` satisfies ``predicate`` (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for record in self._records[seen:]:
+                    if record.t >= since and predicate(record):
+                        return record
+                seen = len(self._records)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(left)
+
+    def __enter__(self) -> Timeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- internals
+    def _append(self, record: Record) -> None:
+        with self._changed:
+            self._records.append(record)
+            self._changed.notify_all()
+
+    def _args(self, source: _Source) -> tuple[Any, ...]:
+        return (self.namespace,) if source.namespaced else ()
+
+    def _key(self, source: _Source, obj: Any) -> str:
+        meta = obj.metadata
+        return f"{meta.namespace}/{meta.name}" if source.namespaced else str(meta.name)
+
+    def _observe(self, source: _Source, obj: Any, change: str) -> None:
+        key = self._key(source, obj)
+        if change == "deleted":
+            if source.known.pop(key, None) is not None and not source.once:
+                self._append(Record(time.time(), source.kind, key, "deleted", source.state(obj)))
+            return
+        state = source.state(obj)
+        previous = source.known.get(key)
+        if previous == state or (source.once and previous is not None):
+            return
+        source.known[key] = state
+        verb = change if previous is None else "updated"
+        self._append(Record(time.time(), source.kind, key, verb, state))
+
+    def _relist(self, source: _Source, *, initial: bool) -> str:
+        listing = source.lister(*self._args(source))
+        present = set()
+        for obj in listing.items:
+            present.add(self._key(source, obj))
+            self._observe(source, obj, "initial" if initial else "added")
+        for key in [k for k in source.known if k not in present]:
+            state = source.known.pop(key)
+            if not source.once:
+                self._append(Record(time.time(), source.kind, key, "deleted", state))
+        return str(listing.metadata.resource_version)
+
+    def _events(self, source: _Source, rv: str) -> Iterator[tuple[str, Any]]:
+        stream = watch.Watch().stream(source.lister, *self._args(source), resource_version=rv,
+                                      timeout_seconds=self.watch_timeout, allow_watch_bookmarks=True)
+        for event in stream:
+            yield event["type"], event["object"]
+
+    def _watch(self, source: _Source, rv: str) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                for kind, obj in self._events(source, rv):
+                    if kind == "ERROR":
+                        raise ApiException(status=getattr(obj, "code", 0) or 410)
+                    rv = obj.metadata.resource_version
+                    if kind != "BOOKMARK":
+                        self._observe(source, obj, {"ADDED": "added", "MODIFIED": "updated"}.get(kind, "deleted"))
+                    if self._stop.is_set():
+                        return
+                backoff = 0.2
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = self._relist_safely(source, rv)
+                else:
+                    backoff = self._pause(source, backoff, f"HTTP {exc.status}")
+            except Exception as exc:  # connection refused/reset while the API server restarts
+                backoff = self._pause(source, backoff, type(exc).__name__)
+
+    def _relist_safely(self, source: _Source, rv: str) -> str:
+        try:
+            return self._relist(source, initial=False)
+        except Exception:
+            return rv
+
+    def _pause(self, source: _Source, backoff: float, why: str) -> float:
+        self.resumes += 1
+        self.mark("watch", source.kind, "interrupted", reason=why)
+        self._stop.wait(backoff)
+        return min(backoff * 2, 5.0)
