@@ -7,10 +7,13 @@ stderr and an exit code (0 ok, 1 failed, 2 bad usage).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.plugin import OPTIONS
 from resilience_tests.testbed import build
 from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalCluster
 from resilience_tests.testbed.topology import Topology
@@ -46,12 +49,75 @@ def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         target.add_argument("--node", action="append", help="this node (repeatable)")
 
 
+def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    run = sub.add_parser("run", help="run experiments through pytest (exit code is pytest's)")
+    run.add_argument("paths", nargs="*", default=["experiments"], help="experiment files or directories")
+    for flag, dest, help_text, kwargs in OPTIONS:
+        run.add_argument(flag, dest=dest, help=help_text, **kwargs)
+    run.add_argument("--pytest-args", default="", help="extra pytest arguments, quoted as one string")
+    clean = sub.add_parser("cleanup", help="revert what killed runs left in the cluster")
+    for flag, dest, help_text, kwargs in OPTIONS:
+        if flag in ("--kubeconfig", "--context", "--allow-context", "--dry-run", "--local-cluster-name"):
+            clean.add_argument(flag, dest=dest, help=help_text, **kwargs)
+    clean.add_argument("--run", dest="run_id", help="only this run id (default: every run)")
+
+
 def make_parser() -> _Parser:
     """Build the argument parser of the ``resilience`` command."""
     parser = _Parser(prog="resilience", description="Chaos and resilience experiments for Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _cluster_parser(sub)
+    _run_parser(sub)
     return parser
+
+
+def _pytest_args(args: argparse.Namespace) -> list[str]:
+    argv: list[str] = []
+    for path in args.paths:
+        if not Path(path).exists():
+            raise UsageError(f"experiment path {path} does not exist", hint="give a YAML file or a directory")
+        argv += [path, "--experiments", path]
+    for flag, dest, _, kwargs in OPTIONS:
+        value = getattr(args, dest, None)
+        if value in (None, False, []):
+            continue
+        if kwargs.get("action") == "store_true":
+            argv.append(flag)
+        elif kwargs.get("action") == "append":
+            for item in value:
+                argv += [flag, str(item)]
+        elif flag != "--experiments":
+            argv += [flag, str(value)]
+    return argv + shlex.split(args.pytest_args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pytest
+
+    return int(pytest.main(["-p", "no:cacheprovider", *_pytest_args(args)]))
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from resilience_tests.cluster.cleanup import cleanup
+    from resilience_tests.session import RunSession
+
+    run = RunSession(seed=0, allow_contexts=args.resilience_allow_context or [],
+                     kubeconfig=args.resilience_kubeconfig, context=args.resilience_context,
+                     local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
+    if run.kubeconfig is None:
+        local = LocalCluster(run.local_cluster_name)
+        if local.state() != "running":
+            raise UsageError(f"local cluster {local.name!r} is not running", hint="pass --kubeconfig")
+        run.kubeconfig, run.context = str(local.kubeconfig), local.context
+    try:
+        actions = cleanup(run.kube(), run_id=args.run_id, dry_run=bool(args.resilience_dry_run))
+    finally:
+        run.close()
+    verb = "would undo" if args.resilience_dry_run else "undid"
+    for action in actions:
+        print(f"{verb}: {action.target} ({action.run_id}): {action.action}")
+    print(f"cleanup: {len(actions)} action(s)" if actions else "cleanup: nothing left behind")
+    return 0
 
 
 def _print_status(status: ClusterStatus) -> None:
@@ -119,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if args.command == "cluster":
             return _run_cluster(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "cleanup":
+            return _cleanup(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,63 +1,173 @@
-"""The pytest plugin: options, the local cluster fixture and the run header.
+"""The pytest plugin: options, experiment collection, fixtures and the run header.
 
-Thin on purpose: options and fixtures only, the work is done by the package.
+Thin on purpose: the work is done by the package. State lives on ``config.stash``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
+import signal
 from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from resilience_tests.chaos import Chaos
+from resilience_tests.cluster.kube import Kube
 from resilience_tests.errors import ResilienceError
+from resilience_tests.experiment.items import ExperimentFile, ExperimentItem
+from resilience_tests.session import SESSION_KEY, RunSession, get_session
 from resilience_tests.testbed.cluster import DEFAULT_NAME, LocalCluster
-from resilience_tests.testbed.topology import Topology
 
-_started_key = pytest.StashKey[bool]()
+OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("--kubeconfig", "resilience_kubeconfig",
+     "kubeconfig of a live or kind cluster (default: the project's local cluster, started if needed)", {}),
+    ("--context", "resilience_context", "kube context to use (default: the kubeconfig's current one)", {}),
+    ("--namespace", "resilience_namespace", "namespace for experiments that name none", {}),
+    ("--experiments", "resilience_experiments", "experiment YAML file or directory to collect (repeatable)",
+     {"action": "append"}),
+    ("--allow-context", "resilience_allow_context",
+     "also allow experiments against this context (glob; repeatable). kwok-* and kind-* are always allowed",
+     {"action": "append"}),
+    ("--dry-run", "resilience_dry_run", "print each experiment's plan and change nothing",
+     {"action": "store_true"}),
+    ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)", {"type": int}),
+    ("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse", {}),
+    ("--keep-cluster", "resilience_keep_cluster",
+     "leave the local cluster running at the end if this run started it", {"action": "store_true"}),
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register the resilience option group with ini fallbacks."""
+    """One option group; each option has an ini equivalent of the same name."""
     group = parser.getgroup("resilience", "resilience-tests")
-
-    def add(flag: str, ini: str, help_text: str, default: str | None = None, **kwargs: object) -> None:
-        group.addoption(flag, dest=ini, default=None, help=help_text, **kwargs)  # type: ignore[arg-type]
-        parser.addini(ini, help_text, default=default)
-
-    add("--kubeconfig", "resilience_kubeconfig",
-        "kubeconfig of a live or kind cluster; the local cluster is not started")
-    add("--context", "resilience_context", "kube context to use (default: the kubeconfig's current one)")
-    add("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse",
-        default=DEFAULT_NAME)
-    group.addoption("--keep-cluster", action="store_true", default=False,
-                    help="leave the local cluster running after the session if this session started it")
+    for flag, ini, help_text, kwargs in OPTIONS:
+        default = [] if kwargs.get("action") == "append" else None
+        group.addoption(flag, dest=ini, default=default, help=help_text, **kwargs)
+        ini_type = "args" if kwargs.get("action") == "append" else "bool" if kwargs.get(
+            "action") == "store_true" else "string"
+        parser.addini(ini, help_text, type=ini_type)  # type: ignore[arg-type]
 
 
-def option(config: pytest.Config, ini: str) -> str | None:
+def option(config: pytest.Config, ini: str) -> Any:
     """Value of an option: command line first, then the ini file."""
     value = config.getoption(ini)
-    if value is None:
-        value = config.getini(ini) or None
-    return value  # type: ignore[no-any-return]
+    if value in (None, [], False):
+        ini_value = config.getini(ini)
+        value = ini_value if ini_value not in ("", []) else value
+    return value
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers, build the run session and make SIGTERM revert like Ctrl-C."""
+    config.addinivalue_line("markers", "experiment(faults): a collected resilience experiment")
+    config.addinivalue_line("markers", "cluster: needs a Kubernetes cluster")
+    seed = option(config, "resilience_seed")
+    config.stash[SESSION_KEY] = RunSession(
+        seed=int(seed) if seed not in (None, "") else random.randrange(1, 10**6),
+        allow_contexts=list(option(config, "resilience_allow_context") or []),
+        kubeconfig=option(config, "resilience_kubeconfig"),
+        context=option(config, "resilience_context"),
+        namespace=option(config, "resilience_namespace"),
+        dry_run=bool(option(config, "resilience_dry_run")),
+        local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_NAME,
+    )
+    with contextlib.suppress(ValueError):  # not in the main thread
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the client; stop the local cluster if this run started it."""
+    run = config.stash.get(SESSION_KEY, None)
+    if run is None:
+        return
+    run.close()
+    if run.started_local is not None and not option(config, "resilience_keep_cluster"):
+        run.started_local.down(log=False)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Cluster, context, server version and seed."""
+    run = get_session(config)
+    if not run.kubeconfig:
+        where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
+        return [f"resilience-tests: {where}, seed {run.seed}"]
+    try:
+        ref = run.ref()
+        kube = Kube.connect(ref, timeout=3)
+        try:
+            server = f"{kube.api.configuration.host}, server {kube.server_version()}"
+        finally:
+            kube.close()
+        return [f"resilience-tests: context {ref.context}, {server}, seed {run.seed}"]
+    except ResilienceError as exc:
+        return [f"resilience-tests: {exc} (seed {run.seed})"]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect YAML experiments under the ``--experiments`` files and directories."""
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    roots = [Path(d).resolve() for d in option(parent.config, "resilience_experiments") or []]
+    path = file_path.resolve()
+    if not any(root == path or root in path.parents for root in roots):
+        return None
+    return ExperimentFile.from_parent(parent, path=file_path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With --dry-run, print each experiment's plan."""
+    if not get_session(config).dry_run:
+        return
+    for report in terminalreporter.stats.get("passed", []):
+        plan = dict(report.user_properties).get("plan")
+        if plan:
+            terminalreporter.write_sep("-", f"plan: {report.nodeid}")
+            terminalreporter.write_line(plan)
 
 
 @pytest.fixture(scope="session")
-def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    """The project's local cluster (3 zones x 2 simulated nodes), started once per session.
+def local_cluster(request: pytest.FixtureRequest) -> LocalCluster:
+    """The project's local cluster (3 zones x 2 simulated nodes), started once per run.
 
-    Reused if it already runs; stopped at the end only if this session started
-    it (unless ``--keep-cluster``). Skips when ``--kubeconfig`` names another cluster.
+    Stopped at the end only if this run started it (unless ``--keep-cluster``).
+    Skips when ``--kubeconfig`` names another cluster.
     """
-    config = request.config
-    if option(config, "resilience_kubeconfig"):
+    run = get_session(request.config)
+    if option(request.config, "resilience_kubeconfig"):
         pytest.skip("needs the local cluster; --kubeconfig points at another cluster")
-    cluster = LocalCluster(option(config, "resilience_local_cluster") or DEFAULT_NAME)
-    started = cluster.state() != "running"
     try:
-        cluster.up(Topology(3, 2), log=False)
+        return run.use_local_cluster()
     except ResilienceError as exc:
         pytest.fail(f"local cluster could not start: {exc}", pytrace=False)
-    config.stash[_started_key] = started
-    yield cluster
-    if started and not config.getoption("--keep-cluster"):
-        cluster.down(log=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Kube:
+    """A connected client of the selected cluster (after the context guardrail)."""
+    try:
+        return get_session(request.config).kube()
+    except ResilienceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def chaos(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[Chaos]:
+    """Inject faults from Python; everything injected is reverted at teardown."""
+    run = get_session(request.config)
+    helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace)
+    try:
+        yield helper
+    finally:
+        helper.revert_all()
+
+
+__all__ = ["ExperimentItem", "option"]

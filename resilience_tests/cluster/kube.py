@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client
-from resilience_tests.cluster.selection import NodeInfo, PodInfo, parse_label_selector
+from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
 
 RUN_ANNOTATION = "resilience-tests.io/run"
@@ -121,6 +121,28 @@ class Kube:
             if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
         self.core.patch_node(node, {"metadata": {"annotations": annotations}, "spec": {"unschedulable": value}})
 
+    def annotate_node(self, node: str, *, run_id: str | None, revert: dict[str, Any] | None = None) -> None:
+        """Record (or, with run_id None, clear) which run changed a node and how to undo it."""
+        annotations = ({RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps(revert or {})}
+                       if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
+        self.core.patch_node(node, {"metadata": {"annotations": annotations}})
+
+    def add_taint(self, node: str, key: str, value: str, effect: str) -> None:
+        """Add a taint unless one with the same key and effect exists."""
+        taints = [t for t in (self.core.read_node(node).spec.taints or [])]
+        if any(t.key == key and t.effect == effect for t in taints):
+            return
+        body = [{"key": t.key, "value": t.value, "effect": t.effect} for t in taints]
+        body.append({"key": key, "value": value, "effect": effect})
+        self.core.patch_node(node, {"spec": {"taints": body}})
+
+    def remove_taint(self, node: str, key: str) -> None:
+        """Remove every taint with ``key``."""
+        taints = self.core.read_node(node).spec.taints or []
+        keep = [{"key": t.key, "value": t.value, "effect": t.effect} for t in taints if t.key != key]
+        if len(keep) != len(taints):
+            self.core.patch_node(node, {"spec": {"taints": keep}})
+
     def evict(self, pod: str, namespace: str) -> None:
         """Evict a pod through the Eviction API; raise EvictionBlocked on HTTP 429."""
         body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
@@ -161,7 +183,7 @@ class Kube:
 
     def restart(self, workload: Workload) -> None:
         """Rolling restart, as `kubectl rollout restart` does."""
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        now = dt.datetime.now(dt.UTC).isoformat()
         self._patch(workload, {"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": now}}}}})
 

@@ -18,7 +18,7 @@ from resilience_tests.errors import ResilienceError, UsageError
 from resilience_tests.schema import Duration, Model
 
 if TYPE_CHECKING:
-    from resilience_tests.cluster.kube import Kube
+    from resilience_tests.cluster.kube import Kube, Workload
 
 ENTRY_POINT_GROUP = "resilience_tests.faults"
 
@@ -41,6 +41,8 @@ class FaultContext:
     run_id: str
     max_nodes: int
     max_pods: int
+    target_selector: str = ""
+    workload: Workload | None = None
     allow_kube_system: bool = False
     allow_control_plane: bool = False
     seed: int = 0
@@ -86,7 +88,7 @@ def load_registry(entry_points: list[metadata.EntryPoint] | None = None) -> dict
     registry: dict[str, FaultFactory] = {}
     for ep in found:
         cls = ep.load()
-        name = getattr(cls, "name", ep.name)
+        name = ep.name
         if name in registry and registry[name] is not cls:
             other = registry[name]
             raise UsageError(
@@ -96,3 +98,15 @@ def load_registry(entry_points: list[metadata.EntryPoint] | None = None) -> dict
             )
         registry[name] = cls
     return registry
+
+
+def workload_from(text: str | None, ctx: FaultContext) -> Workload | None:
+    """The workload a fault names (``deployment/web``), else the experiment target's."""
+    from resilience_tests.cluster.kube import Workload
+
+    if not text:
+        return ctx.workload
+    kind, _, name = text.partition("/")
+    if kind.lower() not in ("deployment", "statefulset", "daemonset") or not name:
+        raise FaultError(f"workload {text!r} is not KIND/NAME", hint="e.g. deployment/web")
+    return Workload(kind.lower(), ctx.namespace, name)

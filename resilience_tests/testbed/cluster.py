@@ -26,14 +26,19 @@ from pathlib import Path
 
 from resilience_tests.errors import BinariesMissingError, ResilienceError, TestbedError, UsageError
 from resilience_tests.testbed import build, procs
-from resilience_tests.testbed.kwokctl import Kwokctl
+from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
 from resilience_tests.waiting import wait_until
 
 DEFAULT_NAME = "resilience"
 SIM_POD_CIDR = "10.200.0.0/16"
+# Enough workers that lease renewals keep up with 1,000 nodes on 2 cores.
+KWOK_CONFIGURATION = {
+    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+    "kind": "KwokConfiguration",
+    "options": {"nodeLeaseParallelism": 16, "nodePlayStageParallelism": 8, "podPlayStageParallelism": 16},
+}
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
-KWOK_LEASE_SECONDS = 20
 
 _Say = Callable[[str], None]
 
@@ -205,19 +210,21 @@ class LocalCluster:
     def _start(self, topology: Topology, port: int, timeout: float, say: _Say) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (kwokctl)")
-        self.kwokctl.create(port, timeout)
-        say("starting the kwok controller")
-        self._start_kwok()
+        timings = Timings.for_nodes(len(topology.node_names()))
+        self.kwokctl.create(port, timeout, timings)
+        say(f"starting the kwok controller ({timings.name} heartbeat timings)")
+        self._start_kwok(timings)
         say(f"registering {len(topology.node_names())} simulated nodes in {topology.zones} zones")
         self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(node_list(topology)), timeout=300)
         self._topology_file.write_text(json.dumps({"zones": topology.zones,
                                                    "nodes_per_zone": topology.nodes_per_zone}))
         self.wait_nodes_ready(topology.node_names(), timeout=max(60.0, len(topology.node_names()) / 10))
 
-    def _start_kwok(self) -> None:
+    def _start_kwok(self, timings: Timings) -> None:
         stages = self.run_dir / "stages.yaml"
-        parts = [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
-                 for f in ("nodes.yaml", "pods.yaml")]
+        parts = [json.dumps(KWOK_CONFIGURATION)]
+        parts += [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
+                  for f in ("nodes.yaml", "pods.yaml")]
         stages.write_text("\n---\n".join(parts))
         port = _free_port()
         argv = [
@@ -228,7 +235,7 @@ class LocalCluster:
             f"--manage-nodes-with-label-selector={HEARTBEAT_LABEL}=on",
             "--node-ip=127.0.0.1",
             f"--cidr={SIM_POD_CIDR}",
-            f"--node-lease-duration-seconds={KWOK_LEASE_SECONDS}",
+            f"--node-lease-duration-seconds={timings.lease_seconds}",
             f"--server-address=127.0.0.1:{port}",
             f"--node-port={port}",
         ]

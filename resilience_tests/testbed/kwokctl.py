@@ -12,33 +12,58 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from resilience_tests.errors import TestbedError
 
 SERVICE_CIDR = "10.96.0.0/16"
-# Timings: a node missing heartbeats for 16 s becomes NotReady/Unknown; pods
-# tolerate that for 20 s, then taint-based eviction deletes them.
-NODE_MONITOR_PERIOD_MS = 2000
-NODE_MONITOR_GRACE_MS = 16000
-TOLERATION_SECONDS = 20
-
-APISERVER_ARGS = {
-    "service-cluster-ip-range": SERVICE_CIDR,
-    "default-not-ready-toleration-seconds": str(TOLERATION_SECONDS),
-    "default-unreachable-toleration-seconds": str(TOLERATION_SECONDS),
-}
-CONTROLLER_MANAGER_ARGS = {
-    "service-cluster-ip-range": SERVICE_CIDR,
-    # Small clusters: keep evicting when a zone is partly or fully down.
-    "node-eviction-rate": "1",
-    "secondary-node-eviction-rate": "1",
-    "large-cluster-size-threshold": "1",
-    "terminated-pod-gc-threshold": "100",
-}
 
 
-def config_document(binaries: Path, port: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Timings:
+    """Heartbeat and eviction timings of the control plane and the kwok controller.
+
+    ``fast`` (test-sized clusters): a node missing heartbeats for 16 s becomes
+    NotReady/Unknown, its pods tolerate that for 20 s, then taint-based eviction
+    deletes them; eviction keeps going when a whole zone is down.
+    ``scale`` (more than 100 nodes): Kubernetes' own defaults, so that a busy
+    2-core machine renewing thousands of leases does not declare nodes dead.
+    """
+
+    name: str
+    node_monitor_period_ms: int
+    node_monitor_grace_ms: int
+    toleration_seconds: int
+    lease_seconds: int
+    aggressive_eviction: bool
+
+    @classmethod
+    def for_nodes(cls, nodes: int) -> Timings:
+        """The profile for a cluster of ``nodes`` simulated nodes."""
+        if nodes > 100:
+            return cls("scale", 5000, 50000, 300, 40, False)
+        return cls("fast", 2000, 16000, 20, 20, True)
+
+    def apiserver_args(self) -> dict[str, str]:
+        """Extra kube-apiserver flags."""
+        return {
+            "service-cluster-ip-range": SERVICE_CIDR,
+            "default-not-ready-toleration-seconds": str(self.toleration_seconds),
+            "default-unreachable-toleration-seconds": str(self.toleration_seconds),
+        }
+
+    def controller_manager_args(self) -> dict[str, str]:
+        """Extra kube-controller-manager flags."""
+        args = {"service-cluster-ip-range": SERVICE_CIDR, "terminated-pod-gc-threshold": "100"}
+        if self.aggressive_eviction:
+            # Small clusters: keep evicting when a zone is partly or fully down.
+            args.update({"node-eviction-rate": "1", "secondary-node-eviction-rate": "1",
+                         "large-cluster-size-threshold": "1"})
+        return args
+
+
+def config_document(binaries: Path, port: int, timings: Timings) -> dict[str, object]:
     """The KwokctlConfiguration used to create the control plane."""
 
     def args(mapping: dict[str, str]) -> list[dict[str, str]]:
@@ -55,8 +80,8 @@ def config_document(binaries: Path, port: int) -> dict[str, object]:
             "kubeAdmission": True,
             "disableQPSLimits": True,
             "heartbeatFactor": 1,
-            "kubeControllerManagerNodeMonitorPeriodMilliseconds": NODE_MONITOR_PERIOD_MS,
-            "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": NODE_MONITOR_GRACE_MS,
+            "kubeControllerManagerNodeMonitorPeriodMilliseconds": timings.node_monitor_period_ms,
+            "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": timings.node_monitor_grace_ms,
             "kubeApiserverBinary": str(binaries / "kube-apiserver"),
             "kubeControllerManagerBinary": str(binaries / "kube-controller-manager"),
             "kubeSchedulerBinary": str(binaries / "kube-scheduler"),
@@ -67,8 +92,8 @@ def config_document(binaries: Path, port: int) -> dict[str, object]:
             "quietPull": True,
         },
         "componentsPatches": [
-            {"name": "kube-apiserver", "extraArgs": args(APISERVER_ARGS)},
-            {"name": "kube-controller-manager", "extraArgs": args(CONTROLLER_MANAGER_ARGS)},
+            {"name": "kube-apiserver", "extraArgs": args(timings.apiserver_args())},
+            {"name": "kube-controller-manager", "extraArgs": args(timings.controller_manager_args())},
         ],
     }
 
@@ -112,11 +137,11 @@ class Kwokctl:
             raise TestbedError(f"kwokctl {' '.join(args[:2])} failed:\n{tail}")
         return proc.stdout
 
-    def create(self, port: int, timeout: float) -> None:
+    def create(self, port: int, timeout: float, timings: Timings) -> None:
         """Create and start the control plane, waiting until it is ready."""
         config = self.workdir / f"{self.name}-kwokctl.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(json.dumps(config_document(self.binaries, port), indent=2))
+        config.write_text(json.dumps(config_document(self.binaries, port, timings), indent=2))
         self.run(
             "create", "cluster", "--config", str(config), "--kubeconfig", "",
             "--wait", f"{int(timeout)}s", "--timeout", f"{int(timeout)}s",

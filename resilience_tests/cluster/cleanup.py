@@ -1,0 +1,92 @@
+"""Undo what a killed run left behind, from the annotations faults leave on what they touch.
+
+Every node or workload a fault changes carries ``resilience-tests.io/run`` (the
+run id) and ``resilience-tests.io/revert`` (a JSON record of how to undo it).
+:func:`cleanup` finds them, applies the revert record and clears both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from resilience_tests.cluster.kube import REVERT_ANNOTATION, RUN_ANNOTATION, Kube, Workload
+
+HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
+
+
+@dataclass(frozen=True)
+class CleanupAction:
+    """One thing cleanup undid (or would undo, in a dry run)."""
+
+    run_id: str
+    target: str
+    action: str
+
+
+def _marked(obj: Any, run_id: str | None) -> tuple[str, dict[str, Any]] | None:
+    annotations = obj.metadata.annotations or {}
+    found = annotations.get(RUN_ANNOTATION)
+    if not found or (run_id and found != run_id):
+        return None
+    try:
+        record = json.loads(annotations.get(REVERT_ANNOTATION) or "{}")
+    except ValueError:
+        record = {}
+    return found, record if isinstance(record, dict) else {}
+
+
+def _node_steps(kube: Kube, name: str, record: dict[str, Any]) -> list[tuple[str, Any]]:
+    steps: list[tuple[str, Any]] = []
+    if record.get("unschedulable") is False:
+        steps.append(("uncordon", lambda: kube.set_unschedulable(name, False, run_id=None)))
+    if record.get("heartbeat") == "on":
+        steps.append(("resume heartbeat", lambda: kube.core.patch_node(
+            name, {"metadata": {"labels": {HEARTBEAT_LABEL: "on"}}})))
+    if "untaint" in record:
+        steps.append((f"remove taint {record['untaint']}", lambda: kube.remove_taint(name, str(record["untaint"]))))
+    if record.get("docker") == "unpause" and shutil.which("docker"):
+        steps.append(("docker unpause", lambda: subprocess.run(["docker", "unpause", name], check=False,
+                                                               capture_output=True, timeout=60)))
+    steps.append(("clear annotations", lambda: kube.annotate_node(name, run_id=None)))
+    return steps
+
+
+def _workload_steps(kube: Kube, workload: Workload, record: dict[str, Any]) -> list[tuple[str, Any]]:
+    body: dict[str, Any] = {"metadata": {"annotations": {RUN_ANNOTATION: None, REVERT_ANNOTATION: None}}}
+    what = []
+    if isinstance(record.get("replicas"), int):
+        body["spec"] = {"replicas": record["replicas"]}
+        what.append(f"scale back to {record['replicas']}")
+    if isinstance(record.get("containers"), list):
+        body.setdefault("spec", {})["template"] = {"spec": {"containers": record["containers"]}}
+        what.append("roll back image/env")
+    return [(", ".join(what) or "clear annotations", lambda: kube._patch(workload, body))]
+
+
+def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False) -> list[CleanupAction]:
+    """Revert everything marked by ``run_id`` (or by any run). Returns what was done."""
+    actions: list[CleanupAction] = []
+    for node in kube.core.list_node().items:
+        marked = _marked(node, run_id)
+        if marked:
+            for label, step in _node_steps(kube, node.metadata.name, marked[1]):
+                if not dry_run:
+                    step()
+                actions.append(CleanupAction(marked[0], f"node/{node.metadata.name}", label))
+    listers = (("deployment", kube.apps.list_deployment_for_all_namespaces),
+               ("statefulset", kube.apps.list_stateful_set_for_all_namespaces),
+               ("daemonset", kube.apps.list_daemon_set_for_all_namespaces))
+    for kind, lister in listers:
+        for obj in lister().items:
+            marked = _marked(obj, run_id)
+            if marked:
+                workload = Workload(kind, obj.metadata.namespace, obj.metadata.name)
+                for label, step in _workload_steps(kube, workload, marked[1]):
+                    if not dry_run:
+                        step()
+                    actions.append(CleanupAction(marked[0], str(workload), label))
+    return actions

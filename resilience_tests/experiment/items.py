@@ -1,0 +1,58 @@
+"""Experiments as pytest items: one YAML file, one test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience_tests.errors import ResilienceError
+from resilience_tests.experiment.model import Experiment, load_experiment
+from resilience_tests.experiment.runner import Runner, RunResult
+from resilience_tests.session import get_session
+
+
+class ExperimentFailed(ResilienceError):
+    """The experiment ran but a fault or revert failed."""
+
+
+class ExperimentFile(pytest.File):
+    """A YAML file holding one experiment."""
+
+    def collect(self) -> Iterator[ExperimentItem]:
+        try:
+            experiment = load_experiment(self.path, get_session(self.config).registry)
+        except ResilienceError as exc:
+            raise self.CollectError(str(exc)) from None
+        yield ExperimentItem.from_parent(self, name=experiment.name, experiment=experiment)
+
+
+class ExperimentItem(pytest.Item):
+    """Runs one experiment against the selected cluster."""
+
+    def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.experiment = experiment
+        self.result: RunResult | None = None
+        self.add_marker(pytest.mark.experiment(faults=[f.type for f in experiment.faults]))
+
+    def runtest(self) -> None:
+        run = get_session(self.config)
+        runner = Runner(run.kube(), run.registry, seed=run.seed)
+        self.result = runner.run(self.experiment, dry_run=run.dry_run)
+        if run.dry_run:
+            self.user_properties.append(("plan", "\n".join(self.result.plan)))
+            return
+        problems = self.result.errors + self.result.revert_errors
+        if problems:
+            raise ExperimentFailed(f"{self.experiment.name}: {'; '.join(problems)}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ResilienceError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"experiment {self.experiment.name}"

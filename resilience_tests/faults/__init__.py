@@ -1,0 +1,1 @@
+"""Faults: small classes with describe(), inject() and revert(), found through entry points."""

@@ -1,0 +1,179 @@
+"""node-failure: nodes really fail, through a node provider (zone-outage builds on it).
+
+Providers, chosen from the cluster unless the fault names one:
+
+- ``local``: the project's local cluster (context ``kwok-NAME``): the nodes stop
+  heartbeating; leases expire and the node-lifecycle controller reacts.
+- ``kind``: a kind cluster (context ``kind-NAME``): ``docker pause`` of the
+  node's container, ``docker unpause`` on revert.
+- ``generic``: any other cluster: a ``NoExecute`` taint evicts the pods that do
+  not tolerate it (the kubelet keeps running); removed on revert.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import ClassVar, Literal, Protocol
+
+from resilience_tests.cluster.selection import NodeSelector, select_nodes
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
+
+FAILURE_TAINT = "resilience-tests.io/node-failure"
+ProviderName = Literal["auto", "local", "kind", "generic"]
+
+
+class NodeProvider(Protocol):
+    """Makes nodes fail for real and brings them back."""
+
+    name: str
+
+    def fail(self, nodes: list[str]) -> None:
+        """Fail ``nodes``."""
+
+    def restore(self, nodes: list[str]) -> None:
+        """Bring ``nodes`` back."""
+
+
+class LocalProvider:
+    """Stops the heartbeat of nodes of the project's local cluster."""
+
+    name = "local"
+
+    def __init__(self, ctx: FaultContext, cluster_name: str) -> None:
+        from resilience_tests.testbed.cluster import LocalCluster
+
+        self.ctx = ctx
+        self.cluster = LocalCluster(cluster_name)
+
+    def fail(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"heartbeat": "on"})
+        self.cluster.fail_nodes(nodes)
+
+    def restore(self, nodes: list[str]) -> None:
+        self.cluster.restore_nodes(nodes)
+        for node in nodes:
+            self.ctx.kube.annotate_node(node, run_id=None)
+
+
+class KindProvider:
+    """Pauses the docker container of a kind node."""
+
+    name = "kind"
+
+    def __init__(self, ctx: FaultContext) -> None:
+        self.ctx = ctx
+        if not shutil.which("docker"):
+            raise FaultError("node-failure on kind needs the docker CLI",
+                             hint="install docker or use provider: generic")
+
+    def _docker(self, verb: str, nodes: list[str]) -> None:
+        proc = subprocess.run(["docker", verb, *nodes], capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise FaultError(f"docker {verb} {' '.join(nodes)} failed: {proc.stderr.strip()[:300]}")
+
+    def fail(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"docker": "unpause"})
+        self._docker("pause", nodes)
+
+    def restore(self, nodes: list[str]) -> None:
+        self._docker("unpause", nodes)
+        for node in nodes:
+            self.ctx.kube.annotate_node(node, run_id=None)
+
+
+class TaintProvider:
+    """Taints nodes NoExecute so that their pods are evicted."""
+
+    name = "generic"
+
+    def __init__(self, ctx: FaultContext) -> None:
+        self.ctx = ctx
+
+    def fail(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"untaint": FAILURE_TAINT})
+            self.ctx.kube.add_taint(node, FAILURE_TAINT, self.ctx.run_id[:63], "NoExecute")
+
+    def restore(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.ctx.kube.remove_taint(node, FAILURE_TAINT)
+            self.ctx.kube.annotate_node(node, run_id=None)
+
+
+def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:
+    """The provider named, or the one that fits the cluster's context."""
+    context = ctx.kube.ref.context or _current_context(ctx.kube.ref.kubeconfig)
+    if wanted == "auto":
+        wanted = "local" if context.startswith("kwok-") else "kind" if context.startswith("kind-") else "generic"
+    if wanted == "local":
+        if not context.startswith("kwok-"):
+            raise FaultError(f"provider 'local' needs the local cluster, context is {context!r}",
+                             hint="use provider: generic, or point --kubeconfig at the local cluster")
+        return LocalProvider(ctx, context.removeprefix("kwok-"))
+    if wanted == "kind":
+        return KindProvider(ctx)
+    return TaintProvider(ctx)
+
+
+def _current_context(kubeconfig: str) -> str:
+    from kubernetes import config
+
+    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    return str(active["name"]) if active else ""
+
+
+class NodeFailureParams(FaultParams):
+    """Keys of a node-failure fault."""
+
+    nodes: NodeSelector = NodeSelector(count=1)
+    provider: ProviderName = "auto"
+
+
+class NodeFailure:
+    """Fails the chosen nodes for the fault's duration (or until revert)."""
+
+    name: ClassVar[str] = "node-failure"
+    Params: ClassVar[type[FaultParams]] = NodeFailureParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, FaultParams) and hasattr(params, "provider")
+        self.params: NodeFailureParams = params  # type: ignore[assignment]
+        self.ctx = ctx
+        self.failed: list[str] = []
+        self._provider: NodeProvider | None = None
+
+    def _selector(self) -> NodeSelector:
+        return self.params.nodes
+
+    def _nodes(self) -> list[str]:
+        target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
+        chosen = select_nodes(self.ctx.kube.nodes(), self._selector(), seed=self.ctx.seed,
+                              allow_control_plane=self.ctx.allow_control_plane, max_nodes=self.ctx.max_nodes,
+                              target_nodes=target)
+        return [n.name for n in chosen]
+
+    def provider(self) -> NodeProvider:
+        """The node provider in use (resolved once)."""
+        if self._provider is None:
+            self._provider = provider_for(self.ctx, self.params.provider)
+        return self._provider
+
+    def describe(self) -> list[str]:
+        nodes = self._nodes()
+        return [f"fail node(s) {', '.join(nodes)} with provider '{self.provider().name}'",
+                f"on revert: restore {', '.join(nodes)}"]
+
+    def inject(self) -> None:
+        nodes = self._nodes()
+        provider = self.provider()
+        self.failed = nodes
+        provider.fail(nodes)
+        self.ctx.record(self.name, {"nodes": ",".join(nodes), "provider": provider.name})
+
+    def revert(self) -> None:
+        if self.failed:
+            self.provider().restore(self.failed)
+            self.failed = []

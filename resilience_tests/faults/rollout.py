@@ -1,0 +1,112 @@
+"""rollout: restart a workload, or change its image or environment, and wait for completion.
+
+Image and env changes are undone on revert (another rollout back to what was there).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from resilience_tests.cluster.kube import REVERT_ANNOTATION, RUN_ANNOTATION
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
+from resilience_tests.waiting import wait_until
+
+
+class RolloutParams(FaultParams):
+    """Keys of a rollout fault."""
+
+    action: Literal["restart", "image", "env"] = "restart"
+    workload: str | None = None
+    container: str | None = None
+    image: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    wait: bool = True
+
+    @model_validator(mode="after")
+    def _needs(self) -> RolloutParams:
+        if self.action == "image" and not self.image:
+            raise ValueError("action 'image' needs an image")
+        if self.action == "env" and not self.env:
+            raise ValueError("action 'env' needs env: {NAME: value}")
+        return self
+
+
+class Rollout:
+    """Rolls a Deployment, StatefulSet or DaemonSet and waits until it completes."""
+
+    name: ClassVar[str] = "rollout"
+    Params: ClassVar[type[FaultParams]] = RolloutParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, RolloutParams)
+        self.params = params
+        self.ctx = ctx
+        workload = workload_from(params.workload, ctx)
+        if workload is None:
+            raise FaultError("rollout needs a workload", hint="set target.workload or the fault's workload key")
+        self.workload = workload
+        self.original: list[dict[str, Any]] | None = None
+
+    def _containers(self) -> list[Any]:
+        return list(self.ctx.kube._read(self.workload).spec.template.spec.containers)
+
+    def _container(self) -> str:
+        names = [c.name for c in self._containers()]
+        if self.params.container is None:
+            return names[0]
+        if self.params.container not in names:
+            raise FaultError(f"{self.workload} has no container {self.params.container!r}",
+                             hint=f"containers: {', '.join(names)}")
+        return self.params.container
+
+    def describe(self) -> list[str]:
+        what = {"restart": "rolling restart",
+                "image": f"set image of container {self._container()} to {self.params.image}",
+                "env": f"set env {self.params.env} on container {self._container()}"}[self.params.action]
+        steps = [f"{what} of {self.workload}; wait for the rollout to complete"]
+        if self.params.action != "restart":
+            steps.append("on revert: roll back to the original image/env")
+        return steps
+
+    def inject(self) -> None:
+        if self.params.action == "restart":
+            self.ctx.kube.restart(self.workload)
+        else:
+            name = self._container()
+            original = next(c for c in self._containers() if c.name == name)
+            env = [{"name": e.name, "value": e.value} for e in (original.env or []) if e.value_from is None]
+            had = {e.name for e in (original.env or [])}
+            # Strategic merge patches merge env by name: variables we add must be deleted explicitly.
+            env += [{"name": k, "$patch": "delete"} for k in self.params.env if k not in had]
+            self.original = [{"name": name, "image": original.image, "env": env}]
+            self._apply(self._changed(name), record_original=True)
+        self.ctx.record("rollout", {"workload": str(self.workload), "action": self.params.action})
+        if self.params.wait:
+            self.wait()
+
+    def _changed(self, name: str) -> list[dict[str, Any]]:
+        if self.params.action == "image":
+            return [{"name": name, "image": self.params.image}]
+        return [{"name": name, "env": [{"name": k, "value": v} for k, v in self.params.env.items()]}]
+
+    def _apply(self, containers: list[dict[str, Any]], *, record_original: bool) -> None:
+        annotations: dict[str, str | None] = (
+            {RUN_ANNOTATION: self.ctx.run_id, REVERT_ANNOTATION: json.dumps({"containers": self.original})}
+            if record_original else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
+        self.ctx.kube._patch(self.workload, {"metadata": {"annotations": annotations},
+                                             "spec": {"template": {"spec": {"containers": containers}}}})
+
+    def wait(self) -> None:
+        """Wait until the rollout has completed."""
+        wait_until(f"rollout of {self.workload}", lambda: not self.ctx.kube.rollout_pending(self.workload),
+                   timeout=self.params.timeout, pending=lambda: self.ctx.kube.rollout_pending(self.workload))
+
+    def revert(self) -> None:
+        if self.original is not None:
+            self._apply(self.original, record_original=False)
+            self.original = None
+            if self.params.wait:
+                self.wait()

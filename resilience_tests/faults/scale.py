@@ -1,0 +1,54 @@
+"""scale: change the replicas of a Deployment or StatefulSet; restore them on revert."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
+from resilience_tests.waiting import wait_until
+
+
+class ScaleParams(FaultParams):
+    """Keys of a scale fault."""
+
+    replicas: int = Field(ge=0)
+    workload: str | None = None
+    wait: bool = True
+
+
+class Scale:
+    """Scales a workload to ``replicas`` and back."""
+
+    name: ClassVar[str] = "scale"
+    Params: ClassVar[type[FaultParams]] = ScaleParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, ScaleParams)
+        self.params = params
+        self.ctx = ctx
+        workload = workload_from(params.workload, ctx)
+        if workload is None:
+            raise FaultError("scale needs a workload", hint="set target.workload or the fault's workload key")
+        if workload.kind == "daemonset":
+            raise FaultError(f"{workload} cannot be scaled", hint="scale a deployment or statefulset")
+        self.workload = workload
+        self.original: int | None = None
+
+    def describe(self) -> list[str]:
+        return [f"scale {self.workload} from {self.ctx.kube.replicas(self.workload)} to {self.params.replicas} "
+                f"replicas, back on revert"]
+
+    def inject(self) -> None:
+        self.original = self.ctx.kube.replicas(self.workload)
+        self.ctx.kube.scale(self.workload, self.params.replicas, run_id=self.ctx.run_id, original=self.original)
+        if self.params.wait:
+            wait_until(f"scale of {self.workload} to {self.params.replicas}",
+                       lambda: not self.ctx.kube.rollout_pending(self.workload), timeout=self.params.timeout,
+                       pending=lambda: self.ctx.kube.rollout_pending(self.workload))
+
+    def revert(self) -> None:
+        if self.original is not None:
+            self.ctx.kube.scale(self.workload, self.original, run_id=None)
+            self.original = None

@@ -1,0 +1,114 @@
+"""Per-run state of the plugin and the CLI: which cluster, which seed, allowed contexts.
+
+Lives on ``config.stash``; nothing global.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from resilience_tests.cluster.client import ClusterRef
+from resilience_tests.cluster.kube import Kube
+from resilience_tests.errors import ResilienceError
+from resilience_tests.faults.base import FaultFactory, load_registry
+from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.testbed.topology import Topology
+
+DEFAULT_ALLOWED = ("kwok-*", "kind-*")
+
+
+class ContextNotAllowed(ResilienceError):
+    """The kube context is not one experiments may run against."""
+
+
+def current_context(kubeconfig: str) -> str:
+    """The current context of a kubeconfig ('' if none)."""
+    from kubernetes import config
+
+    from resilience_tests.cluster.client import ClusterAccessError
+
+    path = Path(kubeconfig).expanduser()
+    if not path.is_file():
+        raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
+    try:
+        _, active = config.list_kube_config_contexts(config_file=str(path))
+    except Exception as exc:
+        raise ClusterAccessError(f"kubeconfig {path} cannot be used: {str(exc).splitlines()[0]}",
+                                 hint="check the file is a valid kubeconfig") from None
+    return str(active["name"]) if active else ""
+
+
+def check_context_allowed(context: str, extra: list[str]) -> None:
+    """Raise ContextNotAllowed unless ``context`` matches the defaults or ``--allow-context``."""
+    patterns = [*DEFAULT_ALLOWED, *extra]
+    if not any(fnmatch.fnmatchcase(context, p) for p in patterns):
+        raise ContextNotAllowed(f"context {context!r} is not allowed for experiments",
+                                hint=f"pass --allow-context {context} if you mean to run against it")
+
+
+@dataclass
+class RunSession:
+    """Which cluster a run uses, its seed and options. One per pytest run or CLI call."""
+
+    seed: int
+    allow_contexts: list[str] = field(default_factory=list)
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    dry_run: bool = False
+    local_cluster_name: str = "resilience"
+    started_local: LocalCluster | None = None
+    _kube: Kube | None = None
+    _registry: dict[str, FaultFactory] | None = None
+
+    def use_local_cluster(self) -> LocalCluster:
+        """Start (or reuse) the local cluster and point this session at it."""
+        cluster = LocalCluster(self.local_cluster_name)
+        was_running = cluster.state() == "running"
+        cluster.up(Topology(3, 2), log=False)
+        if not was_running:
+            self.started_local = cluster
+        if self.kubeconfig is None:
+            self.kubeconfig, self.context = str(cluster.kubeconfig), cluster.context
+        return cluster
+
+    @property
+    def registry(self) -> dict[str, FaultFactory]:
+        """The fault registry (loaded once)."""
+        if self._registry is None:
+            self._registry = load_registry()
+        return self._registry
+
+    def ref(self) -> ClusterRef:
+        """The cluster reference, after checking its context is allowed."""
+        if not self.kubeconfig:
+            raise ResilienceError("no cluster selected", hint="pass --kubeconfig or use the local cluster")
+        context = self.context or current_context(self.kubeconfig)
+        check_context_allowed(context, self.allow_contexts)
+        return ClusterRef(self.kubeconfig, context)
+
+    def kube(self) -> Kube:
+        """A connected client (built once); the local cluster unless --kubeconfig was given."""
+        if self.kubeconfig is None:
+            self.use_local_cluster()
+        if self._kube is None:
+            self._kube = Kube.connect(self.ref())
+        return self._kube
+
+    def close(self) -> None:
+        """Release the client."""
+        if self._kube is not None:
+            self._kube.close()
+            self._kube = None
+
+
+SESSION_KEY = pytest.StashKey[RunSession]()
+
+
+def get_session(config: pytest.Config) -> RunSession:
+    """The RunSession of a pytest run (created by the plugin at configure time)."""
+    return config.stash[SESSION_KEY]

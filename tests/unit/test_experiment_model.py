@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resilience_tests.experiment.model import ExperimentError, load_experiment, parse_experiment
+from resilience_tests.faults.base import load_registry
+from resilience_tests.faults.node_drain import NodeDrainParams
+
+REGISTRY = load_registry()
+EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
+
+
+def _base(**faults: object) -> dict[str, object]:
+    return {"name": "x", "target": {"namespace": "demo", "workload": "deployment/web"},
+            "faults": [{"type": "node-drain", **faults}]}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+def test_every_example_experiment_loads(path: Path) -> None:
+    experiment = load_experiment(path, REGISTRY)
+    assert experiment.faults and experiment.source == str(path)
+
+
+def test_examples_exist() -> None:
+    assert len(EXPERIMENTS) >= 5
+
+
+def test_fault_keys_become_typed_values() -> None:
+    exp = parse_experiment(_base(at="1m", timeout="2m", nodes={"zone": "zone-a", "count": 1}), REGISTRY)
+    fault = exp.faults[0]
+    assert isinstance(fault, NodeDrainParams)
+    assert (fault.at, fault.timeout, fault.nodes.zone, fault.nodes.count) == (60, 120, "zone-a", 1)
+    with pytest.raises(Exception, match="frozen"):
+        fault.at = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_the_path_and_allowed_keys() -> None:
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(_base(nodes={"zone": "zone-a", "cuont": 1}), REGISTRY, "drain.yaml")
+    message = str(info.value)
+    assert message.startswith("drain.yaml: faults[0].nodes.cuont: unknown key; allowed keys: count,")
+    assert "zone" in message
+
+
+def test_unknown_fault_type_lists_the_known_ones() -> None:
+    data = _base()
+    data["faults"] = [{"type": "node-melt"}]
+    with pytest.raises(ExperimentError, match="unknown fault type 'node-melt'; known types: node-drain, "
+                                              "node-failure, pod-kill, rollout, scale, zone-outage"):
+        parse_experiment(data, REGISTRY)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"target": {"namespace": "demo", "workload": "pod/web"}}, "target.workload: workload must be KIND/NAME"),
+    ({"target": {"workload": "deployment/web"}}, "target.namespace: required key is missing"),
+    ({"faults": []}, "faults: Tuple should have at least 1 item"),
+    ({"guardrails": {"max_nodes": -1}}, "guardrails.max_nodes: Input should be greater than or equal to 0"),
+    ({"settle": "soon"}, "settle: 'soon' is not a duration"),
+    ({"colour": "red"}, "colour: unknown key; allowed keys: description, faults, guardrails, name, settle"),
+])
+def test_bad_values_are_explained(change: dict[str, object], expected: str) -> None:
+    with pytest.raises(ExperimentError, match=expected.replace("(", r"\(")):
+        parse_experiment({**_base(), **change}, REGISTRY)
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nfaults: [\n  {type: pod-kill\n")
+    with pytest.raises(ExperimentError, match=r"bad.yaml: malformed YAML at line \d+, column \d+"):
+        load_experiment(bad, REGISTRY)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentError, match="cannot read"):
+        load_experiment(tmp_path / "nope.yaml", REGISTRY)
+
+
+def test_duplicate_fault_names_are_an_error_naming_both_classes() -> None:
+    from importlib import metadata
+
+    eps = [metadata.EntryPoint("pod-kill", "resilience_tests.faults.pod_kill:PodKill", "g"),
+           metadata.EntryPoint("pod-kill", "resilience_tests.faults.scale:Scale", "g")]
+    with pytest.raises(Exception, match="registered twice: .*PodKill and .*Scale"):
+        load_registry(eps)
