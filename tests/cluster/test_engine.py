@@ -1,0 +1,175 @@
+"""The runner, timeline, dry-run, guardrails and cleanup after a killed run, on the local cluster."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from resilience_tests.chaos import Chaos
+from resilience_tests.cli import main
+from resilience_tests.cluster.kube import Kube
+from resilience_tests.cluster.timeline import Timeline
+from resilience_tests.experiment.runner import PreflightError
+from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import deployment, running_pods
+
+
+@pytest.fixture
+def web(cluster: Kube, namespace: str) -> str:
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
+    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
+        "web", namespace).status.available_replicas or 0) == 6, timeout=60)
+    return namespace
+
+
+def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:
+    """What faults may change: node schedulability, taints, labels, annotations; replicas and templates."""
+    nodes = {n.metadata.name: {"unschedulable": bool(n.spec.unschedulable),
+                               "taints": sorted(f"{t.key}:{t.effect}" for t in (n.spec.taints or [])),
+                               "labels": n.metadata.labels,
+                               "annotations": {k: v for k, v in (n.metadata.annotations or {}).items()
+                                               if k.startswith("resilience-tests.io/")}}
+             for n in kube.core.list_node().items}
+    deps = {d.metadata.name: {"replicas": d.spec.replicas,
+                              "images": [c.image for c in d.spec.template.spec.containers],
+                              "annotations": {k: v for k, v in (d.metadata.annotations or {}).items()
+                                              if k.startswith("resilience-tests.io/")}}
+            for d in kube.apps.list_namespaced_deployment(namespace).items}
+    return {"nodes": nodes, "deployments": deps}
+
+
+def _experiment(namespace: str, faults: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"name": "engine-test", "target": {"namespace": namespace, "workload": "deployment/web"},
+            "faults": faults, "settle": "1s", **extra}
+
+
+def test_run_records_faults_and_what_the_cluster_did(chaos: Chaos, web: str) -> None:
+    result = chaos.run(_experiment(web, [{"type": "pod-kill", "at": "1s", "count": 1},
+                                         {"type": "scale", "at": "2s", "replicas": 3, "duration": "3s"}]))
+    assert result.errors == [] and result.revert_errors == []
+    assert [(w.type, w.end is not None) for w in sorted(result.windows, key=lambda w: w.index)] == [
+        ("pod-kill", True), ("scale", True)]
+    scale = next(w for w in result.windows if w.type == "scale")
+    assert 2.5 < scale.end - scale.start < 8, "scale held for its duration, then reverted"
+    changes = {(r.kind, r.change) for r in result.records}
+    assert {("fault", "start"), ("fault", "end"), ("pod", "deleted"), ("pod", "added")} <= changes
+    deleted = [r for r in result.records if r.kind == "pod" and r.change == "deleted"]
+    assert all(r.get("exit.app") == 0 for r in deleted), "simulated pods end with exit code 0"
+
+
+def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: str) -> None:
+    before = snapshot(cluster, web)
+    with pytest.raises(Exception, match="did not finish in 1 s"):
+        chaos.run(_experiment(web, [{"type": "scale", "at": 0, "replicas": 1},
+                                    {"type": "rollout", "at": 0, "action": "image", "image": "x/never:1",
+                                     "timeout": "1s"}]))
+    assert snapshot(cluster, web) == before
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube, web: str) -> None:
+    before = snapshot(cluster, web)
+    pods_before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
+    result = chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"zone": "zone-a", "count": 1}},
+                                         {"type": "zone-outage", "at": "10s", "zone": "zone-c", "duration": "30s"}],
+                                   guardrails={"max_nodes": 2}), dry_run=True)
+    text = "\n".join(result.plan)
+    assert "[0] at 0 s: node-drain" in text and "cordon sim-a" in text and "evict from sim-a" in text
+    assert "[1] at 10 s: zone-outage, held 30 s" in text and "sim-c1, sim-c2" in text
+    assert snapshot(cluster, web) == before
+    assert {p.metadata.name for p in running_pods(cluster.core, web, "web")} == pods_before
+
+
+def test_preflight_refuses_bad_targets_before_touching_anything(chaos: Chaos, cluster: Kube, web: str) -> None:
+    before = snapshot(cluster, web)
+    with pytest.raises(PreflightError, match="namespace 'nope' does not exist"):
+        chaos.run({**_experiment(web, [{"type": "pod-kill"}]), "target": {"namespace": "nope"}})
+    with pytest.raises(PreflightError, match="deployment/ghost in .* does not exist"):
+        chaos.run({**_experiment(web, [{"type": "pod-kill"}]),
+                   "target": {"namespace": web, "workload": "deployment/ghost"}})
+    with pytest.raises(PreflightError, match="no running pod matches 'app=none'"):
+        chaos.run({**_experiment(web, [{"type": "pod-kill"}]), "target": {"namespace": web, "selector": "app=none"}})
+    with pytest.raises(PreflightError, match="kube-system|no running pod"):
+        chaos.run({**_experiment(web, [{"type": "pod-kill"}]), "target": {"namespace": "kube-system",
+                                                                           "selector": "x=y"}})
+    assert snapshot(cluster, web) == before
+
+
+def test_timeline_event_latency_and_resume_after_api_server_restart(local_cluster: LocalCluster, cluster: Kube,
+                                                                    web: str) -> None:
+    timeline = Timeline(cluster, web, watch_timeout=3).start()
+    try:
+        started = time.time()
+        cluster.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 7}})
+        record = timeline.wait_for(lambda r: r.kind == "pod" and r.change == "added", timeout=10, since=started)
+        assert record is not None
+        print(f"event-to-record latency: {record.t - started:.3f} s")
+
+        local_cluster.kwokctl.run("stop", "cluster")
+        local_cluster.kwokctl.run("start", "cluster", timeout=120)
+        wait_until("API server back", lambda: local_cluster.state() == "running", timeout=60)
+        restarted = time.time()
+        cluster.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 8}})
+        record = timeline.wait_for(lambda r: r.kind == "pod" and r.change == "added", timeout=30, since=restarted)
+        assert record is not None, "no pod record after the API server came back"
+        assert timeline.resumes >= 1
+    finally:
+        timeline.stop()
+
+
+def _kubeconfig_with_context(source: Path, tmp_path: Path, name: str) -> Path:
+    config = yaml.safe_load(source.read_text())
+    old = config["current-context"]
+    for ctx in config["contexts"]:
+        if ctx["name"] == old:
+            ctx["name"] = name
+    config["current-context"] = name
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_context_that_is_not_allowed_is_refused(local_cluster: LocalCluster, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    prod = _kubeconfig_with_context(local_cluster.kubeconfig, tmp_path, "prod-eu")
+    assert main(["cleanup", "--kubeconfig", str(prod)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: context 'prod-eu' is not allowed for experiments; "
+                   "pass --allow-context prod-eu if you mean to run against it")
+    assert main(["cleanup", "--kubeconfig", str(prod), "--allow-context", "prod-*", "--dry-run"]) == 0
+
+
+def test_cleanup_reverts_what_a_sigkilled_run_left_behind(local_cluster: LocalCluster, cluster: Kube, web: str,
+                                                          tmp_path: Path) -> None:
+    before = snapshot(cluster, web)
+    exp = _experiment(web, [{"type": "scale", "replicas": 2},
+                            {"type": "node-drain", "nodes": {"zone": "zone-c", "count": 1}},
+                            {"type": "rollout", "action": "image", "image": "registry.local/demo:9", "wait": False},
+                            {"type": "node-failure", "nodes": {"names": ["sim-b2"]}}],
+                      guardrails={"max_nodes": 1}, settle="5m")
+    path = tmp_path / "long.yaml"
+    path.write_text(json.dumps(exp))
+    proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
+                             str(local_cluster.kubeconfig), "--pytest-args", "-q -s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until("faults injected", lambda: snapshot(cluster, web)["nodes"]["sim-b2"]["labels"].get(
+            "resilience-tests.io/heartbeat") == "off", timeout=90)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    during = snapshot(cluster, web)
+    assert during != before
+    assert during["deployments"]["web"]["replicas"] == 2
+
+    assert main(["cleanup", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0
+    assert snapshot(cluster, web) == before
+    local_cluster.wait_nodes_ready(["sim-b2"], timeout=45)

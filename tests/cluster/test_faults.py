@@ -1,0 +1,135 @@
+"""Every fault against the local cluster: it does what it says, and its revert undoes it."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from resilience_tests.chaos import Chaos
+from resilience_tests.cluster.kube import RUN_ANNOTATION, Kube
+from resilience_tests.faults.node_drain import DrainBlocked
+from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import deployment, ready, running_pods, zones_of
+
+
+@pytest.fixture
+def web(cluster: Kube, namespace: str) -> str:
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
+    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
+        "web", namespace).status.available_replicas or 0) == 6, timeout=60)
+    return namespace
+
+
+def _node(cluster: Kube, name: str) -> client.V1Node:
+    return cluster.core.read_node(name)
+
+
+def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
+    with chaos.fault("node-drain", namespace=web, workload="deployment/web",
+                     nodes={"zone": "zone-a", "count": 1}, timeout=60) as drain:
+        (node,) = drain.cordoned  # type: ignore[attr-defined]
+        assert _node(cluster, node).spec.unschedulable
+        assert (_node(cluster, node).metadata.annotations or {})[RUN_ANNOTATION] == chaos.run_id
+        left = [p.metadata.name for p in cluster.core.list_namespaced_pod(web).items
+                if p.spec.node_name == node and p.metadata.deletion_timestamp is None]
+        assert left == []
+        wait_until("web back to 6 ready", lambda: len([p for p in running_pods(cluster.core, web, "web")
+                                                       if ready(p)]) == 6, timeout=30)
+    assert not _node(cluster, node).spec.unschedulable
+    assert RUN_ANNOTATION not in (_node(cluster, node).metadata.annotations or {})
+
+
+def test_drain_blocked_by_a_pdb_names_the_pdb_and_still_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
+    pdb = client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="web-pdb"),
+        spec=client.V1PodDisruptionBudgetSpec(min_available=6,
+                                              selector=client.V1LabelSelector(match_labels={"app": "web"})))
+    cluster.policy.create_namespaced_pod_disruption_budget(web, pdb)
+    wait_until("PDB observed", lambda: cluster.policy.read_namespaced_pod_disruption_budget(
+        "web-pdb", web).status.observed_generation, timeout=30)
+    with pytest.raises(DrainBlocked) as blocked:
+        chaos.inject("node-drain", namespace=web, workload="deployment/web",
+                     nodes={"zone": "zone-b", "count": 1}, timeout=6)
+    message = str(blocked.value)
+    assert message.startswith("drain of sim-b")
+    assert "did not finish in 6 s; still waiting for" in message
+    assert "blocked by PDB web-pdb" in message
+    node = blocked.value.node
+    assert _node(cluster, node).spec.unschedulable
+    chaos.revert_all()
+    assert not _node(cluster, node).spec.unschedulable
+
+
+def test_pod_kill_deletes_the_chosen_pods_and_they_are_replaced(chaos: Chaos, cluster: Kube, web: str) -> None:
+    before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
+    kill = chaos.inject("pod-kill", namespace=web, workload="deployment/web", count=2)
+    killed = set(kill.killed)  # type: ignore[attr-defined]
+    assert len(killed) == 2 and killed <= before
+
+    def replaced() -> bool:
+        now = {p.metadata.name for p in running_pods(cluster.core, web, "web") if ready(p)}
+        return len(now) == 6 and not (killed & now)
+
+    wait_until("killed pods replaced", replaced, timeout=30)
+
+
+def test_scale_and_revert(chaos: Chaos, cluster: Kube, web: str) -> None:
+    with chaos.fault("scale", namespace=web, workload="deployment/web", replicas=2):
+        assert cluster.apps.read_namespaced_deployment("web", web).spec.replicas == 2
+        assert len(running_pods(cluster.core, web, "web")) == 2
+    assert cluster.apps.read_namespaced_deployment("web", web).spec.replicas == 6
+
+
+def test_rollout_of_a_new_image_and_its_revert(chaos: Chaos, cluster: Kube, web: str) -> None:
+    def images() -> set[str]:
+        return {p.spec.containers[0].image for p in running_pods(cluster.core, web, "web")}
+
+    with chaos.fault("rollout", namespace=web, workload="deployment/web", action="image",
+                     image="registry.local/demo:2", timeout=60):
+        wait_until("old pods gone", lambda: images() == {"registry.local/demo:2"}, timeout=30)
+    template = cluster.apps.read_namespaced_deployment("web", web).spec.template
+    assert template.spec.containers[0].image == "registry.local/demo:1"
+    wait_until("rolled back", lambda: images() == {"registry.local/demo:1"}, timeout=30)
+
+
+def test_rollout_env_revert_removes_added_variables(chaos: Chaos, cluster: Kube, web: str) -> None:
+    with chaos.fault("rollout", namespace=web, workload="deployment/web", action="env",
+                     env={"FAULTY": "1"}, timeout=60):
+        env = cluster.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
+        assert [(e.name, e.value) for e in env] == [("FAULTY", "1")]
+    env = cluster.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
+    assert not env
+
+
+def test_node_failure_makes_the_node_not_ready_and_revert_recovers_it(chaos: Chaos, cluster: Kube,
+                                                                      web: str) -> None:
+    def ready_status(node: str) -> str:
+        conds = _node(cluster, node).status.conditions or []
+        return next((c.status for c in conds if c.type == "Ready"), "Unknown")
+
+    with chaos.fault("node-failure", namespace=web, workload="deployment/web",
+                     nodes={"names": ["sim-c1"]}) as failure:
+        assert failure.provider().name == "local"  # type: ignore[attr-defined]
+        wait_until("sim-c1 NotReady", lambda: ready_status("sim-c1") != "True", timeout=45)
+    wait_until("sim-c1 Ready again", lambda: ready_status("sim-c1") == "True", timeout=45)
+
+
+def test_zone_outage_fails_every_node_of_the_zone(chaos: Chaos, cluster: Kube, web: str) -> None:
+    with chaos.fault("zone-outage", namespace=web, workload="deployment/web", zone="zone-b", max_nodes=2) as out:
+        assert sorted(out.failed) == ["sim-b1", "sim-b2"]  # type: ignore[attr-defined]
+        labels = {n: _node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in out.failed}  # type: ignore[attr-defined]
+        assert set(labels.values()) == {"off"}
+    assert {_node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in ("sim-b1", "sim-b2")} == {"on"}
+    wait_until("zone-b Ready", lambda: all(
+        next(c.status for c in _node(cluster, n).status.conditions if c.type == "Ready") == "True"
+        for n in ("sim-b1", "sim-b2")), timeout=45)
+
+
+def test_zone_outage_over_the_blast_radius_is_refused_before_touching_anything(
+        chaos: Chaos, cluster: Kube, web: str) -> None:
+    from resilience_tests.cluster.selection import SelectionError
+
+    with pytest.raises(SelectionError, match="more than guardrails.max_nodes=1"):
+        chaos.inject("zone-outage", namespace=web, workload="deployment/web", zone="zone-a")
+    assert {_node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in ("sim-a1", "sim-a2")} == {"on"}
+    assert zones_of(cluster.core, running_pods(cluster.core, web, "web")) == {"zone-a": 2, "zone-b": 2, "zone-c": 2}

@@ -1,0 +1,116 @@
+"""The pytest plugin through pytester: options, collection, errors. No cluster needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+GOOD = """
+name: kill-one
+target: {namespace: demo, workload: deployment/web}
+faults:
+  - {type: pod-kill, count: 1}
+"""
+
+
+@pytest.fixture
+def experiments(pytester: pytest.Pytester) -> Path:
+    folder = pytester.mkdir("experiments")
+    (folder / "kill.yaml").write_text(GOOD)
+    return folder
+
+
+def test_yaml_experiments_are_collected_as_items(pytester: pytest.Pytester, experiments: Path) -> None:
+    result = pytester.runpytest("--experiments", str(experiments), "--co", "-q", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(["experiments/kill.yaml::kill-one", "1 test collected*"])
+    assert result.ret == 0
+
+
+def test_yaml_outside_the_experiments_directories_is_ignored(pytester: pytest.Pytester, experiments: Path) -> None:
+    pytester.makefile(".yaml", other="name: not-an-experiment\n")
+    result = pytester.runpytest("--co", "-q")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_ini_option_selects_experiments(pytester: pytest.Pytester, experiments: Path) -> None:
+    pytester.makeini("[pytest]\nresilience_experiments = experiments\n")
+    result = pytester.runpytest("--co", "-q")
+    result.stdout.fnmatch_lines(["experiments/kill.yaml::kill-one"])
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("name: x\nfaults: [\n", "*kill.yaml: malformed YAML at line *"),
+    ("name: x\ntarget: {namespace: d}\nfaults: [{type: node-melt}]\n",
+     "*faults[[]0[]].type: unknown fault type 'node-melt'; known types: node-drain, node-failure, pod-kill, *"),
+    ("name: x\ntarget: {namespace: d, wrkload: deployment/x}\nfaults: [{type: scale, replicas: 1}]\n",
+     "*target.wrkload: unknown key; allowed keys: namespace, selector, url, workload*"),
+])
+def test_bad_experiments_fail_collection_with_one_clear_line(pytester: pytest.Pytester, experiments: Path,
+                                                            content: str, expected: str) -> None:
+    (experiments / "kill.yaml").write_text(content)
+    result = pytester.runpytest("--experiments", str(experiments), "--co")
+    result.stdout.fnmatch_lines([expected])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_header_shows_the_seed_and_the_cluster(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--seed", "4242")
+    result.stdout.fnmatch_lines(["resilience-tests: the local cluster 'resilience' (started on first use), seed 4242"])
+
+
+def test_missing_kubeconfig_is_one_line_and_touches_nothing(pytester: pytest.Pytester, experiments: Path) -> None:
+    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", "/nonexistent/kubeconfig")
+    result.stdout.fnmatch_lines(["resilience-tests: kubeconfig /nonexistent/kubeconfig does not exist*",
+                                 "*kubeconfig /nonexistent/kubeconfig does not exist; pass --kubeconfig PATH*"])
+    result.assert_outcomes(failed=1)
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_broken_kubeconfig(pytester: pytest.Pytester, experiments: Path) -> None:
+    broken = pytester.makefile(".yaml", kc="apiVersion: v1\nkind: Config\nclusters: [\n")
+    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(broken))
+    result.stdout.fnmatch_lines([f"*kubeconfig {broken} cannot be used*"])
+    result.assert_outcomes(failed=1)
+
+
+def _kubeconfig(pytester: pytest.Pytester, context: str, server: str) -> Path:
+    return pytester.makefile(".yaml", **{context: f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "{server}", insecure-skip-tls-verify: true}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: {context}, context: {{cluster: c, user: u}}}}]
+current-context: {context}
+"""})
+
+
+def test_unreachable_api_server(pytester: pytest.Pytester, experiments: Path) -> None:
+    kubeconfig = _kubeconfig(pytester, "kind-gone", "https://127.0.0.1:1")
+    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig))
+    result.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*check that the cluster runs*"])
+    result.assert_outcomes(failed=1)
+
+
+def test_context_not_allowed_is_refused_before_connecting(pytester: pytest.Pytester, experiments: Path) -> None:
+    kubeconfig = _kubeconfig(pytester, "prod-eu", "https://127.0.0.1:1")
+    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig))
+    result.stdout.fnmatch_lines(["*context 'prod-eu' is not allowed for experiments; "
+                                 "pass --allow-context prod-eu if you mean to run against it*"])
+    result.assert_outcomes(failed=1)
+    allowed = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
+                                 "--allow-context", "prod-*")
+    allowed.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*"])
+
+
+def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, experiments: Path) -> None:
+    result = pytester.run("resilience", "run", str(experiments), "--seed", "7", "--pytest-args", "--co -q")
+    result.stdout.fnmatch_lines(["*kill.yaml::kill-one*"])
+    assert result.ret == 0
+    missing = pytester.run("resilience", "run", "no/such/dir")
+    assert missing.ret == 2
+    missing.stderr.fnmatch_lines(["error: experiment path no/such/dir does not exist; give a YAML file or a directory"])
