@@ -1,7 +1,7 @@
 """Undo what a killed run left behind, from the annotations faults leave on what they touch.
 
 Every node or workload a fault changes carries ``resilience-tests.io/run`` (the
-run id) and ``resilience-tests.io/revert`` (a JSON record of how to undo it).
+run id) and ``resilience-tests.io/revert-<aspect>`` (JSON: the original value of each aspect changed).
 :func:`cleanup` finds them, applies the revert record and clears both.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from resilience_tests.cluster.kube import REVERT_ANNOTATION, RUN_ANNOTATION, Kube, Workload
+from resilience_tests.cluster.kube import REVERT_PREFIX, RUN_ANNOTATION, Kube, Workload
 
 HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
 
@@ -28,41 +29,52 @@ class CleanupAction:
 
 
 def _marked(obj: Any, run_id: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(run id, {aspect: original value}) of an object a run changed, or None."""
     annotations = obj.metadata.annotations or {}
     found = annotations.get(RUN_ANNOTATION)
     if not found or (run_id and found != run_id):
         return None
-    try:
-        record = json.loads(annotations.get(REVERT_ANNOTATION) or "{}")
-    except ValueError:
-        record = {}
-    return found, record if isinstance(record, dict) else {}
+    aspects: dict[str, Any] = {}
+    for key, value in annotations.items():
+        if key.startswith(REVERT_PREFIX):
+            try:
+                aspects[key.removeprefix(REVERT_PREFIX)] = json.loads(value)
+            except ValueError:
+                continue
+    return found, aspects
 
 
-def _node_steps(kube: Kube, name: str, record: dict[str, Any]) -> list[tuple[str, Any]]:
-    steps: list[tuple[str, Any]] = []
-    if record.get("unschedulable") is False:
-        steps.append(("uncordon", lambda: kube.set_unschedulable(name, False, run_id=None)))
-    if record.get("heartbeat") == "on":
+def _clear(aspects: dict[str, Any]) -> dict[str, Any]:
+    marks: dict[str, Any] = {REVERT_PREFIX + aspect: None for aspect in aspects}
+    marks[RUN_ANNOTATION] = None
+    return {"metadata": {"annotations": marks}}
+
+
+def _node_steps(kube: Kube, name: str, aspects: dict[str, Any]) -> list[tuple[str, Callable[[], object]]]:
+    steps: list[tuple[str, Callable[[], object]]] = []
+    if "unschedulable" in aspects:
+        steps.append(("uncordon", lambda: kube.core.patch_node(name, {"spec": {"unschedulable": False}})))
+    if aspects.get("heartbeat") == "on":
         steps.append(("resume heartbeat", lambda: kube.core.patch_node(
             name, {"metadata": {"labels": {HEARTBEAT_LABEL: "on"}}})))
-    if "untaint" in record:
-        steps.append((f"remove taint {record['untaint']}", lambda: kube.remove_taint(name, str(record["untaint"]))))
-    if record.get("docker") == "unpause" and shutil.which("docker"):
+    if "taint" in aspects:
+        steps.append((f"remove taint {aspects['taint']}", lambda: kube.remove_taint(name, str(aspects["taint"]))))
+    if aspects.get("docker") == "unpause" and shutil.which("docker"):
         steps.append(("docker unpause", lambda: subprocess.run(["docker", "unpause", name], check=False,
                                                                capture_output=True, timeout=60)))
-    steps.append(("clear annotations", lambda: kube.annotate_node(name, run_id=None)))
+    steps.append(("clear annotations", lambda: kube.core.patch_node(name, _clear(aspects))))
     return steps
 
 
-def _workload_steps(kube: Kube, workload: Workload, record: dict[str, Any]) -> list[tuple[str, Any]]:
-    body: dict[str, Any] = {"metadata": {"annotations": {RUN_ANNOTATION: None, REVERT_ANNOTATION: None}}}
+def _workload_steps(kube: Kube, workload: Workload,
+                    aspects: dict[str, Any]) -> list[tuple[str, Callable[[], object]]]:
+    body = _clear(aspects)
     what = []
-    if isinstance(record.get("replicas"), int):
-        body["spec"] = {"replicas": record["replicas"]}
-        what.append(f"scale back to {record['replicas']}")
-    if isinstance(record.get("containers"), list):
-        body.setdefault("spec", {})["template"] = {"spec": {"containers": record["containers"]}}
+    if isinstance(aspects.get("replicas"), int):
+        body["spec"] = {"replicas": aspects["replicas"]}
+        what.append(f"scale back to {aspects['replicas']}")
+    if isinstance(aspects.get("containers"), list):
+        body.setdefault("spec", {})["template"] = {"spec": {"containers": aspects["containers"]}}
         what.append("roll back image/env")
     return [(", ".join(what) or "clear annotations", lambda: kube._patch(workload, body))]
 

@@ -20,7 +20,8 @@ from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
 
 RUN_ANNOTATION = "resilience-tests.io/run"
-REVERT_ANNOTATION = "resilience-tests.io/revert"
+REVERT_PREFIX = "resilience-tests.io/revert-"
+"""One annotation per changed aspect (``revert-replicas``, ``revert-unschedulable`` ...), holding JSON."""
 
 
 class EvictionBlocked(ResilienceError):
@@ -115,17 +116,28 @@ class Kube:
 
     # ------------------------------------------------------------- nodes
     def set_unschedulable(self, node: str, value: bool, *, run_id: str | None) -> None:
-        """Cordon (True) or uncordon (False) a node, recording the run that did it."""
-        annotations: dict[str, str | None] = (
-            {RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps({"unschedulable": False})}
-            if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
-        self.core.patch_node(node, {"metadata": {"annotations": annotations}, "spec": {"unschedulable": value}})
+        """Cordon (True) or uncordon (False) a node; with a run id, record how to undo it."""
+        marks = self.marks(node, "unschedulable", False, run_id)
+        self.core.patch_node(node, {"metadata": {"annotations": marks}, "spec": {"unschedulable": value}})
 
-    def annotate_node(self, node: str, *, run_id: str | None, revert: dict[str, Any] | None = None) -> None:
-        """Record (or, with run_id None, clear) which run changed a node and how to undo it."""
-        annotations = ({RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps(revert or {})}
-                       if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
-        self.core.patch_node(node, {"metadata": {"annotations": annotations}})
+    def marks(self, target: str | Workload, aspect: str, original: Any, run_id: str | None) -> dict[str, str | None]:
+        """Annotations recording (run_id given) or clearing (None) the revert record of one aspect.
+
+        ``target`` is a node name or a workload. The run annotation stays while any
+        other aspect of the object still awaits its revert.
+        """
+        if run_id:
+            return {RUN_ANNOTATION: run_id, REVERT_PREFIX + aspect: json.dumps(original)}
+        current = (self.core.read_node(target).metadata.annotations if isinstance(target, str)
+                   else self._read(target).metadata.annotations) or {}
+        marks: dict[str, str | None] = {REVERT_PREFIX + aspect: None}
+        if not any(k.startswith(REVERT_PREFIX) and k != REVERT_PREFIX + aspect for k in current):
+            marks[RUN_ANNOTATION] = None
+        return marks
+
+    def mark_node(self, node: str, aspect: str, original: Any, run_id: str | None) -> None:
+        """Record (or clear) a node's revert record for ``aspect``."""
+        self.core.patch_node(node, {"metadata": {"annotations": self.marks(node, aspect, original, run_id)}})
 
     def add_taint(self, node: str, key: str, value: str, effect: str) -> None:
         """Add a taint unless one with the same key and effect exists."""
@@ -151,6 +163,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return
+            if exc.status == 403 and "NamespaceTerminating" in (exc.body or ""):
+                return  # the namespace controller deletes it; the drain waits for it to go
             if exc.status == 429:
                 reason = _api_message(exc)
                 raise EvictionBlocked(f"{namespace}/{pod}", self.blocking_pdbs(pod, namespace), reason) from None
@@ -175,11 +189,9 @@ class Kube:
         return int(self._read(workload).spec.replicas or 0)
 
     def scale(self, workload: Workload, replicas: int, *, run_id: str | None, original: int | None = None) -> None:
-        """Set replicas; with a run id, annotate the original count for cleanup."""
-        annotations: dict[str, str | None] = (
-            {RUN_ANNOTATION: run_id, REVERT_ANNOTATION: json.dumps({"replicas": original})}
-            if run_id else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
-        self._patch(workload, {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}})
+        """Set replicas; with a run id, record the original count for cleanup."""
+        marks = self.marks(workload, "replicas", original, run_id)
+        self._patch(workload, {"metadata": {"annotations": marks}, "spec": {"replicas": replicas}})
 
     def restart(self, workload: Workload) -> None:
         """Rolling restart, as `kubectl rollout restart` does."""

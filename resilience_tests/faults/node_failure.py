@@ -48,13 +48,13 @@ class LocalProvider:
 
     def fail(self, nodes: list[str]) -> None:
         for node in nodes:
-            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"heartbeat": "on"})
+            self.ctx.kube.mark_node(node, "heartbeat", "on", self.ctx.run_id)
         self.cluster.fail_nodes(nodes)
 
     def restore(self, nodes: list[str]) -> None:
         self.cluster.restore_nodes(nodes)
         for node in nodes:
-            self.ctx.kube.annotate_node(node, run_id=None)
+            self.ctx.kube.mark_node(node, "heartbeat", None, None)
 
 
 class KindProvider:
@@ -75,13 +75,13 @@ class KindProvider:
 
     def fail(self, nodes: list[str]) -> None:
         for node in nodes:
-            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"docker": "unpause"})
+            self.ctx.kube.mark_node(node, "docker", "unpause", self.ctx.run_id)
         self._docker("pause", nodes)
 
     def restore(self, nodes: list[str]) -> None:
         self._docker("unpause", nodes)
         for node in nodes:
-            self.ctx.kube.annotate_node(node, run_id=None)
+            self.ctx.kube.mark_node(node, "docker", None, None)
 
 
 class TaintProvider:
@@ -94,13 +94,13 @@ class TaintProvider:
 
     def fail(self, nodes: list[str]) -> None:
         for node in nodes:
-            self.ctx.kube.annotate_node(node, run_id=self.ctx.run_id, revert={"untaint": FAILURE_TAINT})
+            self.ctx.kube.mark_node(node, "taint", FAILURE_TAINT, self.ctx.run_id)
             self.ctx.kube.add_taint(node, FAILURE_TAINT, self.ctx.run_id[:63], "NoExecute")
 
     def restore(self, nodes: list[str]) -> None:
         for node in nodes:
             self.ctx.kube.remove_taint(node, FAILURE_TAINT)
-            self.ctx.kube.annotate_node(node, run_id=None)
+            self.ctx.kube.mark_node(node, "taint", None, None)
 
 
 def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:

@@ -5,12 +5,10 @@ Image and env changes are undone on revert (another rollout back to what was the
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from resilience_tests.cluster.kube import REVERT_ANNOTATION, RUN_ANNOTATION
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
 from resilience_tests.waiting import wait_until
 
@@ -93,9 +91,8 @@ class Rollout:
         return [{"name": name, "env": [{"name": k, "value": v} for k, v in self.params.env.items()]}]
 
     def _apply(self, containers: list[dict[str, Any]], *, record_original: bool) -> None:
-        annotations: dict[str, str | None] = (
-            {RUN_ANNOTATION: self.ctx.run_id, REVERT_ANNOTATION: json.dumps({"containers": self.original})}
-            if record_original else {RUN_ANNOTATION: None, REVERT_ANNOTATION: None})
+        annotations = self.ctx.kube.marks(self.workload, "containers", self.original,
+                                          self.ctx.run_id if record_original else None)
         self.ctx.kube._patch(self.workload, {"metadata": {"annotations": annotations},
                                              "spec": {"template": {"spec": {"containers": containers}}}})
 

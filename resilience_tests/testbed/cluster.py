@@ -350,9 +350,23 @@ class LocalCluster:
         """Stop the heartbeat of ``names``: their leases expire and the control plane reacts."""
         self._set_heartbeat(names, "off")
 
-    def restore_nodes(self, names: list[str]) -> None:
-        """Resume the heartbeat of ``names``."""
+    def restore_nodes(self, names: list[str], *, timeout: float = 60) -> None:
+        """Resume the heartbeat of ``names`` and wait until they are Ready.
+
+        kwok does not replay changes made to pods while it did not manage their
+        node, so once the nodes are back every pod on them is nudged (annotation
+        ``resilience-tests.io/resync``): terminating pods then finish and pods
+        marked not-ready during the outage turn ready again.
+        """
         self._set_heartbeat(names, "on")
+        self.wait_nodes_ready(names, timeout=timeout)
+        pods = json.loads(self.kubectl("get", "pods", "-A", "-o", "json"))["items"]
+        stamp = f"resilience-tests.io/resync={time.time():.0f}"
+        for pod in pods:
+            if pod["spec"].get("nodeName") in names:
+                meta = pod["metadata"]
+                with contextlib.suppress(TestbedError):  # gone meanwhile
+                    self.kubectl("annotate", "pod", "-n", meta["namespace"], meta["name"], stamp, "--overwrite")
 
     def _set_heartbeat(self, names: list[str], value: str) -> None:
         self._require_running()

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.client import ClusterRef, api_client
 from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -40,4 +42,13 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
     name = "".join(c for c in name if c.isalnum() or c == "-")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    core.delete_namespace(name, grace_period_seconds=0)
+    core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(f"namespace {name} deleted", gone, timeout=90)

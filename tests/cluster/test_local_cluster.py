@@ -106,3 +106,11 @@ def test_zone_loss_evicts_pods_to_other_zones_and_restore_brings_nodes_back(
                        for t in (core.read_node(n).spec.taints or []))
 
     wait_until("zone-a taints removed", untainted, timeout=60)
+
+    def settled() -> bool:
+        pods = core.list_namespaced_pod(namespace, label_selector="app=svc").items
+        return len(pods) == 6 and all(p.metadata.deletion_timestamp is None and ready(p) for p in pods)
+
+    wait_until("pods evicted from zone-a gone once it is back", settled, timeout=30,
+               pending=lambda: ", ".join(f"{p.metadata.name}@{p.spec.node_name}" for p in core.list_namespaced_pod(
+                   namespace, label_selector="app=svc").items if p.metadata.deletion_timestamp))
