@@ -11,16 +11,17 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from resilience_tests.chaos import Chaos
-from resilience_tests.cluster.kube import Kube
 from resilience_tests.errors import ResilienceError
-from resilience_tests.experiment.items import ExperimentFile, ExperimentItem
-from resilience_tests.session import SESSION_KEY, RunSession, get_session
-from resilience_tests.testbed.cluster import DEFAULT_NAME, LocalCluster
+from resilience_tests.session import DEFAULT_LOCAL_CLUSTER, SESSION_KEY, RunSession, get_session
+
+if TYPE_CHECKING:  # heavy imports (kubernetes client, pydantic) wait until a test needs them
+    from resilience_tests.chaos import Chaos
+    from resilience_tests.cluster.kube import Kube
+    from resilience_tests.testbed.cluster import LocalCluster
 
 OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--kubeconfig", "resilience_kubeconfig",
@@ -45,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """One option group; each option has an ini equivalent of the same name."""
     group = parser.getgroup("resilience", "resilience-tests")
     for flag, ini, help_text, kwargs in OPTIONS:
-        default = [] if kwargs.get("action") == "append" else None
+        default: list[str] | None = [] if kwargs.get("action") == "append" else None
         group.addoption(flag, dest=ini, default=default, help=help_text, **kwargs)
         ini_type = "args" if kwargs.get("action") == "append" else "bool" if kwargs.get(
             "action") == "store_true" else "string"
@@ -77,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
         context=option(config, "resilience_context"),
         namespace=option(config, "resilience_namespace"),
         dry_run=bool(option(config, "resilience_dry_run")),
-        local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_NAME,
+        local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
     )
     with contextlib.suppress(ValueError):  # not in the main thread
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -100,6 +101,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not run.kubeconfig:
         where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
         return [f"resilience-tests: {where}, seed {run.seed}"]
+    from resilience_tests.cluster.kube import Kube
+
     try:
         ref = run.ref()
         kube = Kube.connect(ref, timeout=3)
@@ -120,6 +123,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     path = file_path.resolve()
     if not any(root == path or root in path.parents for root in roots):
         return None
+    from resilience_tests.experiment.items import ExperimentFile
+
     return ExperimentFile.from_parent(parent, path=file_path)
 
 
@@ -162,6 +167,8 @@ def cluster(request: pytest.FixtureRequest) -> Kube:
 @pytest.fixture
 def chaos(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     """Inject faults from Python; everything injected is reverted at teardown."""
+    from resilience_tests.chaos import Chaos
+
     run = get_session(request.config)
     helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace)
     try:
@@ -169,5 +176,3 @@ def chaos(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     finally:
         helper.revert_all()
 
-
-__all__ = ["ExperimentItem", "option"]

@@ -8,15 +8,20 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from resilience_tests.cluster.client import ClusterRef
-from resilience_tests.cluster.kube import Kube
 from resilience_tests.errors import ResilienceError
-from resilience_tests.faults.base import FaultFactory, load_registry
-from resilience_tests.testbed.cluster import LocalCluster
-from resilience_tests.testbed.topology import Topology
+from resilience_tests.testbed import DEFAULT_CLUSTER_NAME
+
+if TYPE_CHECKING:  # the kubernetes client and pydantic load on first use, not at pytest start-up
+    from resilience_tests.cluster.client import ClusterRef
+    from resilience_tests.cluster.kube import Kube
+    from resilience_tests.faults.base import FaultFactory
+    from resilience_tests.testbed.cluster import LocalCluster
+
+DEFAULT_LOCAL_CLUSTER = DEFAULT_CLUSTER_NAME
 
 DEFAULT_ALLOWED = ("kwok-*", "kind-*")
 
@@ -60,13 +65,16 @@ class RunSession:
     context: str | None = None
     namespace: str | None = None
     dry_run: bool = False
-    local_cluster_name: str = "resilience"
+    local_cluster_name: str = DEFAULT_LOCAL_CLUSTER
     started_local: LocalCluster | None = None
     _kube: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
 
     def use_local_cluster(self) -> LocalCluster:
         """Start (or reuse) the local cluster and point this session at it."""
+        from resilience_tests.testbed.cluster import LocalCluster
+        from resilience_tests.testbed.topology import Topology
+
         cluster = LocalCluster(self.local_cluster_name)
         was_running = cluster.state() == "running"
         cluster.up(Topology(3, 2), log=False)
@@ -80,6 +88,8 @@ class RunSession:
     def registry(self) -> dict[str, FaultFactory]:
         """The fault registry (loaded once)."""
         if self._registry is None:
+            from resilience_tests.faults.base import load_registry
+
             self._registry = load_registry()
         return self._registry
 
@@ -87,6 +97,8 @@ class RunSession:
         """The cluster reference, after checking its context is allowed."""
         if not self.kubeconfig:
             raise ResilienceError("no cluster selected", hint="pass --kubeconfig or use the local cluster")
+        from resilience_tests.cluster.client import ClusterRef
+
         context = self.context or current_context(self.kubeconfig)
         check_context_allowed(context, self.allow_contexts)
         return ClusterRef(self.kubeconfig, context)
@@ -96,6 +108,8 @@ class RunSession:
         if self.kubeconfig is None:
             self.use_local_cluster()
         if self._kube is None:
+            from resilience_tests.cluster.kube import Kube
+
             self._kube = Kube.connect(self.ref())
         return self._kube
 

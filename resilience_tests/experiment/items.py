@@ -49,7 +49,7 @@ class ExperimentItem(pytest.Item):
         if problems:
             raise ExperimentFailed(f"{self.experiment.name}: {'; '.join(problems)}")
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ResilienceError):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))

@@ -92,8 +92,7 @@ def load_registry(entry_points: list[metadata.EntryPoint] | None = None) -> dict
         if name in registry and registry[name] is not cls:
             other = registry[name]
             raise UsageError(
-                f"fault type {name!r} is registered twice: {other.__module__}.{other.__qualname__} "
-                f"and {cls.__module__}.{cls.__qualname__}",
+                f"fault type {name!r} is registered twice: {_qualname(other)} and {_qualname(cls)}",
                 hint="uninstall one of the packages or rename its fault",
             )
         registry[name] = cls
@@ -110,3 +109,7 @@ def workload_from(text: str | None, ctx: FaultContext) -> Workload | None:
     if kind.lower() not in ("deployment", "statefulset", "daemonset") or not name:
         raise FaultError(f"workload {text!r} is not KIND/NAME", hint="e.g. deployment/web")
     return Workload(kind.lower(), ctx.namespace, name)
+
+
+def _qualname(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

@@ -8,7 +8,7 @@ from typing import ClassVar
 from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 
-from resilience_tests.cluster.selection import Amount, select_pods
+from resilience_tests.cluster.selection import Amount, PodInfo, select_pods
 from resilience_tests.faults.base import FaultContext, FaultParams
 from resilience_tests.schema import Duration
 
@@ -51,7 +51,7 @@ class PodKill:
         pods = ", ".join(p.name for p in self._choose(seed=self.ctx.seed)) or "none"
         return [f"{how} {amount} pod(s) matching '{self.selector}' in {self.ctx.namespace}{repeat}: now {pods}"]
 
-    def _choose(self, seed: int) -> list[object]:
+    def _choose(self, seed: int) -> list[PodInfo]:
         return select_pods(self.ctx.kube.pods(self.ctx.namespace, self.selector), self.params, seed=seed,
                            allow_kube_system=self.ctx.allow_kube_system, max_pods=self.ctx.max_pods,
                            what=f"'{self.selector}' in {self.ctx.namespace}")

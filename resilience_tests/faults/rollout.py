@@ -54,7 +54,7 @@ class Rollout:
     def _container(self) -> str:
         names = [c.name for c in self._containers()]
         if self.params.container is None:
-            return names[0]
+            return str(names[0])
         if self.params.container not in names:
             raise FaultError(f"{self.workload} has no container {self.params.container!r}",
                              hint=f"containers: {', '.join(names)}")

@@ -1,0 +1,3 @@
+"""The local cluster: build, launch, node and zone failure hooks."""
+
+DEFAULT_CLUSTER_NAME = "resilience"

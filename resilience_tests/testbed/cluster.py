@@ -25,12 +25,12 @@ from importlib import resources
 from pathlib import Path
 
 from resilience_tests.errors import BinariesMissingError, ResilienceError, TestbedError, UsageError
-from resilience_tests.testbed import build, procs
+from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
 from resilience_tests.waiting import wait_until
 
-DEFAULT_NAME = "resilience"
+DEFAULT_NAME = DEFAULT_CLUSTER_NAME
 SIM_POD_CIDR = "10.200.0.0/16"
 # Enough workers that lease renewals keep up with 1,000 nodes on 2 cores.
 KWOK_CONFIGURATION = {
