@@ -89,11 +89,16 @@ current-context: {context}
 """})
 
 
-def test_unreachable_api_server(pytester: pytest.Pytester, experiments: Path) -> None:
+def test_unreachable_api_server_and_the_local_cluster_is_never_started(pytester: pytest.Pytester,
+                                                                        experiments: Path) -> None:
+    from resilience_tests.testbed.cluster import LocalCluster
+
     kubeconfig = _kubeconfig(pytester, "kind-gone", "https://127.0.0.1:1")
-    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig))
+    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
+                                "--local-cluster-name", "rt-never")
     result.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*check that the cluster runs*"])
     result.assert_outcomes(failed=1)
+    assert LocalCluster("rt-never").state() == "absent"
 
 
 def test_context_not_allowed_is_refused_before_connecting(pytester: pytest.Pytester, experiments: Path) -> None:
