@@ -86,15 +86,16 @@ class Kube:
     # ------------------------------------------------------------- reading
     def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
         """Pods of ``namespace`` matching a label selector."""
-        items = self.core.list_namespaced_pod(namespace, label_selector=selector or None).items
-        return [PodInfo(name=p.metadata.name, namespace=namespace, node=p.spec.node_name or "",
-                        labels=dict(p.metadata.labels or {}),
-                        terminating=p.metadata.deletion_timestamp is not None) for p in items]
+        items = raw_list(self.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
+        return [PodInfo(name=p["metadata"]["name"], namespace=namespace, node=p["spec"].get("nodeName") or "",
+                        labels=dict(p["metadata"].get("labels") or {}),
+                        terminating=p["metadata"].get("deletionTimestamp") is not None) for p in items]
 
     def nodes(self) -> list[NodeInfo]:
         """All nodes."""
-        return [NodeInfo(name=n.metadata.name, labels=dict(n.metadata.labels or {}),
-                         unschedulable=bool(n.spec.unschedulable)) for n in self.core.list_node().items]
+        return [NodeInfo(name=n["metadata"]["name"], labels=dict(n["metadata"].get("labels") or {}),
+                         unschedulable=bool(n.get("spec", {}).get("unschedulable")))
+                for n in raw_list(self.core.list_node)["items"]]
 
     def workload_selector(self, workload: Workload) -> str:
         """The label selector of a workload, as a string."""
@@ -215,6 +216,19 @@ class Kube:
         if updated == want and ready == want and total == want:
             return ""
         return f"{updated}/{want} updated, {ready}/{want} ready, {total} total replicas"
+
+
+def raw_list(lister: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a client ``list_*`` method and return the server's JSON, without building client models.
+
+    Deserialising into the client's models costs ~5 ms per pod; 10,000 pods took 48 s that way.
+    """
+    response = lister(*args, _preload_content=False, **kwargs)
+    try:
+        data: dict[str, Any] = json.loads(response.data)
+    finally:
+        response.release_conn()
+    return data
 
 
 def _api_message(exc: ApiException) -> str:

@@ -190,3 +190,28 @@ def _diff(now: dict[str, Any], before: dict[str, Any]) -> str:
             if now[section].get(name) != state:
                 out.append(f"{section}/{name}: {now[section].get(name)} (was {state})")
     return "; ".join(out) or "nothing"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "pytest-timeout"])
+def test_interrupted_runs_revert_before_exiting(local_cluster: LocalCluster, cluster: Kube, web: str,
+                                                tmp_path: Path, how: str) -> None:
+    before = snapshot(cluster, web)
+    exp = _experiment(web, [{"type": "scale", "replicas": 3},
+                            {"type": "node-drain", "nodes": {"zone": "zone-c", "count": 1}}], settle="2m")
+    path = tmp_path / "long.yaml"
+    path.write_text(json.dumps(exp))
+    extra = "-q -p no:randomly" + (" --timeout 15" if how == "pytest-timeout" else "")
+    proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
+                             str(local_cluster.kubeconfig), "--pytest-args", extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until("faults injected", lambda: snapshot(cluster, web)["deployments"]["web"]["replicas"] == 3
+                   and any(n["unschedulable"] for n in snapshot(cluster, web)["nodes"].values()), timeout=60)
+        if how != "pytest-timeout":
+            proc.send_signal(getattr(signal, how))
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    assert snapshot(cluster, web) == before, output

@@ -73,6 +73,14 @@ def test_pod_kill_deletes_the_chosen_pods_and_they_are_replaced(chaos: Chaos, cl
     wait_until("killed pods replaced", replaced, timeout=30)
 
 
+def test_pod_kill_every_n_seconds_kills_again_until_reverted(chaos: Chaos, cluster: Kube, web: str) -> None:
+    kill = chaos.inject("pod-kill", namespace=web, workload="deployment/web", count=1, every="1s", times=3)
+    wait_until("three rounds of kills", lambda: len(kill.killed) == 3, timeout=30)  # type: ignore[attr-defined]
+    chaos.revert_all()
+    killed = list(kill.killed)  # type: ignore[attr-defined]
+    assert len(set(killed)) == 3, killed
+
+
 def test_scale_and_revert(chaos: Chaos, cluster: Kube, web: str) -> None:
     with chaos.fault("scale", namespace=web, workload="deployment/web", replicas=2):
         assert cluster.apps.read_namespaced_deployment("web", web).spec.replicas == 2
