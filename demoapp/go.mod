@@ -1,0 +1,3 @@
+module resilience-tests/demoapp
+
+go 1.26

@@ -1,0 +1,149 @@
+// Command demoapp is the HTTP service resilience-tests uses as its target.
+//
+// Well behaved by default: /readyz fails as soon as SIGTERM arrives, requests keep
+// being served for --drain, then the server shuts down gracefully and exits 0.
+// --misbehave switches on one classic mistake at a time:
+//
+//	exit-on-term   exit(1) immediately on SIGTERM, dropping in-flight requests
+//	ignore-term    ignore SIGTERM (the kubelet SIGKILLs it after the grace period)
+//	ready-early    report ready before it can serve (serving starts after --start-delay)
+//	slow-start     take --start-delay before listening at all
+//	errors         answer a --error-ratio share of requests with HTTP 500
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type app struct {
+	pod, zone   string
+	misbehave   string
+	errorRatio  float64
+	terminating atomic.Bool
+	serving     atomic.Bool
+	inflight    atomic.Int64
+}
+
+func (a *app) root(w http.ResponseWriter, r *http.Request) {
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
+	w.Header().Set("X-Pod", a.pod)
+	w.Header().Set("X-Zone", a.zone)
+	if !a.serving.Load() {
+		http.Error(w, "not ready to serve yet", http.StatusServiceUnavailable)
+		return
+	}
+	if d := r.URL.Query().Get("sleep"); d != "" {
+		if dur, err := time.ParseDuration(d); err == nil && dur <= 30*time.Second {
+			time.Sleep(dur)
+		}
+	}
+	if a.misbehave == "errors" && rand.Float64() < a.errorRatio {
+		http.Error(w, "injected error", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "ok pod=%s zone=%s\n", a.pod, a.zone)
+}
+
+func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
+	ready := a.serving.Load() || a.misbehave == "ready-early"
+	if a.terminating.Load() || !ready {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (a *app) healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "alive") }
+
+func main() {
+	port := flag.Int("port", 8080, "port to listen on")
+	drain := flag.Duration("drain", 5*time.Second, "how long to keep serving after SIGTERM")
+	startDelay := flag.Duration("start-delay", 10*time.Second, "start-up time for slow-start and ready-early")
+	misbehave := flag.String("misbehave", "", "exit-on-term, ignore-term, ready-early, slow-start or errors")
+	errorRatio := flag.Float64("error-ratio", 0.1, "share of requests answered 500 with --misbehave errors")
+	flag.Parse()
+	switch *misbehave {
+	case "", "exit-on-term", "ignore-term", "ready-early", "slow-start", "errors":
+	default:
+		log.Fatalf("unknown --misbehave %q", *misbehave)
+	}
+	a := &app{pod: env("POD_NAME", hostname()), zone: env("NODE_ZONE", "unknown"), misbehave: *misbehave,
+		errorRatio: *errorRatio}
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+
+	if *misbehave == "slow-start" {
+		log.Printf("slow start: waiting %s before listening", *startDelay)
+		time.Sleep(*startDelay)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", a.root)
+	mux.HandleFunc("/readyz", a.readyz)
+	mux.HandleFunc("/healthz", a.healthz)
+	server := &http.Server{Addr: fmt.Sprintf(":%d", *port), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Fatalf("listen: %v", err)
+		}
+	}()
+	if *misbehave == "ready-early" {
+		go func() { time.Sleep(*startDelay); a.serving.Store(true) }()
+	} else {
+		a.serving.Store(true)
+	}
+	log.Printf("serving on :%d as pod=%s zone=%s misbehave=%q", *port, a.pod, a.zone, *misbehave)
+
+	for sig := range signals {
+		log.Printf("got %s", sig)
+		switch *misbehave {
+		case "ignore-term":
+			if sig == syscall.SIGTERM {
+				log.Printf("ignoring SIGTERM")
+				continue
+			}
+		case "exit-on-term":
+			log.Printf("exiting at once with %d requests in flight", a.inflight.Load())
+			os.Exit(1)
+		}
+		a.terminating.Store(true)
+		log.Printf("not ready any more; draining for %s", *drain)
+		time.Sleep(*drain)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := server.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			log.Printf("shutdown: %v", err)
+			os.Exit(1)
+		}
+		log.Printf("stopped cleanly")
+		os.Exit(0)
+	}
+}
+
+func env(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
