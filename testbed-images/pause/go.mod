@@ -1,0 +1,3 @@
+module resilience-tests/pause
+
+go 1.26
