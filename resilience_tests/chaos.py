@@ -79,7 +79,8 @@ class Chaos:
             experiment = load_experiment(experiment, self.registry)
         elif isinstance(experiment, dict):
             experiment = parse_experiment(experiment, self.registry)
-        return Runner(self.kube, self.registry, seed=self.seed).run(experiment, dry_run=dry_run)
+        return Runner(self.kube, self.registry, seed=self.seed, namespace=self.namespace).run(experiment,
+                                                                                           dry_run=dry_run)
 
     def revert_all(self) -> None:
         """Revert every fault still active, newest first."""

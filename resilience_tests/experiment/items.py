@@ -40,7 +40,7 @@ class ExperimentItem(pytest.Item):
 
     def runtest(self) -> None:
         run = get_session(self.config)
-        runner = Runner(run.kube(), run.registry, seed=run.seed)
+        runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace)
         self.result = runner.run(self.experiment, dry_run=run.dry_run)
         if run.dry_run:
             self.user_properties.append(("plan", "\n".join(self.result.plan)))

@@ -32,9 +32,12 @@ class ExperimentError(ResilienceError):
 
 
 class Target(Model):
-    """What the experiment is about: a namespace and a workload or label selector."""
+    """What the experiment is about: a namespace and a workload or label selector.
 
-    namespace: str
+    Without ``namespace`` the run's ``--namespace`` applies.
+    """
+
+    namespace: str | None = None
     workload: str | None = None
     selector: str | None = None
     url: str | None = None

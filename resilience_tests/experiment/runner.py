@@ -83,21 +83,30 @@ class Runner:
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
-                 say: Callable[[str], None] = lambda line: None) -> None:
+                 namespace: str | None = None, say: Callable[[str], None] = lambda line: None) -> None:
         self.kube = kube
         self.registry = registry
         self.seed = seed
+        self.namespace = namespace
         self.say = say
+
+    def _namespace(self, exp: Experiment) -> str:
+        namespace = exp.target.namespace or self.namespace
+        if not namespace:
+            raise PreflightError(f"experiment {exp.name} names no namespace",
+                                 hint="set target.namespace or pass --namespace")
+        return namespace
 
     def _context(self, exp: Experiment, run_id: str, timeline: Timeline | None) -> FaultContext:
         target = exp.target
-        workload = Workload(target.workload_kind, target.namespace, target.workload_name) \
+        namespace = self._namespace(exp)
+        workload = Workload(target.workload_kind, namespace, target.workload_name) \
             if target.workload_kind and target.workload_name else None
         try:
-            self.kube.core.read_namespace(target.namespace)
+            self.kube.core.read_namespace(namespace)
         except ApiException as exc:
             if exc.status == 404:
-                raise PreflightError(f"namespace {target.namespace!r} does not exist",
+                raise PreflightError(f"namespace {namespace!r} does not exist",
                                      hint="create it or fix target.namespace") from None
             raise
         selector = target.selector or ""
@@ -114,7 +123,7 @@ class Runner:
                 timeline.mark("action", kind, "done", **{k: str(v) for k, v in data.items()})
 
         guard = exp.guardrails
-        return FaultContext(kube=self.kube, namespace=target.namespace, run_id=run_id, max_nodes=guard.max_nodes,
+        return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
                             max_pods=guard.max_pods, target_selector=selector, workload=workload,
                             allow_kube_system=guard.allow_kube_system,
                             allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record)
@@ -138,7 +147,7 @@ class Runner:
     def run(self, exp: Experiment, *, dry_run: bool = False) -> RunResult:
         """Run ``exp`` (or only plan it) and return what was observed."""
         run_id = new_run_id(exp.name)
-        timeline = Timeline(self.kube, exp.target.namespace)
+        timeline = Timeline(self.kube, self._namespace(exp))
         ctx = self._context(exp, run_id, timeline)
         built = self._build(exp, ctx)
         result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built))

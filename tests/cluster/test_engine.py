@@ -107,7 +107,18 @@ def test_preflight_refuses_bad_targets_before_touching_anything(chaos: Chaos, cl
     with pytest.raises(PreflightError, match="kube-system|no running pod"):
         chaos.run({**_experiment(web, [{"type": "pod-kill"}]), "target": {"namespace": "kube-system",
                                                                            "selector": "x=y"}})
+    with pytest.raises(PreflightError, match="names no namespace; set target.namespace or pass --namespace"):
+        chaos.run({**_experiment(web, [{"type": "pod-kill"}]), "target": {"workload": "deployment/web"}})
     assert snapshot(cluster, web) == before
+
+
+def test_namespace_option_applies_when_the_experiment_names_none(cluster: Kube, web: str) -> None:
+    from resilience_tests.faults.base import load_registry
+
+    chaos = Chaos(cluster, load_registry(), namespace=web)
+    result = chaos.run({**_experiment(web, [{"type": "pod-kill", "count": 1}]),
+                        "target": {"workload": "deployment/web"}, "settle": "4s"})
+    assert result.errors == [] and any(r.kind == "pod" and r.change == "deleted" for r in result.records)
 
 
 def test_timeline_event_latency_and_resume_after_api_server_restart(local_cluster: LocalCluster, cluster: Kube,

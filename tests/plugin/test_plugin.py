@@ -24,20 +24,20 @@ def experiments(pytester: pytest.Pytester) -> Path:
 
 
 def test_yaml_experiments_are_collected_as_items(pytester: pytest.Pytester, experiments: Path) -> None:
-    result = pytester.runpytest("--experiments", str(experiments), "--co", "-q", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--co", "-q", "-p", "no:randomly")
     result.stdout.fnmatch_lines(["experiments/kill.yaml::kill-one", "1 test collected*"])
     assert result.ret == 0
 
 
 def test_yaml_outside_the_experiments_directories_is_ignored(pytester: pytest.Pytester, experiments: Path) -> None:
     pytester.makefile(".yaml", other="name: not-an-experiment\n")
-    result = pytester.runpytest("--co", "-q")
+    result = pytester.runpytest_subprocess("--co", "-q")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 def test_ini_option_selects_experiments(pytester: pytest.Pytester, experiments: Path) -> None:
     pytester.makeini("[pytest]\nresilience_experiments = experiments\n")
-    result = pytester.runpytest("--co", "-q")
+    result = pytester.runpytest_subprocess("--co", "-q")
     result.stdout.fnmatch_lines(["experiments/kill.yaml::kill-one"])
 
 
@@ -51,7 +51,7 @@ def test_ini_option_selects_experiments(pytester: pytest.Pytester, experiments: 
 def test_bad_experiments_fail_collection_with_one_clear_line(pytester: pytest.Pytester, experiments: Path,
                                                             content: str, expected: str) -> None:
     (experiments / "kill.yaml").write_text(content)
-    result = pytester.runpytest("--experiments", str(experiments), "--co")
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--co")
     result.stdout.fnmatch_lines([expected])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -59,12 +59,12 @@ def test_bad_experiments_fail_collection_with_one_clear_line(pytester: pytest.Py
 
 def test_header_shows_the_seed_and_the_cluster(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest("--seed", "4242")
+    result = pytester.runpytest_subprocess("--seed", "4242")
     result.stdout.fnmatch_lines(["resilience-tests: the local cluster 'resilience' (started on first use), seed 4242"])
 
 
 def test_missing_kubeconfig_is_one_line_and_touches_nothing(pytester: pytest.Pytester, experiments: Path) -> None:
-    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", "/nonexistent/kubeconfig")
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", "/nonexistent/kubeconfig")
     result.stdout.fnmatch_lines(["resilience-tests: kubeconfig /nonexistent/kubeconfig does not exist*",
                                  "*kubeconfig /nonexistent/kubeconfig does not exist; pass --kubeconfig PATH*"])
     result.assert_outcomes(failed=1)
@@ -73,7 +73,7 @@ def test_missing_kubeconfig_is_one_line_and_touches_nothing(pytester: pytest.Pyt
 
 def test_broken_kubeconfig(pytester: pytest.Pytester, experiments: Path) -> None:
     broken = pytester.makefile(".yaml", kc="apiVersion: v1\nkind: Config\nclusters: [\n")
-    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(broken))
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(broken))
     result.stdout.fnmatch_lines([f"*kubeconfig {broken} cannot be used*"])
     result.assert_outcomes(failed=1)
 
@@ -94,7 +94,7 @@ def test_unreachable_api_server_and_the_local_cluster_is_never_started(pytester:
     from resilience_tests.testbed.cluster import LocalCluster
 
     kubeconfig = _kubeconfig(pytester, "kind-gone", "https://127.0.0.1:1")
-    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
                                 "--local-cluster-name", "rt-never")
     result.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*check that the cluster runs*"])
     result.assert_outcomes(failed=1)
@@ -103,11 +103,11 @@ def test_unreachable_api_server_and_the_local_cluster_is_never_started(pytester:
 
 def test_context_not_allowed_is_refused_before_connecting(pytester: pytest.Pytester, experiments: Path) -> None:
     kubeconfig = _kubeconfig(pytester, "prod-eu", "https://127.0.0.1:1")
-    result = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig))
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(kubeconfig))
     result.stdout.fnmatch_lines(["*context 'prod-eu' is not allowed for experiments; "
                                  "pass --allow-context prod-eu if you mean to run against it*"])
     result.assert_outcomes(failed=1)
-    allowed = pytester.runpytest("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
+    allowed = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
                                  "--allow-context", "prod-*")
     allowed.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*"])
 

@@ -54,7 +54,8 @@ def test_unknown_fault_type_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"target": {"namespace": "demo", "workload": "pod/web"}}, "target.workload: workload must be KIND/NAME"),
-    ({"target": {"workload": "deployment/web"}}, "target.namespace: required key is missing"),
+    ({"target": "demo"}, "target: Input should be a valid dictionary"),
+    ({"target": {"namespace": "demo"}, "name": None}, "name: Input should be a valid string"),
     ({"faults": []}, "faults: Tuple should have at least 1 item"),
     ({"guardrails": {"max_nodes": -1}}, "guardrails.max_nodes: Input should be greater than or equal to 0"),
     ({"settle": "soon"}, "settle: 'soon' is not a duration"),
