@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,23 +27,6 @@ DEFAULT_ALLOWED = ("kwok-*", "kind-*")
 
 class ContextNotAllowed(ResilienceError):
     """The kube context is not one experiments may run against."""
-
-
-def current_context(kubeconfig: str) -> str:
-    """The current context of a kubeconfig ('' if none)."""
-    from kubernetes import config
-
-    from resilience_tests.cluster.client import ClusterAccessError
-
-    path = Path(kubeconfig).expanduser()
-    if not path.is_file():
-        raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
-    try:
-        _, active = config.list_kube_config_contexts(config_file=str(path))
-    except Exception as exc:
-        raise ClusterAccessError(f"kubeconfig {path} cannot be used: {str(exc).splitlines()[0]}",
-                                 hint="check the file is a valid kubeconfig") from None
-    return str(active["name"]) if active else ""
 
 
 def check_context_allowed(context: str, extra: list[str]) -> None:
@@ -97,7 +79,7 @@ class RunSession:
         """The cluster reference, after checking its context is allowed."""
         if not self.kubeconfig:
             raise ResilienceError("no cluster selected", hint="pass --kubeconfig or use the local cluster")
-        from resilience_tests.cluster.client import ClusterRef
+        from resilience_tests.cluster.client import ClusterRef, current_context
 
         context = self.context or current_context(self.kubeconfig)
         check_context_allowed(context, self.allow_contexts)

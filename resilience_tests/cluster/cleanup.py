@@ -76,7 +76,7 @@ def _workload_steps(kube: Kube, workload: Workload,
     if isinstance(aspects.get("containers"), list):
         body.setdefault("spec", {})["template"] = {"spec": {"containers": aspects["containers"]}}
         what.append("roll back image/env")
-    return [(", ".join(what) or "clear annotations", lambda: kube._patch(workload, body))]
+    return [(", ".join(what) or "clear annotations", lambda: kube.patch_workload(workload, body))]
 
 
 def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False) -> list[CleanupAction]:

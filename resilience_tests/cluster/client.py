@@ -36,3 +36,16 @@ def api_client(ref: ClusterRef) -> client.ApiClient:
     except Exception as exc:  # yaml errors and the like from a broken file
         raise ClusterAccessError(f"kubeconfig {path} cannot be read: {type(exc).__name__}: {exc}",
                                  hint="check the file is a valid kubeconfig") from None
+
+
+def current_context(kubeconfig: str) -> str:
+    """The current context of a kubeconfig ('' if none); ClusterAccessError if it cannot be read."""
+    path = Path(kubeconfig).expanduser()
+    if not path.is_file():
+        raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
+    try:
+        _, active = config.list_kube_config_contexts(config_file=str(path))
+    except Exception as exc:
+        raise ClusterAccessError(f"kubeconfig {path} cannot be used: {str(exc).splitlines()[0]}",
+                                 hint="check the file is a valid kubeconfig") from None
+    return str(active["name"]) if active else ""

@@ -99,17 +99,19 @@ class Kube:
 
     def workload_selector(self, workload: Workload) -> str:
         """The label selector of a workload, as a string."""
-        obj = self._read(workload)
+        obj = self.read_workload(workload)
         labels = obj.spec.selector.match_labels or {}
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
-    def _read(self, workload: Workload) -> Any:
+    def read_workload(self, workload: Workload) -> Any:
+        """The workload object (client model)."""
         readers = {"deployment": self.apps.read_namespaced_deployment,
                    "statefulset": self.apps.read_namespaced_stateful_set,
                    "daemonset": self.apps.read_namespaced_daemon_set}
         return readers[workload.kind](workload.name, workload.namespace)
 
-    def _patch(self, workload: Workload, body: dict[str, Any]) -> Any:
+    def patch_workload(self, workload: Workload, body: dict[str, Any]) -> Any:
+        """Strategic-merge patch of a workload."""
         patchers = {"deployment": self.apps.patch_namespaced_deployment,
                     "statefulset": self.apps.patch_namespaced_stateful_set,
                     "daemonset": self.apps.patch_namespaced_daemon_set}
@@ -130,7 +132,7 @@ class Kube:
         if run_id:
             return {RUN_ANNOTATION: run_id, REVERT_PREFIX + aspect: json.dumps(original)}
         current = (self.core.read_node(target).metadata.annotations if isinstance(target, str)
-                   else self._read(target).metadata.annotations) or {}
+                   else self.read_workload(target).metadata.annotations) or {}
         marks: dict[str, str | None] = {REVERT_PREFIX + aspect: None}
         if not any(k.startswith(REVERT_PREFIX) and k != REVERT_PREFIX + aspect for k in current):
             marks[RUN_ANNOTATION] = None
@@ -187,22 +189,22 @@ class Kube:
     # ------------------------------------------------------------- workloads
     def replicas(self, workload: Workload) -> int:
         """Desired replicas of a Deployment or StatefulSet."""
-        return int(self._read(workload).spec.replicas or 0)
+        return int(self.read_workload(workload).spec.replicas or 0)
 
     def scale(self, workload: Workload, replicas: int, *, run_id: str | None, original: int | None = None) -> None:
         """Set replicas; with a run id, record the original count for cleanup."""
         marks = self.marks(workload, "replicas", original, run_id)
-        self._patch(workload, {"metadata": {"annotations": marks}, "spec": {"replicas": replicas}})
+        self.patch_workload(workload, {"metadata": {"annotations": marks}, "spec": {"replicas": replicas}})
 
     def restart(self, workload: Workload) -> None:
         """Rolling restart, as `kubectl rollout restart` does."""
         now = dt.datetime.now(dt.UTC).isoformat()
-        self._patch(workload, {"spec": {"template": {"metadata": {"annotations": {
+        self.patch_workload(workload, {"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": now}}}}})
 
     def rollout_pending(self, workload: Workload) -> str:
         """'' when the rollout is complete, else what it still waits for."""
-        obj = self._read(workload)
+        obj = self.read_workload(workload)
         status, spec = obj.status, obj.spec
         if (status.observed_generation or 0) < (obj.metadata.generation or 0):
             return "the controller to observe the new generation"

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from typing import ClassVar, Literal, Protocol
 
+from resilience_tests.cluster.client import current_context
 from resilience_tests.cluster.selection import NodeSelector, select_nodes
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
 
@@ -105,7 +106,7 @@ class TaintProvider:
 
 def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:
     """The provider named, or the one that fits the cluster's context."""
-    context = ctx.kube.ref.context or _current_context(ctx.kube.ref.kubeconfig)
+    context = ctx.kube.ref.context or current_context(ctx.kube.ref.kubeconfig)
     if wanted == "auto":
         wanted = "local" if context.startswith("kwok-") else "kind" if context.startswith("kind-") else "generic"
     if wanted == "local":
@@ -116,13 +117,6 @@ def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:
     if wanted == "kind":
         return KindProvider(ctx)
     return TaintProvider(ctx)
-
-
-def _current_context(kubeconfig: str) -> str:
-    from kubernetes import config
-
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    return str(active["name"]) if active else ""
 
 
 class NodeFailureParams(FaultParams):

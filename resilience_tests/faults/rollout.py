@@ -49,7 +49,7 @@ class Rollout:
         self.original: list[dict[str, Any]] | None = None
 
     def _containers(self) -> list[Any]:
-        return list(self.ctx.kube._read(self.workload).spec.template.spec.containers)
+        return list(self.ctx.kube.read_workload(self.workload).spec.template.spec.containers)
 
     def _container(self) -> str:
         names = [c.name for c in self._containers()]
@@ -93,7 +93,7 @@ class Rollout:
     def _apply(self, containers: list[dict[str, Any]], *, record_original: bool) -> None:
         annotations = self.ctx.kube.marks(self.workload, "containers", self.original,
                                           self.ctx.run_id if record_original else None)
-        self.ctx.kube._patch(self.workload, {"metadata": {"annotations": annotations},
+        self.ctx.kube.patch_workload(self.workload, {"metadata": {"annotations": annotations},
                                              "spec": {"template": {"spec": {"containers": containers}}}})
 
     def wait(self) -> None:

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from resilience_tests.errors import BinariesMissingError, ResilienceError, TestbedError, UsageError
+from resilience_tests.errors import (
+    BinariesMissingError,
+    ResilienceError,
+    TestbedError,
+    UsageError,
+    WaitTimeoutError,
+)
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
@@ -151,7 +157,7 @@ class LocalCluster:
     def _control_plane_running(self) -> dict[str, int]:
         alive = {}
         for name, pid in self.kwokctl.pids().items():
-            if Path(f"/proc/{pid}").exists() and str(self.kwokctl.cluster_dir) in _cmdline(pid):
+            if Path(f"/proc/{pid}").exists() and str(self.kwokctl.cluster_dir) in procs.cmdline(pid):
                 alive[name] = pid
         return alive
 
@@ -159,12 +165,22 @@ class LocalCluster:
         return {r.name: r.pid for r in procs.records(self.run_dir) if procs.is_running(r)}
 
     def state(self) -> str:
-        """``absent``, ``running`` (healthy) or ``stale`` (leftovers of a crashed run)."""
+        """``absent``, ``running`` (healthy) or ``stale`` (leftovers of a crashed run).
+
+        While every process is alive, a slow API server (a busy machine) gets up to
+        20 s to answer before the cluster counts as stale: ``up`` tears stale clusters down.
+        """
         if not self.kwokctl.cluster_dir.exists() and not self.run_dir.exists():
             return "absent"
-        if self._saved_topology() and "kwok" in self._own_running() and self._api_ready():
-            return "running"
-        return "stale"
+        expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+        alive = expected <= set(self._control_plane_running()) and "kwok" in self._own_running()
+        if not (alive and self._saved_topology()):
+            return "stale"
+        try:
+            wait_until("API server answering /readyz", self._api_ready, timeout=20, interval=0.5)
+        except WaitTimeoutError:
+            return "stale"
+        return "running"
 
     # ------------------------------------------------------------------ up / down
     def up(self, topology: Topology, *, port: int = 0, timeout: float = 120, log: bool = True) -> Path:
@@ -396,13 +412,6 @@ def _printer(enabled: bool) -> _Say:
             print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     return say
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _kill_pid(pid: int) -> None:

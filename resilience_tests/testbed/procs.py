@@ -28,7 +28,8 @@ class ProcessRecord:
     log: str
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, space-joined ('' if it is gone)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -38,7 +39,7 @@ def _cmdline(pid: int) -> str:
 
 def is_ours(record: ProcessRecord) -> bool:
     """Return True if the pid still runs the process we started."""
-    return record.marker in _cmdline(record.pid)
+    return record.marker in cmdline(record.pid)
 
 
 def is_running(record: ProcessRecord) -> bool:

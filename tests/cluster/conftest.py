@@ -10,8 +10,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.client import ClusterRef, api_client
+from resilience_tests.cluster.kube import Kube
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import deployment
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +54,12 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
         return False
 
     wait_until(f"namespace {name} deleted", gone, timeout=90)
+
+
+@pytest.fixture
+def web(cluster: Kube, namespace: str) -> str:
+    """A Deployment 'web' of 6 replicas spread over the zones, Available, in the test's namespace."""
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
+    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
+        "web", namespace).status.available_replicas or 0) == 6, timeout=60)
+    return namespace

@@ -22,15 +22,7 @@ from resilience_tests.experiment.runner import PreflightError
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import deployment, running_pods
-
-
-@pytest.fixture
-def web(cluster: Kube, namespace: str) -> str:
-    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
-    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
-        "web", namespace).status.available_replicas or 0) == 6, timeout=60)
-    return namespace
+from tests.cluster.helpers import running_pods
 
 
 def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:

@@ -9,15 +9,7 @@ from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import RUN_ANNOTATION, Kube
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import deployment, ready, running_pods, zones_of
-
-
-@pytest.fixture
-def web(cluster: Kube, namespace: str) -> str:
-    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
-    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
-        "web", namespace).status.available_replicas or 0) == 6, timeout=60)
-    return namespace
+from tests.cluster.helpers import ready, running_pods, zones_of
 
 
 def _node(cluster: Kube, name: str) -> client.V1Node:

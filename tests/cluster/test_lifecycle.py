@@ -57,7 +57,8 @@ def test_up_twice_then_down_twice(cluster: LocalCluster, capsys: pytest.CaptureF
     assert len(pids) >= 5
 
     assert main(argv) == 0
-    assert "already running" in capsys.readouterr().out
+    second = capsys.readouterr()
+    assert "already running" in second.out, second
     assert sorted(_processes_of(cluster)) == pids, "second up restarted processes"
 
     assert main(["cluster", "up", "--name", NAME, "--zones", "3"]) == 2
@@ -65,7 +66,7 @@ def test_up_twice_then_down_twice(cluster: LocalCluster, capsys: pytest.CaptureF
 
     assert main(["cluster", "status", "--name", NAME]) == 0
     status = capsys.readouterr().out
-    assert "running" in status and "sim-b1" in status
+    assert "running" in status and "sim-b1" in status, status
 
     assert main(["cluster", "down", "--name", NAME]) == 0
     assert _processes_of(cluster) == []
