@@ -71,8 +71,8 @@ class NodeDrain:
     def describe(self) -> list[str]:
         steps = []
         for node in self._nodes():
-            pods = [p for p in self._pods_on(node.name)]
-            names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods) or "no pods"
+            names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}"
+                              for p in self._pods_on(node.name)) or "no pods"
             steps.append(f"cordon {node.name} ({node.zone or 'no zone'})")
             steps.append(f"evict from {node.name}: {names}")
         steps.append("on revert: uncordon the drained nodes")

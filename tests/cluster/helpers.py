@@ -46,3 +46,16 @@ def zones_of(core: client.CoreV1Api, pods: list[client.V1Pod]) -> Counter[str]:
     """How many of ``pods`` run in each zone."""
     node_zone = {n.metadata.name: n.metadata.labels.get(ZONE, "") for n in core.list_node().items}
     return Counter(node_zone.get(p.spec.node_name or "", "unscheduled") for p in pods)
+
+
+def create_pdb(policy: client.PolicyV1Api, namespace: str, name: str, app: str, min_available: int) -> None:
+    """Create a PodDisruptionBudget over ``app=<app>`` and wait until the disruption controller observed it."""
+    from resilience_tests.waiting import wait_until
+
+    pdb = client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodDisruptionBudgetSpec(min_available=min_available,
+                                              selector=client.V1LabelSelector(match_labels={"app": app})))
+    policy.create_namespaced_pod_disruption_budget(namespace, pdb)
+    wait_until(f"PDB {name} observed", lambda: policy.read_namespaced_pod_disruption_budget(
+        name, namespace).status.observed_generation, timeout=30)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from resilience_tests.chaos import Chaos
 from resilience_tests.cli import main
@@ -22,7 +21,7 @@ from resilience_tests.experiment.runner import PreflightError
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import running_pods
+from tests.cluster.helpers import create_pdb, running_pods
 
 
 def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -61,11 +60,7 @@ def test_run_records_faults_and_what_the_cluster_did(chaos: Chaos, web: str) -> 
 
 
 def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: str) -> None:
-    pdb = client.V1PodDisruptionBudget(
-        metadata=client.V1ObjectMeta(name="web-pdb"),
-        spec=client.V1PodDisruptionBudgetSpec(min_available=6,
-                                              selector=client.V1LabelSelector(match_labels={"app": "web"})))
-    cluster.policy.create_namespaced_pod_disruption_budget(web, pdb)
+    create_pdb(cluster.policy, web, "web-pdb", "web", min_available=6)
     before = snapshot(cluster, web)
     with pytest.raises(DrainBlocked, match="did not finish in 2 s.*blocked by PDB web-pdb"):
         chaos.run(_experiment(web, [{"type": "scale", "at": 0, "replicas": 5},

@@ -9,7 +9,7 @@ from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import RUN_ANNOTATION, Kube
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import ready, running_pods, zones_of
+from tests.cluster.helpers import create_pdb, ready, running_pods, zones_of
 
 
 def _node(cluster: Kube, name: str) -> client.V1Node:
@@ -32,13 +32,7 @@ def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kub
 
 
 def test_drain_blocked_by_a_pdb_names_the_pdb_and_still_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
-    pdb = client.V1PodDisruptionBudget(
-        metadata=client.V1ObjectMeta(name="web-pdb"),
-        spec=client.V1PodDisruptionBudgetSpec(min_available=6,
-                                              selector=client.V1LabelSelector(match_labels={"app": "web"})))
-    cluster.policy.create_namespaced_pod_disruption_budget(web, pdb)
-    wait_until("PDB observed", lambda: cluster.policy.read_namespaced_pod_disruption_budget(
-        "web-pdb", web).status.observed_generation, timeout=30)
+    create_pdb(cluster.policy, web, "web-pdb", "web", min_available=6)
     with pytest.raises(DrainBlocked) as blocked:
         chaos.inject("node-drain", namespace=web, workload="deployment/web",
                      nodes={"zone": "zone-b", "count": 1}, timeout=6)

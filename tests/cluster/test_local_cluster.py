@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import deployment, ready, running_pods, zones_of
+from tests.cluster.helpers import create_pdb, deployment, ready, running_pods, zones_of
 
 
 def _wait_available(apps: client.AppsV1Api, namespace: str, name: str, replicas: int, timeout: float = 60) -> None:
@@ -48,13 +48,7 @@ def test_eviction_is_refused_while_the_pdb_allows_no_disruption(
 ) -> None:
     apps.create_namespaced_deployment(namespace, deployment("db", 2))
     _wait_available(apps, namespace, "db", 2)
-    pdb = client.V1PodDisruptionBudget(
-        metadata=client.V1ObjectMeta(name="db-pdb"),
-        spec=client.V1PodDisruptionBudgetSpec(min_available=2,
-                                              selector=client.V1LabelSelector(match_labels={"app": "db"})))
-    policy.create_namespaced_pod_disruption_budget(namespace, pdb)
-    wait_until("PDB status observed", lambda: policy.read_namespaced_pod_disruption_budget(
-        "db-pdb", namespace).status.observed_generation, timeout=30)
+    create_pdb(policy, namespace, "db-pdb", "db", min_available=2)
     victim = running_pods(core, namespace, "db")[0].metadata.name
 
     with pytest.raises(ApiException) as refused:
