@@ -37,12 +37,17 @@ def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     up = named("up", "start the cluster (idempotent); prints the kubeconfig path")
     up.add_argument("--zones", type=int, default=3, help="number of zones (default 3)")
     up.add_argument("--nodes-per-zone", type=int, default=2, help="simulated nodes per zone (default 2)")
+    up.add_argument("--real-nodes", type=int, default=2,
+                    help="real kubelet+containerd nodes, spread over the zones (default 2; 0 for none)")
     up.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness (default 120)")
     named("down", "stop every process of the cluster and remove its state")
     named("status", "show processes and nodes")
     named("kubeconfig", "print the kubeconfig path")
-    for verb, text in (("fail", "stop the heartbeat of nodes or a zone"), ("restore", "resume their heartbeat")):
+    load = named("load-image", "import image archives (docker save / OCI layout) into every real node")
+    load.add_argument("archives", nargs="+", help="image archive files")
+    for verb, text in (("fail", "fail nodes or a zone (heartbeat stops; real nodes freeze)"),
+                       ("restore", "bring failed nodes back")):
         parser = named(verb, text)
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--zone", help="every node of this zone")
@@ -147,6 +152,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
         "down": lambda: (cluster.down(), 0)[1],
         "status": lambda: _status(cluster),
         "kubeconfig": lambda: _kubeconfig(cluster),
+        "load-image": lambda: _load_image(cluster, args),
         "fail": lambda: _heartbeat(cluster, args, fail=True),
         "restore": lambda: _heartbeat(cluster, args, fail=False),
     }
@@ -154,7 +160,8 @@ def _run_cluster(args: argparse.Namespace) -> int:
 
 
 def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
-    kubeconfig = cluster.up(Topology(args.zones, args.nodes_per_zone), port=args.port, timeout=args.timeout)
+    topology = Topology(args.zones, args.nodes_per_zone, args.real_nodes)
+    kubeconfig = cluster.up(topology, port=args.port, timeout=args.timeout)
     print(kubeconfig)
     return 0
 
@@ -169,6 +176,13 @@ def _kubeconfig(cluster: LocalCluster) -> int:
     if cluster.state() != "running":
         raise UsageError(f"cluster {cluster.name!r} is not running", hint="run `resilience cluster up` first")
     print(cluster.kubeconfig)
+    return 0
+
+
+def _load_image(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    for archive in args.archives:
+        for node in cluster.load_image(Path(archive)):
+            print(f"imported {archive} into {node}")
     return 0
 
 

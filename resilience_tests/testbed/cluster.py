@@ -33,6 +33,7 @@ from resilience_tests.errors import (
 )
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
+from resilience_tests.testbed.realnodes import RealNode, RealNodes, plan
 from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
 from resilience_tests.waiting import wait_until
 
@@ -94,6 +95,7 @@ class LocalCluster:
         self.root = root or build.cache_root()
         self.run_dir = self.root / "clusters" / name
         self.kwokctl = Kwokctl(self.binaries, self.root / "kwok", name)
+        self.real = RealNodes(name, self.run_dir, self.binaries, self.kubeconfig)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -113,7 +115,8 @@ class LocalCluster:
     def _saved_topology(self) -> Topology | None:
         try:
             data = json.loads(self._topology_file.read_text())
-            return Topology(zones=data["zones"], nodes_per_zone=data["nodes_per_zone"])
+            return Topology(zones=data["zones"], nodes_per_zone=data["nodes_per_zone"],
+                            real_nodes=data.get("real_nodes", 0))
         except (OSError, ValueError, KeyError, ResilienceError):
             return None
 
@@ -174,7 +177,8 @@ class LocalCluster:
             return "absent"
         expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
         alive = expected <= set(self._control_plane_running()) and "kwok" in self._own_running()
-        if not (alive and self._saved_topology()):
+        topology = self._saved_topology()
+        if not (alive and topology) or (topology.real_nodes and not self.real.healthy()):
             return "stale"
         try:
             wait_until("API server answering /readyz", self._api_ready, timeout=20, interval=0.5)
@@ -208,6 +212,8 @@ class LocalCluster:
             missing = build.missing_binaries(self.binaries)
             if missing:
                 raise BinariesMissingError(missing, str(self.binaries))
+            if topology.real_nodes:
+                self._check_real_nodes_possible()
             if current == "stale":
                 say(f"cleaning leftovers of an earlier run of cluster {self.name!r}")
                 self._teardown()
@@ -216,7 +222,10 @@ class LocalCluster:
                 self._start(topology, port, timeout, say)
             except BaseException as exc:
                 detail = self._failure_logs()
-                self._teardown()
+                try:
+                    self._teardown()
+                except TestbedError as cleanup:
+                    detail += f"\nand cleaning up failed: {cleanup}"
                 if isinstance(exc, ResilienceError) and detail:
                     raise TestbedError(f"{exc}\n{detail}") from exc
                 raise
@@ -232,9 +241,32 @@ class LocalCluster:
         self._start_kwok(timings)
         say(f"registering {len(topology.node_names())} simulated nodes in {topology.zones} zones")
         self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(node_list(topology)), timeout=300)
-        self._topology_file.write_text(json.dumps({"zones": topology.zones,
-                                                   "nodes_per_zone": topology.nodes_per_zone}))
+        self._topology_file.write_text(json.dumps(topology.to_json()))
         self.wait_nodes_ready(topology.node_names(), timeout=max(60.0, len(topology.node_names()) / 10))
+        if topology.real_nodes:
+            from resilience_tests.testbed.images import image_archives
+
+            say("building the pause and demo images (cached)")
+            images = image_archives()
+            started = time.monotonic()
+            self.real.start(self._real_plan(topology), images, say, timeout=timeout)
+            say(f"{topology.real_nodes} real nodes Ready in {time.monotonic() - started:.1f} s")
+
+    def _real_plan(self, topology: Topology) -> list[RealNode]:
+        return plan(topology.real_node_names(), topology.zone_of)
+
+    def _check_real_nodes_possible(self) -> None:
+        from resilience_tests.testbed.realnodes import missing_requirements
+
+        for other in sorted((self.root / "clusters").glob("*/real/state.json")):
+            name = other.parent.parent.name
+            if name != self.name:
+                raise UsageError(f"cluster {name!r} already has real nodes (one cluster per machine can)",
+                                 hint=f"run `resilience cluster down --name {name}` first, or pass --real-nodes 0")
+        missing = missing_requirements()
+        if missing:
+            raise TestbedError("real nodes need " + "; ".join(missing),
+                               hint="install what is named (scripts/setup does), or pass --real-nodes 0")
 
     def _start_kwok(self, timings: Timings) -> None:
         stages = self.run_dir / "stages.yaml"
@@ -272,9 +304,9 @@ class LocalCluster:
             return True
 
     def _teardown(self) -> None:
+        errors = self.real.teardown()
         for record in procs.records(self.run_dir):
             procs.stop(record, self.run_dir)
-        errors = []
         try:
             self.kwokctl.delete()
         except TestbedError as exc:
@@ -284,12 +316,12 @@ class LocalCluster:
             _kill_pid(pid)
         shutil.rmtree(self.kwokctl.cluster_dir, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        if self._control_plane_running():
+        if self._control_plane_running() or errors:
             raise TestbedError(f"could not stop every process of cluster {self.name!r}: {'; '.join(errors)}")
 
     def _failure_logs(self) -> str:
         chunks = []
-        logs = [Path(r.log) for r in procs.records(self.run_dir)]
+        logs = [Path(r.log) for r in procs.records(self.run_dir) + procs.records(self.real.dir)]
         logs += sorted(self.kwokctl.logs_dir().glob("*.log"))
         for path in logs:
             tail = procs.log_tail(path, 6)
@@ -303,7 +335,7 @@ class LocalCluster:
         state = self.state()
         if state == "absent":
             return ClusterStatus(name=self.name, state=state)
-        processes = {**self._control_plane_running(), **self._own_running()}
+        processes = {**self._control_plane_running(), **self._own_running(), **self.real.running()}
         nodes: tuple[NodeState, ...] = ()
         problem = ""
         if self._api_ready():
@@ -311,9 +343,9 @@ class LocalCluster:
         else:
             problem = "the API server does not answer"
         if state == "stale" and not problem:
-            problem = "some processes are missing: " + ", ".join(
-                sorted({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
-                       - set(processes)))
+            expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+            expected |= set(self.real.expected_processes())
+            problem = "some processes are missing: " + ", ".join(sorted(expected - set(processes)))
         return ClusterStatus(
             name=self.name, state=state, kubeconfig=str(self.kubeconfig), topology=self._saved_topology(),
             processes=processes, nodes=nodes, problem=problem,
@@ -363,8 +395,16 @@ class LocalCluster:
         return [n.name for n in self.nodes() if n.zone == zone]
 
     def fail_nodes(self, names: list[str]) -> None:
-        """Stop the heartbeat of ``names``: their leases expire and the control plane reacts."""
-        self._set_heartbeat(names, "off")
+        """Fail ``names`` as a dead machine would.
+
+        Simulated nodes lose their heartbeat (kwok stops renewing their leases). Real
+        nodes freeze: kubelet, containerd and every container stop in the cgroup
+        freezer, and their pod subnet stops answering. Either way the control plane
+        sees missed heartbeats and reacts.
+        """
+        real, simulated = self._split(names)
+        self._set_heartbeat(simulated, "off")
+        self.real.freeze(real)
 
     def restore_nodes(self, names: list[str], *, timeout: float = 60) -> None:
         """Resume the heartbeat of ``names`` and wait until they are Ready.
@@ -374,7 +414,9 @@ class LocalCluster:
         ``resilience-tests.io/resync``): terminating pods then finish and pods
         marked not-ready during the outage turn ready again.
         """
-        self._set_heartbeat(names, "on")
+        real, simulated = self._split(names)
+        self._set_heartbeat(simulated, "on")
+        self.real.thaw(real)
         self.wait_nodes_ready(names, timeout=timeout)
         pods = json.loads(self.kubectl("get", "pods", "-A", "-o", "json"))["items"]
         stamp = f"resilience-tests.io/resync={time.time():.0f}"
@@ -384,21 +426,40 @@ class LocalCluster:
                 with contextlib.suppress(TestbedError):  # gone meanwhile
                     self.kubectl("annotate", "pod", "-n", meta["namespace"], meta["name"], stamp, "--overwrite")
 
-    def _set_heartbeat(self, names: list[str], value: str) -> None:
+    def _split(self, names: list[str]) -> tuple[list[RealNode], list[str]]:
+        """Split ``names`` into real nodes and the rest (unknown names are rejected)."""
         self._require_running()
         known = {n.name for n in self.nodes()}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(f"unknown node(s): {', '.join(unknown)}",
                              hint=f"known nodes: {', '.join(sorted(known)[:12])}")
+        real = {n.name: n for n in self.real.recorded()}
+        return [real[n] for n in names if n in real], [n for n in names if n not in real]
+
+    def _set_heartbeat(self, names: list[str], value: str) -> None:
         if names:
             self.kubectl("label", "nodes", *names, f"{HEARTBEAT_LABEL}={value}", "--overwrite")
+
+    def load_image(self, archive: Path) -> list[str]:
+        """Import an image archive into every real node; returns the node names."""
+        self._require_running()
+        nodes = self.real.recorded()
+        if not nodes:
+            raise UsageError(f"cluster {self.name!r} has no real nodes",
+                             hint="images matter only on real nodes: `resilience cluster up --real-nodes 2`")
+        if not archive.is_file():
+            raise UsageError(f"no image archive at {archive}", hint="write one with `docker save` or similar")
+        for node in nodes:
+            self.real.import_image(node, archive)
+        return [n.name for n in nodes]
 
     # ------------------------------------------------------------------ measurement
     def memory_rss_bytes(self) -> int:
         """Resident memory of every process of the cluster, summed."""
         total = 0
-        for pid in {**self._control_plane_running(), **self._own_running()}.values():
+        pids = {*self._control_plane_running().values(), *self._own_running().values(), *self.real.pids()}
+        for pid in pids:
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):

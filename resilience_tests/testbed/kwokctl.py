@@ -151,7 +151,8 @@ class Kwokctl:
     def delete(self) -> None:
         """Stop every control-plane process and delete kwokctl's state."""
         if self.cluster_dir.exists():
-            self.run("delete", "cluster", "--kubeconfig", "", timeout=120)
+            # Its own kubeconfig, never the user's (an empty path is refused by delete).
+            self.run("delete", "cluster", "--kubeconfig", str(self.kubeconfig), timeout=120)
 
     def pids(self) -> dict[str, int]:
         """Pids of the control-plane processes, from kwokctl's pid files."""

@@ -18,14 +18,19 @@ HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
 REGION = "local-1"
 MAX_ZONES = len(string.ascii_lowercase)
 MAX_NODES = 5000
+MAX_REAL_NODES = 6
 
 
 @dataclass(frozen=True)
 class Topology:
-    """How many zones and simulated nodes per zone the cluster has."""
+    """How many zones, simulated nodes per zone and real (kubelet) nodes the cluster has.
+
+    Real nodes are spread over the zones in turn: real-a1, real-b1, real-c1, real-a2, ...
+    """
 
     zones: int = 3
     nodes_per_zone: int = 2
+    real_nodes: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.zones <= MAX_ZONES:
@@ -37,6 +42,9 @@ class Topology:
                 f"{self.zones} zones x {self.nodes_per_zone} nodes is more than {MAX_NODES} nodes",
                 hint="lower --nodes-per-zone",
             )
+        if not 0 <= self.real_nodes <= MAX_REAL_NODES:
+            raise UsageError(f"--real-nodes must be between 0 and {MAX_REAL_NODES}, got {self.real_nodes}",
+                             hint="each real node runs a kubelet and a containerd; 2 or 3 suit a 2-core machine")
 
     @property
     def zone_names(self) -> list[str]:
@@ -49,13 +57,23 @@ class Topology:
         width = len(str(self.nodes_per_zone))
         return [f"sim-{z[-1]}{i:0{width}d}" for z in zones for i in range(1, self.nodes_per_zone + 1)]
 
+    def real_node_names(self) -> list[str]:
+        """Names of the real nodes, spread over the zones in turn."""
+        names = self.zone_names
+        return [f"real-{names[i % self.zones][-1]}{i // self.zones + 1}" for i in range(self.real_nodes)]
+
     def zone_of(self, node: str) -> str:
-        """Zone of a simulated node, from its name."""
-        return f"zone-{node[4]}"
+        """Zone of a node of this topology, from its name (sim-a1 and real-a1 are in zone-a)."""
+        return f"zone-{node.split('-', 1)[1][0]}"
 
     def describe(self) -> str:
-        """Short human description, e.g. '3 zones x 2 simulated nodes'."""
-        return f"{self.zones} zones x {self.nodes_per_zone} simulated nodes"
+        """Short human description, e.g. '3 zones x 2 simulated nodes + 2 real nodes'."""
+        text = f"{self.zones} zones x {self.nodes_per_zone} simulated nodes"
+        return text + (f" + {self.real_nodes} real nodes" if self.real_nodes else "")
+
+    def to_json(self) -> dict[str, int]:
+        """The form saved next to a running cluster."""
+        return {"zones": self.zones, "nodes_per_zone": self.nodes_per_zone, "real_nodes": self.real_nodes}
 
 
 def simulated_node(name: str, zone: str) -> dict[str, Any]:
