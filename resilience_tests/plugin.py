@@ -37,6 +37,8 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
      {"action": "store_true"}),
     ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)", {"type": int}),
     ("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse", {}),
+    ("--real-nodes", "resilience_real_nodes",
+     "real kubelet nodes of the local cluster when this run starts it (default 2; 0 for none)", {"type": int}),
     ("--keep-cluster", "resilience_keep_cluster",
      "leave the local cluster running at the end if this run started it", {"action": "store_true"}),
 ]
@@ -79,6 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
         namespace=option(config, "resilience_namespace"),
         dry_run=bool(option(config, "resilience_dry_run")),
         local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
+        real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 2,
     )
     with contextlib.suppress(ValueError):  # not in the main thread
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -141,7 +144,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.fixture(scope="session")
 def local_cluster(request: pytest.FixtureRequest) -> LocalCluster:
-    """The project's local cluster (3 zones x 2 simulated nodes), started once per run.
+    """The project's local cluster (3 zones x 2 simulated nodes + ``--real-nodes`` real ones), started once per run.
 
     Stopped at the end only if this run started it (unless ``--keep-cluster``).
     Skips when ``--kubeconfig`` names another cluster.

@@ -48,6 +48,7 @@ class RunSession:
     namespace: str | None = None
     dry_run: bool = False
     local_cluster_name: str = DEFAULT_LOCAL_CLUSTER
+    real_nodes: int = 2
     started_local: LocalCluster | None = None
     _kube: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
@@ -59,7 +60,7 @@ class RunSession:
 
         cluster = LocalCluster(self.local_cluster_name)
         was_running = cluster.state() == "running"
-        cluster.up(Topology(3, 2), log=False)
+        cluster.up(Topology(3, 2, self.real_nodes), log=False)
         if not was_running:
             self.started_local = cluster
         if self.kubeconfig is None:

@@ -59,3 +59,29 @@ def create_pdb(policy: client.PolicyV1Api, namespace: str, name: str, app: str, 
     policy.create_namespaced_pod_disruption_budget(namespace, pdb)
     wait_until(f"PDB {name} observed", lambda: policy.read_namespaced_pod_disruption_budget(
         name, namespace).status.observed_generation, timeout=30)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def demo_manifests(namespace: str, *, misbehave: str = "", replicas: int = 4, prestop: bool = True,
+                   grace: int | None = None) -> list[dict[str, object]]:
+    """deploy/demo.yaml moved into ``namespace``: optional misbehaviour, no fixed NodePort, no Namespace object."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "demo.yaml").read_text()) if d["kind"] != "Namespace"]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        if doc["kind"] == "Deployment":
+            doc["spec"]["replicas"] = replicas
+            pod = doc["spec"]["template"]["spec"]
+            container = pod["containers"][0]
+            if misbehave:
+                container["args"] = [*container["args"], f"--misbehave={misbehave}"]
+            if not prestop:
+                container.pop("lifecycle")
+            if grace is not None:
+                pod["terminationGracePeriodSeconds"] = grace
+        if doc["kind"] == "Service":
+            doc["spec"]["ports"][0].pop("nodePort")
+    return docs

@@ -1,0 +1,126 @@
+"""Real nodes: real containers, Services and traffic from the host through a NodePort on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kubernetes import client
+
+from resilience_tests.chaos import Chaos
+from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.cluster.timeline import Timeline
+from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import demo_manifests, ready, running_pods
+from tests.cluster.traffic import RequestLoop
+
+
+@pytest.fixture(scope="module")
+def real_nodes(local_cluster: LocalCluster) -> list[str]:
+    names = [n.name for n in local_cluster.nodes() if n.kind == "real"]
+    if len(names) < 2:
+        pytest.skip("needs a local cluster with at least 2 real nodes (--real-nodes 2)")
+    return sorted(names)
+
+
+def deploy(local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str, **variant: object) -> int:
+    """Apply the demo app into ``namespace``, wait until its pods serve, return the NodePort."""
+    docs = demo_manifests(namespace, **variant)  # type: ignore[arg-type]
+    local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    replicas = next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"]  # type: ignore[index]
+    wait_until("demo pods ready", lambda: sum(ready(p) for p in running_pods(core, namespace, "web")) == replicas,
+               timeout=90)
+    port = core.read_namespaced_service("web", namespace).spec.ports[0].node_port
+    wait_until("NodePort answering", lambda: _answers(port), timeout=30)
+    return int(port)
+
+
+def _answers(port: int) -> bool:
+    with RequestLoop(port, workers=1, max_requests=1, max_seconds=3) as loop:
+        pass
+    return bool(loop.outcomes) and loop.outcomes[0].ok
+
+
+def restart_under_load(cluster: Kube, namespace: str, port: int) -> RequestLoop:
+    """Roll every pod of the demo Deployment while requests (each held 20 ms by the app) flow."""
+    web = Workload(kind="deployment", name="web", namespace=namespace)
+    with RequestLoop(port, path="/?sleep=20ms", max_seconds=150) as loop:
+        time.sleep(1)
+        cluster.restart(web)
+        wait_until("rollout complete", lambda: not cluster.rollout_pending(web), timeout=120, interval=0.5)
+        time.sleep(2)
+    return loop
+
+
+def test_rolling_restart_of_the_graceful_app_fails_no_request(
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+    port = deploy(local_cluster, core, namespace)
+    loop = restart_under_load(cluster, namespace, port)
+    pods = {o.pod for o in loop.outcomes if o.ok}
+    assert len(loop.outcomes) > 200 and len(pods) >= 8, loop.summary()  # old and new pods both answered
+    assert not loop.failures, loop.summary()
+
+
+def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+    port = deploy(local_cluster, core, namespace, misbehave="exit-on-term", prestop=False)
+    loop = restart_under_load(cluster, namespace, port)
+    assert len(loop.outcomes) > 200, loop.summary()
+    assert loop.failures, loop.summary()
+
+
+def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
+        local_cluster: LocalCluster, chaos: Chaos, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+    port = deploy(local_cluster, core, namespace)
+    victim = real_nodes[0]
+    with RequestLoop(port, max_seconds=120) as loop:
+        time.sleep(1)
+        with chaos.fault("node-drain", namespace=namespace, workload="deployment/web",
+                         nodes={"names": [victim]}, timeout=90):
+            wait_until("pods moved off the drained node", lambda: all(
+                p.spec.node_name != victim and ready(p) for p in running_pods(core, namespace, "web"))
+                and len(running_pods(core, namespace, "web")) == 4, timeout=90)
+            during = len(loop.outcomes)
+            time.sleep(1)
+    after = {p.spec.node_name for p in running_pods(core, namespace, "web")}
+    assert victim not in after and after <= set(real_nodes), after
+    assert during > 100, loop.summary()
+    assert not loop.failures, loop.summary()
+
+
+def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+    deploy(local_cluster, core, namespace, misbehave="ignore-term", prestop=False, replicas=1, grace=3)
+    (pod,) = running_pods(core, namespace, "web")
+    key = f"{namespace}/{pod.metadata.name}"
+    with Timeline(cluster, namespace) as timeline:
+        deleted = time.time()
+        core.delete_namespaced_pod(pod.metadata.name, namespace)
+        gone = timeline.wait_for(lambda r: r.kind == "pod" and r.name == key and r.change == "deleted", timeout=60)
+    assert gone is not None, "the pod was never removed"
+    exits = [r for r in timeline.records("pod") if r.name == key and r.get("exit.web") is not None]
+    assert exits, "no final container status was recorded before the pod disappeared"
+    assert exits[0].get("exit.web") == 137
+    # Killed after the 3 s grace period, not before.
+    assert 3 <= exits[0].t - deleted < 20, exits[0].t - deleted
+
+
+def test_a_frozen_real_node_goes_not_ready_and_comes_back(
+        local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+    deploy(local_cluster, core, namespace)
+    victim = real_nodes[0]
+    before = [p.metadata.name for p in running_pods(core, namespace, "web") if p.spec.node_name == victim]
+    assert before
+    local_cluster.fail_nodes([victim])
+    try:
+        local_cluster.wait_nodes_ready([victim], ready=False, timeout=45)
+        wait_until("replacements ready on the other real nodes", lambda: sum(
+            ready(p) for p in running_pods(core, namespace, "web") if p.spec.node_name != victim) == 4, timeout=90)
+    finally:
+        local_cluster.restore_nodes([victim], timeout=60)
+    # Back: Ready again and able to run pods (the stranded pods finish terminating).
+    wait_until("stranded pods gone", lambda: not any(
+        p.metadata.name in before for p in core.list_namespaced_pod(namespace).items), timeout=60)
+    assert local_cluster.real.frozen(next(n for n in local_cluster.real.recorded() if n.name == victim)) is False
