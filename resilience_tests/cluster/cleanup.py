@@ -50,11 +50,23 @@ def _clear(aspects: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"annotations": marks}}
 
 
-def _node_steps(kube: Kube, name: str, aspects: dict[str, Any]) -> list[tuple[str, Callable[[], object]]]:
+def _thaw_local(kube: Kube, node: str) -> None:
+    """Thaw a real node of the local cluster the kube context points at (``kwok-NAME``)."""
+    from resilience_tests.cluster.client import current_context
+    from resilience_tests.testbed.cluster import LocalCluster
+
+    context = kube.ref.context or current_context(kube.ref.kubeconfig)
+    LocalCluster(context.removeprefix("kwok-")).restore_nodes([node])
+
+
+def _node_steps(kube: Kube, name: str, aspects: dict[str, Any], *,
+                real: bool = False) -> list[tuple[str, Callable[[], object]]]:
     steps: list[tuple[str, Callable[[], object]]] = []
     if "unschedulable" in aspects:
         steps.append(("uncordon", lambda: kube.core.patch_node(name, {"spec": {"unschedulable": False}})))
-    if aspects.get("heartbeat") == "on":
+    if aspects.get("heartbeat") == "on" and real:
+        steps.append(("thaw the frozen real node", lambda: _thaw_local(kube, name)))
+    elif aspects.get("heartbeat") == "on":
         steps.append(("resume heartbeat", lambda: kube.core.patch_node(
             name, {"metadata": {"labels": {HEARTBEAT_LABEL: "on"}}})))
     if "taint" in aspects:
@@ -85,7 +97,8 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False) -> 
     for node in kube.core.list_node().items:
         marked = _marked(node, run_id)
         if marked:
-            for label, step in _node_steps(kube, node.metadata.name, marked[1]):
+            real = (node.metadata.labels or {}).get("resilience-tests.io/node-kind") == "real"
+            for label, step in _node_steps(kube, node.metadata.name, marked[1], real=real):
                 if not dry_run:
                     step()
                 actions.append(CleanupAction(marked[0], f"node/{node.metadata.name}", label))

@@ -202,6 +202,12 @@ class Kube:
         self.patch_workload(workload, {"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": now}}}}})
 
+    def stuck_pods(self, workload: Workload) -> list[str]:
+        """Pods of ``workload`` whose containers cannot start (image pull errors, crash loops), one line each."""
+        selector = self.workload_selector(workload)
+        items = raw_list(self.core.list_namespaced_pod, workload.namespace, label_selector=selector)["items"]
+        return [line for pod in items for line in stuck_reasons(pod)]
+
     def rollout_pending(self, workload: Workload) -> str:
         """'' when the rollout is complete, else what it still waits for."""
         obj = self.read_workload(workload)
@@ -218,6 +224,27 @@ class Kube:
         if updated == want and ready == want and total == want:
             return ""
         return f"{updated}/{want} updated, {ready}/{want} ready, {total} total replicas"
+
+
+STUCK_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+                 "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def stuck_reasons(pod: dict[str, Any]) -> list[str]:
+    """Why the containers of a pod (raw JSON) cannot run, one line each ([] if nothing is stuck)."""
+    found = []
+    statuses = (pod.get("status") or {}).get("initContainerStatuses", []) + \
+        (pod.get("status") or {}).get("containerStatuses", [])
+    for status in statuses:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in STUCK_REASONS:
+            name = pod["metadata"]["name"]
+            node = (pod.get("spec") or {}).get("nodeName") or "?"
+            what = f"image {status.get('image')} cannot be pulled" if "Image" in reason else "container cannot run"
+            detail = (waiting.get("message") or "").splitlines()[0][:160] if waiting.get("message") else ""
+            found.append(f"pod {name} on {node}: {what} ({reason}{': ' + detail if detail else ''})")
+    return found
 
 
 def raw_list(lister: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:

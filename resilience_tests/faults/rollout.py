@@ -12,6 +12,9 @@ from pydantic import Field, model_validator
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
 from resilience_tests.waiting import wait_until
 
+IMAGE_HINT = ("fix the tag, or import the image: on the local cluster `resilience cluster load-image ARCHIVE` "
+              "(it has no registry), on kind `kind load image-archive ARCHIVE`")
+
 
 class RolloutParams(FaultParams):
     """Keys of a rollout fault."""
@@ -97,9 +100,20 @@ class Rollout:
                                              "spec": {"template": {"spec": {"containers": containers}}}})
 
     def wait(self) -> None:
-        """Wait until the rollout has completed."""
-        wait_until(f"rollout of {self.workload}", lambda: not self.ctx.kube.rollout_pending(self.workload),
-                   timeout=self.params.timeout, pending=lambda: self.ctx.kube.rollout_pending(self.workload))
+        """Wait until the rollout has completed; stop at once if new pods cannot start (e.g. an unknown image)."""
+        kube = self.ctx.kube
+
+        def done() -> bool:
+            if not kube.rollout_pending(self.workload):
+                return True
+            stuck = kube.stuck_pods(self.workload)
+            if stuck:
+                raise FaultError(f"rollout of {self.workload} cannot complete: {stuck[0]}",
+                                 hint=IMAGE_HINT if "image" in stuck[0] else "see `kubectl describe pod`")
+            return False
+
+        wait_until(f"rollout of {self.workload}", done, timeout=self.params.timeout,
+                   pending=lambda: kube.rollout_pending(self.workload))
 
     def revert(self) -> None:
         if self.original is not None:

@@ -171,20 +171,26 @@ class LocalCluster:
         """``absent``, ``running`` (healthy) or ``stale`` (leftovers of a crashed run).
 
         While every process is alive, a slow API server (a busy machine) gets up to
-        20 s to answer before the cluster counts as stale: ``up`` tears stale clusters down.
+        20 s to answer before the cluster counts as stale: ``up`` tears stale clusters down
+        (or, when only real nodes lost a process, restarts just those).
         """
         if not self.kwokctl.cluster_dir.exists() and not self.run_dir.exists():
             return "absent"
+        topology = self._saved_topology()
+        if not self._control_plane_healthy() or (topology and topology.real_nodes and not self.real.healthy()):
+            return "stale"
+        return "running"
+
+    def _control_plane_healthy(self) -> bool:
         expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
         alive = expected <= set(self._control_plane_running()) and "kwok" in self._own_running()
-        topology = self._saved_topology()
-        if not (alive and topology) or (topology.real_nodes and not self.real.healthy()):
-            return "stale"
+        if not (alive and self._saved_topology()):
+            return False
         try:
             wait_until("API server answering /readyz", self._api_ready, timeout=20, interval=0.5)
         except WaitTimeoutError:
-            return "stale"
-        return "running"
+            return False
+        return True
 
     # ------------------------------------------------------------------ up / down
     def up(self, topology: Topology, *, port: int = 0, timeout: float = 120, log: bool = True) -> Path:
@@ -214,6 +220,10 @@ class LocalCluster:
                 raise BinariesMissingError(missing, str(self.binaries))
             if topology.real_nodes:
                 self._check_real_nodes_possible()
+            if current == "stale" and self._saved_topology() == topology and topology.real_nodes \
+                    and self._control_plane_healthy():
+                self._repair_real_nodes(topology, timeout, say)
+                return self.kubeconfig
             if current == "stale":
                 say(f"cleaning leftovers of an earlier run of cluster {self.name!r}")
                 self._teardown()
@@ -252,21 +262,35 @@ class LocalCluster:
             self.real.start(self._real_plan(topology), images, say, timeout=timeout)
             say(f"{topology.real_nodes} real nodes Ready in {time.monotonic() - started:.1f} s")
 
+    def _repair_real_nodes(self, topology: Topology, timeout: float, say: _Say) -> None:
+        """The control plane is fine but a real node lost a process: restart the real nodes only."""
+        from resilience_tests.testbed.images import image_archives
+
+        gone = sorted(set(self.real.expected_processes()) - set(self.real.running()))
+        say(f"real nodes lost {', '.join(gone) or 'their state'}: restarting them (the control plane keeps running)")
+        problems = self.real.teardown()
+        if problems:
+            raise TestbedError(f"could not clean up the real nodes: {'; '.join(problems)}",
+                               hint=f"run `resilience cluster down --name {self.name}` and `up` again")
+        started = time.monotonic()
+        self.real.start(self._real_plan(topology), image_archives(), say, timeout=timeout)
+        say(f"{topology.real_nodes} real nodes Ready again in {time.monotonic() - started:.1f} s")
+
     def _real_plan(self, topology: Topology) -> list[RealNode]:
         return plan(topology.real_node_names(), topology.zone_of)
 
     def _check_real_nodes_possible(self) -> None:
         from resilience_tests.testbed.realnodes import missing_requirements
 
+        missing = missing_requirements()
+        if missing:
+            raise TestbedError("real nodes need " + "; ".join(missing),
+                               hint="install what is named (scripts/setup does), or pass --real-nodes 0")
         for other in sorted((self.root / "clusters").glob("*/real/state.json")):
             name = other.parent.parent.name
             if name != self.name:
                 raise UsageError(f"cluster {name!r} already has real nodes (one cluster per machine can)",
                                  hint=f"run `resilience cluster down --name {name}` first, or pass --real-nodes 0")
-        missing = missing_requirements()
-        if missing:
-            raise TestbedError("real nodes need " + "; ".join(missing),
-                               hint="install what is named (scripts/setup does), or pass --real-nodes 0")
 
     def _start_kwok(self, timings: Timings) -> None:
         stages = self.run_dir / "stages.yaml"

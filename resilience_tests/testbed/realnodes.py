@@ -29,6 +29,7 @@ iptables chains are per host).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resilience_tests.errors import TestbedError, UsageError, WaitTimeoutError
+from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.testbed import procs
 from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, ZONE_LABEL
 from resilience_tests.waiting import wait_until
@@ -276,7 +277,8 @@ class RealNodes:
             log = self.dir / "logs" / f"containerd-{node.name}.log"
             raise TestbedError(f"containerd of {node.name} did not answer on {sock}:\n{procs.log_tail(log)}") from None
 
-    def _ctr(self, node: RealNode, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def _ctr(self, node: RealNode, *args: str, check: bool = True,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run("ctr", "-a", str(self.socket(node)), "-n", "k8s.io", *args, check=check, timeout=timeout)
 
     def import_image(self, node: RealNode, archive: Path, tag: str = "") -> None:
@@ -351,8 +353,7 @@ class RealNodes:
                       "-m", "comment", "--comment", f"frozen {node.name}")
             state = self.cgroup(node, "freezer") / "freezer.state"
             state.write_text("FROZEN")
-            wait_until(f"{node.name} frozen", lambda s=state: s.read_text().strip() == "FROZEN", timeout=10,
-                       interval=0.05)
+            wait_until(f"{node.name} frozen", functools.partial(_reads, state, "FROZEN"), timeout=10, interval=0.05)
         # First in line, ahead of kube-proxy's ACCEPT of established flows: those stop answering too.
         for parent in ("FORWARD", "OUTPUT"):
             _iptables("filter", "-D", parent, "-j", FREEZE_CHAIN, check=False)
@@ -623,6 +624,10 @@ def _drop_chain(tool: str, table: str, chain: str, parents: list[str]) -> None:
             _iptables(table, "-D", *words[1:], tool=tool, check=False)
     _iptables(table, "-F", chain, tool=tool, check=False)
     _iptables(table, "-X", chain, tool=tool, check=False)
+
+
+def _reads(path: Path, value: str) -> bool:
+    return path.read_text().strip() == value
 
 
 def _cgroup_pids(root: Path) -> list[int]:

@@ -8,6 +8,7 @@ from kubernetes import client
 from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import RUN_ANNOTATION, Kube
 from resilience_tests.faults.node_drain import DrainBlocked
+from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import create_pdb, ready, running_pods, zones_of
 
@@ -108,15 +109,22 @@ def test_node_failure_makes_the_node_not_ready_and_revert_recovers_it(chaos: Cha
     wait_until("sim-c1 Ready again", lambda: ready_status("sim-c1") == "True", timeout=45)
 
 
-def test_zone_outage_fails_every_node_of_the_zone(chaos: Chaos, cluster: Kube, web: str) -> None:
-    with chaos.fault("zone-outage", namespace=web, workload="deployment/web", zone="zone-b", max_nodes=2) as out:
-        assert sorted(out.failed) == ["sim-b1", "sim-b2"]  # type: ignore[attr-defined]
-        labels = {n: _node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in out.failed}  # type: ignore[attr-defined]
+def test_zone_outage_fails_every_node_of_the_zone(chaos: Chaos, cluster: Kube, web: str,
+                                                  local_cluster: LocalCluster) -> None:
+    zone_b = sorted(local_cluster.zone_nodes("zone-b"))  # simulated and real nodes alike
+    simulated = [n for n in zone_b if n.startswith("sim-")]
+    real = [n for n in local_cluster.real.recorded() if n.name in zone_b]
+    with chaos.fault("zone-outage", namespace=web, workload="deployment/web", zone="zone-b",
+                     max_nodes=len(zone_b)) as out:
+        assert sorted(out.failed) == zone_b  # type: ignore[attr-defined]
+        labels = {n: _node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in simulated}
         assert set(labels.values()) == {"off"}
-    assert {_node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in ("sim-b1", "sim-b2")} == {"on"}
+        assert all(local_cluster.real.frozen(n) for n in real)
+    assert {_node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in simulated} == {"on"}
+    assert not any(local_cluster.real.frozen(n) for n in real)
     wait_until("zone-b Ready", lambda: all(
         next(c.status for c in _node(cluster, n).status.conditions if c.type == "Ready") == "True"
-        for n in ("sim-b1", "sim-b2")), timeout=45)
+        for n in zone_b), timeout=60)
 
 
 def test_zone_outage_over_the_blast_radius_is_refused_before_touching_anything(

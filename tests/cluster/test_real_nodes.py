@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +15,10 @@ from kubernetes import client
 from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.cluster.timeline import Timeline
+from resilience_tests.faults.base import FaultError
+from resilience_tests.testbed import procs
 from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.testbed.topology import Topology
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import demo_manifests, ready, running_pods
 from tests.cluster.traffic import RequestLoop
@@ -55,7 +62,8 @@ def restart_under_load(cluster: Kube, namespace: str, port: int) -> RequestLoop:
 
 
 def test_rolling_restart_of_the_graceful_app_fails_no_request(
-        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
     port = deploy(local_cluster, core, namespace)
     loop = restart_under_load(cluster, namespace, port)
     pods = {o.pod for o in loop.outcomes if o.ok}
@@ -64,7 +72,8 @@ def test_rolling_restart_of_the_graceful_app_fails_no_request(
 
 
 def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
-        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
     port = deploy(local_cluster, core, namespace, misbehave="exit-on-term", prestop=False)
     loop = restart_under_load(cluster, namespace, port)
     assert len(loop.outcomes) > 200, loop.summary()
@@ -72,7 +81,8 @@ def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
 
 
 def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
-        local_cluster: LocalCluster, chaos: Chaos, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+        local_cluster: LocalCluster, chaos: Chaos, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
     port = deploy(local_cluster, core, namespace)
     victim = real_nodes[0]
     with RequestLoop(port, max_seconds=120) as loop:
@@ -91,7 +101,8 @@ def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
 
 
 def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
-        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+        local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
     deploy(local_cluster, core, namespace, misbehave="ignore-term", prestop=False, replicas=1, grace=3)
     (pod,) = running_pods(core, namespace, "web")
     key = f"{namespace}/{pod.metadata.name}"
@@ -108,7 +119,8 @@ def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
 
 
 def test_a_frozen_real_node_goes_not_ready_and_comes_back(
-        local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str, real_nodes: list[str]) -> None:
+        local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
     deploy(local_cluster, core, namespace)
     victim = real_nodes[0]
     before = [p.metadata.name for p in running_pods(core, namespace, "web") if p.spec.node_name == victim]
@@ -124,3 +136,60 @@ def test_a_frozen_real_node_goes_not_ready_and_comes_back(
     wait_until("stranded pods gone", lambda: not any(
         p.metadata.name in before for p in core.list_namespaced_pod(namespace).items), timeout=60)
     assert local_cluster.real.frozen(next(n for n in local_cluster.real.recorded() if n.name == victim)) is False
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "resilience_tests.cli", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})}, check=False)
+
+
+def test_missing_packages_are_named_and_nothing_starts(real_nodes: list[str]) -> None:
+    proc = _cli("cluster", "up", "--name", "rt-missing", "--real-nodes", "2", env={"PATH": "/nonexistent"})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: real nodes need Debian packages"), proc.stderr
+    assert "apt-get install -y" in proc.stderr and "containerd" in proc.stderr, proc.stderr
+    assert LocalCluster("rt-missing").state() == "absent"
+
+
+def test_a_second_cluster_with_real_nodes_is_refused(real_nodes: list[str]) -> None:
+    proc = _cli("cluster", "up", "--name", "rt-second", "--real-nodes", "1")
+    assert proc.returncode == 2, proc.stderr
+    assert "already has real nodes" in proc.stderr and "--real-nodes 0" in proc.stderr, proc.stderr
+    assert LocalCluster("rt-second").state() == "absent"
+
+
+def test_an_image_that_is_not_imported_stops_the_rollout_with_the_fix(
+        local_cluster: LocalCluster, chaos: Chaos, cluster: Kube, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
+    deploy(local_cluster, core, namespace, replicas=2)
+    started = time.monotonic()
+    with pytest.raises(FaultError) as caught:
+        chaos.inject("rollout", namespace=namespace, workload="deployment/web", action="image",
+                     image="registry.local/demo:404", timeout=90)
+    message = str(caught.value)
+    assert "image registry.local/demo:404 cannot be pulled" in message, message
+    assert "load-image" in message, message
+    assert time.monotonic() - started < 60
+    # Pulls go to 127.0.0.1:1, never to a registry off this machine.
+    assert "127.0.0.1:1" in message or "ImagePullBackOff" in message, message
+    chaos.revert_all()
+    web = Workload(kind="deployment", name="web", namespace=namespace)
+    wait_until("rolled back", lambda: not cluster.rollout_pending(web), timeout=90)
+    assert cluster.read_workload(web).spec.template.spec.containers[0].image == "registry.local/demo:1"
+
+
+def test_a_killed_containerd_is_repaired_by_up(
+        local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str,
+        real_nodes: list[str]) -> None:
+    port = deploy(local_cluster, core, namespace, replicas=2)
+    victim = real_nodes[-1]
+    (record,) = [r for r in procs.records(local_cluster.real.dir) if r.name == f"containerd-{victim}"]
+    os.kill(record.pid, signal.SIGKILL)
+    wait_until("containerd gone", lambda: not procs.is_running(record), timeout=10)
+    status = local_cluster.status()
+    assert status.state == "stale" and f"containerd-{victim}" in status.problem, status
+    local_cluster.up(local_cluster._saved_topology() or Topology(), log=False)
+    assert local_cluster.state() == "running"
+    local_cluster.wait_nodes_ready(real_nodes, timeout=60)
+    wait_until("demo serving again", lambda: _answers(port) and sum(
+        ready(p) for p in running_pods(core, namespace, "web")) == 2, timeout=120)
