@@ -1,7 +1,7 @@
 // Command demoapp is the HTTP service resilience-tests uses as its target.
 //
 // Well behaved by default: /readyz fails as soon as SIGTERM arrives, requests keep
-// being served for --drain, then the server shuts down gracefully and exits 0.
+// being served for --drain (each answered with Connection: close), then the server shuts down gracefully and exits 0.
 // --misbehave switches on one classic mistake at a time:
 //
 //	exit-on-term   exit(1) immediately on SIGTERM, dropping in-flight requests
@@ -40,6 +40,11 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	defer a.inflight.Add(-1)
 	w.Header().Set("X-Pod", a.pod)
 	w.Header().Set("X-Zone", a.zone)
+	if a.terminating.Load() {
+		// Keep-alive clients reconnect (to a pod that is not going away) instead of
+		// racing the final close of an idle connection.
+		w.Header().Set("Connection", "close")
+	}
 	if !a.serving.Load() {
 		http.Error(w, "not ready to serve yet", http.StatusServiceUnavailable)
 		return

@@ -65,6 +65,7 @@ def pod_state(pod: Obj) -> tuple[tuple[str, Scalar], ...]:
         "node": spec.get("nodeName"),
         "terminating": meta.get("deletionTimestamp") is not None,
         "grace": spec.get("terminationGracePeriodSeconds"),
+        "labels": ",".join(f"{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())),
     }
     for cs in status.get("containerStatuses") or []:
         name = cs.get("name", "")

@@ -49,7 +49,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 def test_up_twice_then_down_twice(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["cluster", "up", "--name", NAME, "--zones", "2", "--nodes-per-zone", "1"]
+    argv = ["cluster", "up", "--name", NAME, "--zones", "2", "--nodes-per-zone", "1", "--real-nodes", "0"]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert first.strip().splitlines()[-1] == str(cluster.kubeconfig)
@@ -61,7 +61,7 @@ def test_up_twice_then_down_twice(cluster: LocalCluster, capsys: pytest.CaptureF
     assert "already running" in second.out, second
     assert sorted(_processes_of(cluster)) == pids, "second up restarted processes"
 
-    assert main(["cluster", "up", "--name", NAME, "--zones", "3"]) == 2
+    assert main(["cluster", "up", "--name", NAME, "--zones", "3", "--real-nodes", "0"]) == 2
     assert "already runs with 2 zones x 1 simulated nodes" in capsys.readouterr().err
 
     assert main(["cluster", "status", "--name", NAME]) == 0
@@ -90,7 +90,7 @@ def test_up_after_a_killed_component_cleans_the_leftovers(cluster: LocalCluster)
 
 def test_up_after_the_up_command_itself_was_killed(cluster: LocalCluster) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "cluster", "up", "--name", NAME,
-                             "--zones", "2", "--nodes-per-zone", "1"],
+                             "--zones", "2", "--nodes-per-zone", "1", "--real-nodes", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until("control plane half started", lambda: cluster.kwokctl.pids() or proc.poll() is not None,
                timeout=60)

@@ -1,0 +1,1 @@
+"""SLA checks over load samples, the timeline and cluster snapshots."""

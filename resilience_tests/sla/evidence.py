@@ -1,0 +1,127 @@
+"""What SLA checks look at: load samples, the timeline, cluster snapshots and the run's windows.
+
+Pure data; :mod:`resilience_tests.sla.checks` turns it into verdicts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from resilience_tests.cluster.timeline import Record
+from resilience_tests.errors import UsageError
+from resilience_tests.load.samples import Sample
+
+
+@dataclass(frozen=True)
+class PodSnap:
+    """One pod at snapshot time."""
+
+    name: str
+    node: str
+    zone: str
+    ready: bool
+    terminating: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The target workload at one moment: its pods, desired replicas, and the zones that exist."""
+
+    t: float
+    pods: tuple[PodSnap, ...] = ()
+    desired: int = 0
+    zones: tuple[str, ...] = ()
+
+    def ready_by_zone(self) -> Counter[str]:
+        """Ready, not terminating replicas per zone (every known zone present, possibly 0)."""
+        counts: Counter[str] = Counter({z: 0 for z in self.zones})
+        for pod in self.pods:
+            if pod.ready and not pod.terminating:
+                counts[pod.zone or "unknown"] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named span of the run, in epoch seconds."""
+
+    name: str
+    start: float
+    end: float
+
+    def __contains__(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+    def describe(self, origin: float) -> str:
+        return f"{self.name} (+{self.start - origin:.1f}s..+{self.end - origin:.1f}s)"
+
+
+@dataclass(frozen=True)
+class FaultSpan:
+    """When one fault was active."""
+
+    index: int
+    type: str
+    start: float
+    end: float
+
+
+@dataclass
+class Evidence:
+    """Everything a check may use. ``started``/``ended`` bound the whole run (load included)."""
+
+    started: float
+    ended: float
+    samples: list[Sample] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    faults: list[FaultSpan] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    selector: dict[str, str] = field(default_factory=dict)
+    load_complete: bool | None = None  # None: the experiment ran no load
+    load_problem: str = ""
+
+    def window(self, spec: str) -> Window:
+        """Resolve a window name.
+
+        ``whole`` (the run), ``before`` (start until the first fault), ``faults`` (first fault start until
+        the last fault end), ``after`` (last fault end until the end), ``fault:N`` (fault number N, from 0)
+        or ``fault:TYPE`` (the first fault of that type, e.g. ``fault:rollout``).
+        """
+        first = min((f.start for f in self.faults), default=self.ended)
+        last = max((f.end for f in self.faults), default=self.ended)
+        if spec == "whole":
+            return Window(spec, self.started, self.ended)
+        if spec == "before":
+            return Window(spec, self.started, first)
+        if spec == "faults":
+            return Window(spec, first, last)
+        if spec == "after":
+            return Window(spec, last, self.ended)
+        if spec.startswith("fault:"):
+            key = spec.split(":", 1)[1]
+            chosen = [f for f in self.faults if (str(f.index) == key or f.type == key)]
+            if not chosen:
+                known = ", ".join(f"fault:{f.index} ({f.type})" for f in self.faults) or "none ran"
+                raise UsageError(f"window {spec!r} matches no fault of this run", hint=f"faults: {known}")
+            return Window(spec, chosen[0].start, chosen[0].end)
+        raise UsageError(f"unknown window {spec!r}",
+                         hint="use whole, before, faults, after, fault:N or fault:TYPE")
+
+    def pod_records(self) -> list[Record]:
+        """Pod records of the target workload (matching its selector), in time order."""
+        wanted = self.selector
+        out = []
+        for record in self.records:
+            if record.kind != "pod":
+                continue
+            labels = _labels(str(record.get("labels") or ""))
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                out.append(record)
+        return sorted(out, key=lambda r: r.t)
+
+
+def _labels(text: str) -> dict[str, str]:
+    pairs = (part.partition("=") for part in text.split(",") if part)
+    return {k: v for k, _, v in pairs}
