@@ -45,9 +45,19 @@ class ExperimentItem(pytest.Item):
         if run.dry_run:
             self.user_properties.append(("plan", "\n".join(self.result.plan)))
             return
-        problems = self.result.errors + self.result.revert_errors
+        result = self.result
+        for verdict in (*result.steady, *result.verdicts):
+            self.user_properties.append((f"verdict {verdict.check}", verdict.message))
+        problems = result.errors + result.revert_errors
         if problems:
             raise ExperimentFailed(f"{self.experiment.name}: {'; '.join(problems)}")
+        if result.aborted:
+            details = "\n".join(v.message for v in result.steady if not v.passed)
+            raise ExperimentFailed(f"{self.experiment.name}: {result.aborted}\n{details}")
+        failed = result.failed_verdicts
+        if failed:
+            raise ExperimentFailed(f"{self.experiment.name}: {len(failed)} of {len(result.verdicts)} SLA checks "
+                                   "failed\n" + "\n".join(v.message for v in failed))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ResilienceError):

@@ -15,7 +15,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
+from resilience_tests.load.locust import LoadSpec
 from resilience_tests.schema import Duration, Model, explain
+from resilience_tests.sla.checks import Check
 
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
 
@@ -81,6 +83,10 @@ class Experiment(Model):
     guardrails: Guardrails = Guardrails()
     settle: Duration = 5.0
     faults: tuple[FaultParams, ...] = Field(min_length=1)
+    load: LoadSpec | None = None
+    steady_state: tuple[Check, ...] = ()
+    steady_window: Duration = 5.0
+    slas: tuple[Check, ...] = ()
     source: str = ""
 
     @model_validator(mode="after")

@@ -17,19 +17,26 @@ Order of work:
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.cluster.selection import parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
+from resilience_tests.load.locust import LoadOutcome, LoadRun
+from resilience_tests.sla.checks import Verdict, evaluate
+from resilience_tests.sla.evidence import Evidence, FaultSpan, Snapshot
+from resilience_tests.sla.snapshot import take_snapshot
 
 
 class PreflightError(ResilienceError):
@@ -60,6 +67,16 @@ class RunResult:
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     revert_errors: list[str] = field(default_factory=list)
+    load: LoadOutcome | None = None
+    snapshot: Snapshot | None = None
+    steady: list[Verdict] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    aborted: str = ""
+
+    @property
+    def failed_verdicts(self) -> list[Verdict]:
+        """Steady-state and SLA verdicts that did not pass."""
+        return [v for v in (*self.steady, *self.verdicts) if not v.passed]
 
     @property
     def dry_run(self) -> bool:
@@ -145,26 +162,104 @@ class Runner:
         return _plan_lines(self._build(exp, ctx))
 
     def run(self, exp: Experiment, *, dry_run: bool = False) -> RunResult:
-        """Run ``exp`` (or only plan it) and return what was observed."""
+        """Run ``exp`` (or only plan it) and return what was observed.
+
+        With a ``load`` section, Locust starts first (after one request proved the target answers), the
+        ``steady_state`` checks are evaluated over ``steady_window`` of load, and only if they pass are the
+        faults injected. The load then runs to the end of its shape; the SLA checks judge the whole run.
+        """
         run_id = new_run_id(exp.name)
         timeline = Timeline(self.kube, self._namespace(exp))
         ctx = self._context(exp, run_id, timeline)
         built = self._build(exp, ctx)
-        result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built))
+        load = self._load(exp, ctx, run_id)
+        result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built) + _check_lines(exp, load))
         if dry_run:
             return result
+        if load is not None:
+            load.preflight()  # an unreachable target stops the experiment before anything is injected
         timeline.start()
         result.started = time.time()
         self.say(f"run {run_id}: {len(built)} fault(s)")
+        outcome: LoadOutcome | None = None
         try:
+            if load is not None:
+                load.start()
+                load.wait_running()
+                self.say(f"load running against {load.target}")
+            if exp.steady_state and not self._steady(exp, ctx, load, result):
+                return result
             with contextlib.ExitStack() as reverts:
                 self._play(built, timeline, reverts, result)
                 self._settle(exp.settle)
                 reverts.callback(timeline.mark, "run", run_id, "reverting")
+            if load is not None and load.running():
+                left = load.started + load.spec.shape.duration - time.time()
+                self.say(f"load runs {max(left, 0):.0f} s more (to the end of its shape)")
+                load.wait_done(max(left, 0) + 30)
         finally:
+            if load is not None:
+                load.stop()
+                outcome = load.outcome()
             result.ended = time.time()
             result.records = timeline.stop()
+        result.load = outcome
+        result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
+        if exp.slas:
+            result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
         return result
+
+    def _load(self, exp: Experiment, ctx: FaultContext, run_id: str) -> LoadRun | None:
+        if exp.load is None:
+            return None
+        url = exp.load.url or exp.target.url or self._node_port_url(ctx)
+        base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
+        return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base)
+
+    def _node_port_url(self, ctx: FaultContext) -> str:
+        """http://127.0.0.1:<nodePort> of the NodePort Service that selects the target's pods."""
+        wanted = parse_label_selector(ctx.target_selector)
+        for svc in self.kube.core.list_namespaced_service(ctx.namespace).items:
+            selector = svc.spec.selector or {}
+            if svc.spec.type == "NodePort" and selector and all(wanted.get(k) == v for k, v in selector.items()):
+                return f"http://127.0.0.1:{svc.spec.ports[0].node_port}"
+        raise PreflightError(f"no NodePort Service in {ctx.namespace} selects the target ({ctx.target_selector})",
+                             hint="set load.url (or target.url) to the address the load should hit")
+
+    def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
+                  until: float | None = None) -> Evidence:
+        started = outcome.started if outcome and outcome.started else result.started
+        return Evidence(
+            started=started, ended=until or (outcome.ended if outcome else result.ended) or time.time(),
+            samples=list(outcome.samples) if outcome else [], records=list(result.records),
+            faults=[FaultSpan(w.index, w.type, w.start, w.end or result.ended) for w in result.windows],
+            snapshot=result.snapshot, selector=parse_label_selector(ctx.target_selector),
+            load_complete=None if outcome is None else outcome.complete,
+            load_problem=outcome.problem if outcome else "")
+
+    def _steady(self, exp: Experiment, ctx: FaultContext, load: LoadRun | None, result: RunResult) -> bool:
+        """Evaluate the steady-state checks before injecting; False (and the reason in the result) if they fail."""
+        lag = (8.0 if load is not None and load.spec.workers else 2.0) if load is not None else 0.0
+        self._settle(exp.steady_window + lag)
+        now = time.time()
+        outcome = None
+        if load is not None:
+            load.reader.poll()
+            # The load is still running: judge what it saw so far as complete.
+            outcome = LoadOutcome(list(load.reader.samples), load.running(), "" if load.running() else
+                                  f"Locust stopped during the steady-state window: {load.log_tail()}",
+                                  load.started, now - lag)
+        result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
+        evidence = self._evidence(result, ctx, outcome, until=now - lag)
+        evidence.records = []
+        result.steady = evaluate(exp.steady_state, evidence)
+        failed = [v for v in result.steady if not v.passed]
+        if failed:
+            result.aborted = "steady state not met before any fault: " + "; ".join(
+                f"{v.check} measured {v.measured}, required {v.threshold}" for v in failed)
+            self.say(result.aborted)
+            return False
+        return True
 
     def _play(self, built: list[tuple[FaultParams, Fault, list[str]]], timeline: Timeline,
               reverts: contextlib.ExitStack, result: RunResult) -> None:
@@ -220,4 +315,16 @@ def _plan_lines(built: list[tuple[FaultParams, Fault, list[str]]]) -> list[str]:
         hold = f", held {params.duration:.0f} s" if params.duration is not None else ""
         lines.append(f"[{index}] at {params.at:.0f} s: {params.type}{hold}")
         lines += [f"    - {step}" for step in steps]
+    return lines
+
+
+def _check_lines(exp: Experiment, load: LoadRun | None) -> list[str]:
+    lines = []
+    if load is not None:
+        spec = load.spec
+        workers = f", {spec.workers} workers" if spec.workers else ""
+        lines.append(f"load: {spec.shape.type} shape ({spec.shape.peak_users} users at most, "
+                     f"{spec.shape.duration:.0f} s) from {load.locustfile.name} against {load.target}{workers}")
+    lines += [f"steady state: {c.label} over {exp.steady_window:g} s before any fault" for c in exp.steady_state]
+    lines += [f"SLA: {c.label} ({c.window})" for c in exp.slas]
     return lines

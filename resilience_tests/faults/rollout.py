@@ -99,14 +99,15 @@ class Rollout:
         self.ctx.kube.patch_workload(self.workload, {"metadata": {"annotations": annotations},
                                              "spec": {"template": {"spec": {"containers": containers}}}})
 
-    def wait(self) -> None:
-        """Wait until the rollout has completed; stop at once if new pods cannot start (e.g. an unknown image)."""
+    def wait(self, *, fail_fast: bool = True) -> None:
+        """Wait until the rollout has completed; with ``fail_fast``, stop at once if new pods cannot start
+        (e.g. an unknown image). Reverts wait without it: the stuck pods of the bad revision are on their way out."""
         kube = self.ctx.kube
 
         def done() -> bool:
             if not kube.rollout_pending(self.workload):
                 return True
-            stuck = kube.stuck_pods(self.workload)
+            stuck = kube.stuck_pods(self.workload) if fail_fast else []
             if stuck:
                 raise FaultError(f"rollout of {self.workload} cannot complete: {stuck[0]}",
                                  hint=IMAGE_HINT if "image" in stuck[0] else "see `kubectl describe pod`")
@@ -120,4 +121,4 @@ class Rollout:
             self._apply(self.original, record_original=False)
             self.original = None
             if self.params.wait:
-                self.wait()
+                self.wait(fail_fast=False)

@@ -6,7 +6,7 @@ sends its buckets to the master inside Locust's own worker reports
 (``report_to_master`` / ``worker_report``); the master merges and writes them. A
 second is written once it can no longer change (2 s later locally, 8 s later on a
 master, which hears from workers every 3 s); everything left is written when Locust
-quits, followed by ``{"done": <time>, "complete": <bool>}``.
+quits, followed by ``{"done": <time>, "exit_code": <code>}``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ _buckets: dict[int, Sample] = {}
 
 class _State:
     lag = 2.0
-    complete = False
     handle: TextIO | None = None
 
 
@@ -110,19 +109,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
     gevent.spawn(_flusher)
 
 
-@events.test_stop.add_listener
-def _on_stop(environment: Environment, **_: Any) -> None:
-    # The shape ran to its end (or the run time was reached): the load is complete.
-    _state.complete = True
-
-
 @events.quitting.add_listener
 def _on_quit(environment: Environment, **_: Any) -> None:
     if not OUT or isinstance(environment.runner, WorkerRunner):
         return
     _write(float("inf"))
     handle = _state.handle or open(OUT, "a")  # noqa: SIM115
-    handle.write(json.dumps({"done": time.time(), "complete": _state.complete,
-                             "exit_code": environment.process_exit_code}) + "\n")
+    handle.write(json.dumps({"done": time.time(), "exit_code": environment.process_exit_code}) + "\n")
     handle.close()
     _state.handle = None

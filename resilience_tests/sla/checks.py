@@ -152,11 +152,12 @@ class Availability(_LoadCheck):
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:
         seconds = [s for s in ev.samples if s.t + 1 > window.start and s.t < window.end]
-        up = [s for s in seconds if s.requests > s.failures and s.failures * 2 < s.requests]
-        share = len(up) / len(seconds) if seconds else 0.0
-        down = [f"+{s.t - ev.started:.0f}s: {s.failures}/{s.requests} failed" for s in seconds if s not in up]
-        return self._verdict(ev, window, share >= self.min, f"{share:.2%} ({len(up)}/{len(seconds)} s up)",
-                             f">= {self.min:.2%}", down[:MAX_EVIDENCE] if share < self.min else [])
+        down = [s for s in seconds if not (s.requests > s.failures and s.failures * 2 < s.requests)]
+        up = len(seconds) - len(down)
+        share = up / len(seconds) if seconds else 0.0
+        lines = [f"+{s.t - ev.started:.0f}s: {s.failures}/{s.requests} failed" for s in down]
+        return self._verdict(ev, window, share >= self.min, f"{share:.2%} ({up}/{len(seconds)} s up)",
+                             f">= {self.min:.2%}", lines[:MAX_EVIDENCE] if share < self.min else [])
 
 
 class Throughput(_LoadCheck):

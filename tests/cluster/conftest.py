@@ -63,3 +63,12 @@ def web(cluster: Kube, namespace: str) -> str:
     wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
         "web", namespace).status.available_replicas or 0) == 6, timeout=60)
     return namespace
+
+
+@pytest.fixture(scope="session")
+def real_nodes(local_cluster: LocalCluster) -> list[str]:
+    """Names of the local cluster's real nodes (skips the test when there are fewer than 2)."""
+    names = [n.name for n in local_cluster.nodes() if n.kind == "real"]
+    if len(names) < 2:
+        pytest.skip("needs a local cluster with at least 2 real nodes (--real-nodes 2)")
+    return sorted(names)

@@ -6,6 +6,8 @@ from collections import Counter
 
 from kubernetes import client
 
+from resilience_tests.testbed.cluster import LocalCluster
+
 ZONE = "topology.kubernetes.io/zone"
 
 
@@ -65,8 +67,10 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def demo_manifests(namespace: str, *, misbehave: str = "", replicas: int = 4, prestop: bool = True,
-                   grace: int | None = None) -> list[dict[str, object]]:
-    """deploy/demo.yaml moved into ``namespace``: optional misbehaviour, no fixed NodePort, no Namespace object."""
+                   grace: int | None = None, args: tuple[str, ...] = (), zone: str | None = None,
+                   ) -> list[dict[str, object]]:
+    """deploy/demo.yaml moved into ``namespace``: optional misbehaviour (and extra ``args``), optionally
+    pinned to one ``zone``; no fixed NodePort, no Namespace object."""
     import yaml
 
     docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "demo.yaml").read_text()) if d["kind"] != "Namespace"]
@@ -78,6 +82,9 @@ def demo_manifests(namespace: str, *, misbehave: str = "", replicas: int = 4, pr
             container = pod["containers"][0]
             if misbehave:
                 container["args"] = [*container["args"], f"--misbehave={misbehave}"]
+            container["args"] = [*container["args"], *args]
+            if zone:
+                pod["nodeSelector"] = {**pod["nodeSelector"], ZONE: zone}
             if not prestop:
                 container.pop("lifecycle")
             if grace is not None:
@@ -85,3 +92,28 @@ def demo_manifests(namespace: str, *, misbehave: str = "", replicas: int = 4, pr
         if doc["kind"] == "Service":
             doc["spec"]["ports"][0].pop("nodePort")
     return docs
+
+
+def deploy_demo(local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str, **variant: object) -> int:
+    """Apply a variant of deploy/demo.yaml into ``namespace``; wait until it serves; return the NodePort."""
+    import json
+
+    from resilience_tests.waiting import wait_until
+
+    docs = demo_manifests(namespace, **variant)  # type: ignore[arg-type]
+    local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    replicas = next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"]  # type: ignore[index]
+    wait_until("demo pods ready", lambda: sum(ready(p) for p in running_pods(core, namespace, "web")) == replicas,
+               timeout=120)
+    port = core.read_namespaced_service("web", namespace).spec.ports[0].node_port
+    wait_until("NodePort answering", lambda: answers(port), timeout=30)
+    return int(port)
+
+
+def answers(port: int) -> bool:
+    """One request to the NodePort succeeds."""
+    from tests.cluster.traffic import RequestLoop
+
+    with RequestLoop(port, workers=1, max_requests=1, max_seconds=3) as loop:
+        pass
+    return bool(loop.outcomes) and loop.outcomes[0].ok

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,34 +19,8 @@ from resilience_tests.testbed import procs
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.testbed.topology import Topology
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import demo_manifests, ready, running_pods
+from tests.cluster.helpers import answers, deploy_demo, ready, running_pods
 from tests.cluster.traffic import RequestLoop
-
-
-@pytest.fixture(scope="module")
-def real_nodes(local_cluster: LocalCluster) -> list[str]:
-    names = [n.name for n in local_cluster.nodes() if n.kind == "real"]
-    if len(names) < 2:
-        pytest.skip("needs a local cluster with at least 2 real nodes (--real-nodes 2)")
-    return sorted(names)
-
-
-def deploy(local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str, **variant: object) -> int:
-    """Apply the demo app into ``namespace``, wait until its pods serve, return the NodePort."""
-    docs = demo_manifests(namespace, **variant)  # type: ignore[arg-type]
-    local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    replicas = next(d for d in docs if d["kind"] == "Deployment")["spec"]["replicas"]  # type: ignore[index]
-    wait_until("demo pods ready", lambda: sum(ready(p) for p in running_pods(core, namespace, "web")) == replicas,
-               timeout=90)
-    port = core.read_namespaced_service("web", namespace).spec.ports[0].node_port
-    wait_until("NodePort answering", lambda: _answers(port), timeout=30)
-    return int(port)
-
-
-def _answers(port: int) -> bool:
-    with RequestLoop(port, workers=1, max_requests=1, max_seconds=3) as loop:
-        pass
-    return bool(loop.outcomes) and loop.outcomes[0].ok
 
 
 def restart_under_load(cluster: Kube, namespace: str, port: int) -> RequestLoop:
@@ -64,7 +37,7 @@ def restart_under_load(cluster: Kube, namespace: str, port: int) -> RequestLoop:
 def test_rolling_restart_of_the_graceful_app_fails_no_request(
         local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    port = deploy(local_cluster, core, namespace)
+    port = deploy_demo(local_cluster, core, namespace)
     loop = restart_under_load(cluster, namespace, port)
     pods = {o.pod for o in loop.outcomes if o.ok}
     assert len(loop.outcomes) > 200 and len(pods) >= 8, loop.summary()  # old and new pods both answered
@@ -74,7 +47,7 @@ def test_rolling_restart_of_the_graceful_app_fails_no_request(
 def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
         local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    port = deploy(local_cluster, core, namespace, misbehave="exit-on-term", prestop=False)
+    port = deploy_demo(local_cluster, core, namespace, misbehave="exit-on-term", prestop=False)
     loop = restart_under_load(cluster, namespace, port)
     assert len(loop.outcomes) > 200, loop.summary()
     assert loop.failures, loop.summary()
@@ -83,7 +56,7 @@ def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
 def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
         local_cluster: LocalCluster, chaos: Chaos, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    port = deploy(local_cluster, core, namespace)
+    port = deploy_demo(local_cluster, core, namespace)
     victim = real_nodes[0]
     with RequestLoop(port, max_seconds=120) as loop:
         time.sleep(1)
@@ -103,7 +76,7 @@ def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
 def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
         local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    deploy(local_cluster, core, namespace, misbehave="ignore-term", prestop=False, replicas=1, grace=3)
+    deploy_demo(local_cluster, core, namespace, misbehave="ignore-term", prestop=False, replicas=1, grace=3)
     (pod,) = running_pods(core, namespace, "web")
     key = f"{namespace}/{pod.metadata.name}"
     with Timeline(cluster, namespace) as timeline:
@@ -121,7 +94,7 @@ def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
 def test_a_frozen_real_node_goes_not_ready_and_comes_back(
         local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    deploy(local_cluster, core, namespace)
+    deploy_demo(local_cluster, core, namespace)
     victim = real_nodes[0]
     before = [p.metadata.name for p in running_pods(core, namespace, "web") if p.spec.node_name == victim]
     assert before
@@ -161,7 +134,7 @@ def test_a_second_cluster_with_real_nodes_is_refused(real_nodes: list[str]) -> N
 def test_an_image_that_is_not_imported_stops_the_rollout_with_the_fix(
         local_cluster: LocalCluster, chaos: Chaos, cluster: Kube, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    deploy(local_cluster, core, namespace, replicas=2)
+    deploy_demo(local_cluster, core, namespace, replicas=2)
     started = time.monotonic()
     with pytest.raises(FaultError) as caught:
         chaos.inject("rollout", namespace=namespace, workload="deployment/web", action="image",
@@ -181,7 +154,7 @@ def test_an_image_that_is_not_imported_stops_the_rollout_with_the_fix(
 def test_a_killed_containerd_is_repaired_by_up(
         local_cluster: LocalCluster, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
-    port = deploy(local_cluster, core, namespace, replicas=2)
+    port = deploy_demo(local_cluster, core, namespace, replicas=2)
     victim = real_nodes[-1]
     (record,) = [r for r in procs.records(local_cluster.real.dir) if r.name == f"containerd-{victim}"]
     os.kill(record.pid, signal.SIGKILL)
@@ -191,5 +164,5 @@ def test_a_killed_containerd_is_repaired_by_up(
     local_cluster.up(local_cluster._saved_topology() or Topology(), log=False)
     assert local_cluster.state() == "running"
     local_cluster.wait_nodes_ready(real_nodes, timeout=60)
-    wait_until("demo serving again", lambda: _answers(port) and sum(
+    wait_until("demo serving again", lambda: answers(port) and sum(
         ready(p) for p in running_pods(core, namespace, "web")) == 2, timeout=120)

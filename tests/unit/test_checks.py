@@ -13,7 +13,8 @@ T0 = 1_000.0
 SELECTOR = {"app": "web"}
 
 
-def load(seconds: int = 60, rps: int = 50, latency: float = 5, failures: dict[float, str] | None = None) -> list[Sample]:
+def load(seconds: int = 60, rps: int = 50, latency: float = 5,
+         failures: dict[float, str] | None = None) -> list[Sample]:
     samples = [Sample(int(T0) + i) for i in range(seconds)]
     for s in samples:
         for _ in range(rps):

@@ -1,0 +1,164 @@
+"""Load numbers: Locust's raw requests/s with and without the sample listener, 1 vs 2 worker processes, and the
+time to evaluate every SLA check over a one-hour run at 1 s resolution.
+
+Usage: python3 benchmarks/bench_load.py [overhead|workers|checks] [--seconds 15] [--rounds 3]
+
+The target is the demo app binary on 127.0.0.1 (no cluster), so the numbers are Locust's and ours, not
+kube-proxy's. Runs alternate (with, without, with, ...) so that a noisy machine hurts both sides alike.
+Numbers are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from resilience_tests.cluster.timeline import Record
+from resilience_tests.load.locust import LISTENER, SHAPE, REPO_PROFILES
+from resilience_tests.load.samples import Sample
+from resilience_tests.sla.checks import evaluate, parse_check
+from resilience_tests.sla.evidence import Evidence, FaultSpan, PodSnap, Snapshot
+from resilience_tests.testbed.images import demoapp_binary
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_demo() -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    proc = subprocess.Popen([str(demoapp_binary()), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={"POD_NAME": "bench", "GOMAXPROCS": "1"})
+    time.sleep(0.5)
+    return proc, port
+
+
+def _locust_rps(port: int, seconds: float, users: int, *, listener: bool, workers: int = 0) -> float:
+    """Requests/s Locust reports for a constant shape (its own stats, from --csv)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "RT_WAIT": "0", "RT_SHAPE": f'{{"type": "constant", "users": {users}, '
+                                                         f'"duration": {seconds}}}'}
+        files = [str(REPO_PROFILES / "web.py"), str(SHAPE)]
+        if listener:
+            env["RT_SAMPLES"] = str(Path(tmp) / "samples.jsonl")
+            files.append(str(LISTENER))
+        base = [sys.executable, "-m", "locust", "-f", ",".join(files), "--headless", "--only-summary",
+                "--csv", str(Path(tmp) / "run")]
+        procs = []
+        if workers:
+            mport = _free_port()
+            procs.append(subprocess.Popen([*base, "--host", f"http://127.0.0.1:{port}", "--master",
+                                           "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
+                                           "--expect-workers", str(workers)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            for _ in range(workers):
+                procs.append(subprocess.Popen([sys.executable, "-m", "locust", "-f", ",".join(files), "--worker",
+                                               "--master-port", str(mport)], env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        else:
+            procs.append(subprocess.Popen([*base, "--host", f"http://127.0.0.1:{port}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for proc in procs:
+            proc.wait(timeout=seconds + 120)
+        with open(Path(tmp) / "run_stats.csv") as handle:
+            rows = {r["Name"]: r for r in csv.DictReader(handle)}
+        return float(rows["Aggregated"]["Requests/s"])
+
+
+def overhead(seconds: float, rounds: int) -> None:
+    demo, port = _start_demo()
+    try:
+        with_l, without = [], []
+        for _ in range(rounds):
+            with_l.append(_locust_rps(port, seconds, 20, listener=True))
+            without.append(_locust_rps(port, seconds, 20, listener=False))
+        a, b = statistics.median(with_l), statistics.median(without)
+        print(f"one Locust process, 20 users, no wait, {seconds:.0f} s x {rounds} rounds: "
+              f"without listener {b:.0f} req/s {[round(x) for x in without]}, "
+              f"with listener {a:.0f} req/s {[round(x) for x in with_l]}: overhead {(1 - a / b):.1%}")
+    finally:
+        demo.send_signal(signal.SIGKILL)
+        demo.wait()
+
+
+def workers(seconds: float, rounds: int) -> None:
+    demo, port = _start_demo()
+    try:
+        one, two = [], []
+        for _ in range(rounds):
+            one.append(_locust_rps(port, seconds, 40, listener=True, workers=1))
+            two.append(_locust_rps(port, seconds, 40, listener=True, workers=2))
+        a, b = statistics.median(one), statistics.median(two)
+        print(f"master + N workers, 40 users, no wait, listener on, {seconds:.0f} s x {rounds} rounds: "
+              f"1 worker {a:.0f} req/s {[round(x) for x in one]}, 2 workers {b:.0f} req/s "
+              f"{[round(x) for x in two]}: ratio {b / a:.2f} (the demo app and the master share the 2 cores)")
+    finally:
+        demo.send_signal(signal.SIGKILL)
+        demo.wait()
+
+
+def checks() -> None:
+    rng = random.Random(7)
+    t0 = 1_800_000_000.0
+    samples = []
+    for i in range(3600):
+        s = Sample(int(t0) + i)
+        for _ in range(200):
+            s.add(rng.lognormvariate(2.5, 0.6))
+        if 1800 <= i < 1830:
+            s.add(5, failed=True, t=t0 + i + 0.5, name="GET /", reason="connection refused")
+        samples.append(s)
+    records = []
+    for i in range(600):  # 600 pod changes over the hour (rollouts every few minutes)
+        t = t0 + i * 6
+        records.append(Record(t, "pod", f"demo/web-{i}", "added", (("labels", "app=web"), ("ready", True))))
+        records.append(Record(t + 3, "pod", f"demo/web-{i - 4}", "updated",
+                              (("grace", 20), ("labels", "app=web"), ("ready", False), ("terminating", True))))
+        records.append(Record(t + 5, "pod", f"demo/web-{i - 4}", "updated",
+                              (("exit.web", 0), ("grace", 20), ("labels", "app=web"), ("terminating", True))))
+    snap = Snapshot(t0 + 3600, tuple(PodSnap(f"web-{i}", "n", f"zone-{'abc'[i % 3]}", True) for i in range(6)), 6,
+                    ("zone-a", "zone-b", "zone-c"))
+    ev = Evidence(t0, t0 + 3600, samples, records, [FaultSpan(0, "rollout", t0 + 1790, t0 + 1850)], snap,
+                  {"app": "web"}, True)
+    specs = [{"type": "no-failed-requests", "window": "fault:rollout"}, {"type": "error-rate", "max": "1%"},
+             {"type": "latency", "percentile": 99, "max": "100ms"}, {"type": "availability", "min": "99%"},
+             {"type": "throughput", "min": 10}, {"type": "zone-spread"},
+             {"type": "survives-zone-loss", "min_capacity": "50%"}, {"type": "graceful-shutdown", "window": "whole"},
+             {"type": "recovery-time", "max": "60s"}]
+    parsed = [parse_check(s) for s in specs]
+    started = time.perf_counter()
+    verdicts = evaluate(parsed, ev)
+    took = time.perf_counter() - started
+    print(f"all 9 checks over a one-hour run (3,600 samples, 720,000 requests, {len(records)} pod records): "
+          f"{took * 1000:.0f} ms; {sum(v.passed for v in verdicts)} passed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="?", choices=["overhead", "workers", "checks"])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.only in (None, "checks"):
+        checks()
+    if args.only in (None, "overhead"):
+        overhead(args.seconds, args.rounds)
+    if args.only in (None, "workers"):
+        workers(args.seconds, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Running Locust in its own processes while an experiment goes on.
+
+Locust is never imported here (importing it monkey-patches the interpreter with
+gevent): it runs as ``python -m locust`` with the experiment's locustfile, the
+shape (``locust_shape.py``) and the sample listener (``locust_listener.py``).
+``workers: N`` starts a master and N workers through Locust's own distribution;
+remote workers may join the same master with ``--master-host`` (see docs/load.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+
+from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.load.samples import Sample, SampleReader
+from resilience_tests.load.shapes import Shape, shape_to_env
+from resilience_tests.schema import Duration, Model
+
+HERE = Path(__file__).resolve().parent
+LISTENER = HERE / "locust_listener.py"
+SHAPE = HERE / "locust_shape.py"
+REPO_PROFILES = HERE.parents[1] / "loadprofiles"
+
+
+class LoadError(ResilienceError):
+    """The load could not start (missing locustfile, unreachable target, Locust failing at start)."""
+
+
+class LoadSpec(Model):
+    """The ``load:`` section of an experiment."""
+
+    shape: Shape
+    locustfile: str = "web.py"
+    url: str | None = None
+    path: str = "/"
+    wait: Duration = 0.1
+    timeout: Duration = 5.0
+    workers: int = Field(default=0, ge=0, le=64)
+    master_bind_host: str = "127.0.0.1"
+
+
+@dataclass
+class LoadOutcome:
+    """What the load did: samples, whether it ran to the end of its shape, and why not."""
+
+    samples: list[Sample] = field(default_factory=list)
+    complete: bool = False
+    problem: str = ""
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def resolve_locustfile(name: str, base: Path | None) -> Path:
+    """Find a locustfile: as given, next to the experiment, or in the project's ``loadprofiles/``."""
+    candidates = [Path(name)]
+    if base is not None:
+        candidates.append(base / name)
+    candidates += [REPO_PROFILES / name, Path.cwd() / "loadprofiles" / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise UsageError(f"locustfile {name!r} not found (looked at {looked})",
+                     hint="give a path relative to the experiment file, or a file in loadprofiles/")
+
+
+def check_target(url: str, timeout: float = 5.0) -> None:
+    """One GET to the load target; raise LoadError if nothing answers (any HTTP status counts as an answer)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
+            resp.read(1024)
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LoadError(f"load target {url} does not answer: {reason}",
+                        hint="check load.url (or the target's NodePort Service) and that the app is up") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LoadRun:
+    """One Locust run (master and workers, or a single process) writing samples to ``workdir``.
+
+    Args:
+        spec: the load section.
+        url: base URL of the target (``http://127.0.0.1:30080``).
+        workdir: where samples and Locust's logs go.
+        base: directory of the experiment file (locustfiles are looked up there first).
+    """
+
+    def __init__(self, spec: LoadSpec, url: str, workdir: Path, base: Path | None = None) -> None:
+        self.spec = spec
+        self.url = url.rstrip("/")
+        self.workdir = workdir
+        self.locustfile = resolve_locustfile(spec.locustfile, base)
+        self.samples_path = workdir / "samples.jsonl"
+        self.reader = SampleReader(self.samples_path)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.started = 0.0
+        self._stopped_early = False
+
+    @property
+    def target(self) -> str:
+        return self.url + (self.spec.path if self.spec.path.startswith("/") else "/" + self.spec.path)
+
+    def preflight(self) -> None:
+        """Check the target answers before anything is injected."""
+        check_target(self.target, self.spec.timeout)
+
+    def start(self) -> None:
+        """Start Locust (master + workers, or one process)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.samples_path.unlink(missing_ok=True)
+        env = {**os.environ, "RT_SAMPLES": str(self.samples_path), "RT_SHAPE": shape_to_env(self.spec.shape),
+               "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait), "RT_TIMEOUT": str(self.spec.timeout)}
+        files = f"{self.locustfile},{SHAPE},{LISTENER}"
+        base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary"]
+        if self.spec.workers:
+            port = _free_port()
+            master = [*base, "--host", self.url, "--master", "--master-bind-host", self.spec.master_bind_host,
+                      "--master-bind-port", str(port), "--expect-workers", str(self.spec.workers),
+                      "--expect-workers-max-wait", "60"]
+            self._spawn("locust-master", master, env)
+            for i in range(self.spec.workers):
+                worker = [sys.executable, "-m", "locust", "-f", files, "--worker", "--master-host", "127.0.0.1",
+                          "--master-port", str(port)]
+                self._spawn(f"locust-worker-{i + 1}", worker, env)
+        else:
+            self._spawn("locust", [*base, "--host", self.url], env)
+        self.started = time.time()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        with open(self.workdir / f"{name}.log", "wb") as log:
+            self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                               env=env, start_new_session=True, cwd=self.workdir))
+
+    def wait_running(self, timeout: float = 60.0) -> None:
+        """Wait until requests are being made (the first samples arrive); raise LoadError if Locust died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reader.poll()
+            if self.reader.samples:
+                return
+            dead = [p for p in self.procs[:1] if p.poll() is not None]  # the master (or single process)
+            if dead:
+                self.reader.poll()
+                if self.reader.samples or self.reader.done:
+                    return  # a short shape may end before its first sample was written
+                raise LoadError(f"Locust exited at start (code {dead[0].returncode}): {self.log_tail()}",
+                                hint="run the same locustfile with `locust -f` to see the problem")
+            time.sleep(0.2)
+        raise LoadError(f"Locust made no request within {timeout:.0f} s: {self.log_tail()}")
+
+    def running(self) -> bool:
+        """True while the Locust master (or single process) runs."""
+        return bool(self.procs) and self.procs[0].poll() is None
+
+    def wait_done(self, timeout: float) -> None:
+        """Wait until the shape has run to its end (Locust exits by itself)."""
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop every Locust process (gracefully, then by force); idempotent."""
+        if self.running():
+            self._stopped_early = True
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def outcome(self) -> LoadOutcome:
+        """Samples and completeness, after :meth:`stop` (or once Locust ended)."""
+        self.reader.poll()
+        done = self.reader.done
+        master = self.procs[0] if self.procs else None
+        code = master.returncode if master else None
+        problem = ""
+        ended = float(done["done"]) if done else time.time()  # type: ignore[arg-type]
+        if self._stopped_early:
+            problem = "the load was stopped before its shape ended"
+        elif done is None:
+            problem = f"Locust ended without finishing (exit code {code}): {self.log_tail()}"
+        elif code not in (0, 1):  # 1: Locust's exit code when some requests failed
+            problem = f"Locust exited with code {code}: {self.log_tail()}"
+        elif ended - self.started < self.spec.shape.duration - 2:
+            problem = (f"Locust ended {ended - self.started:.0f} s into a {self.spec.shape.duration:.0f} s shape: "
+                       f"{self.log_tail()}")
+        return LoadOutcome(self.reader.samples, not problem, problem, self.started, ended)
+
+    def log_tail(self, lines: int = 3) -> str:
+        """Last lines of the master's log (one line, for error messages)."""
+        name = "locust-master.log" if self.spec.workers else "locust.log"
+        try:
+            text = (self.workdir / name).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
+
+    def __enter__(self) -> LoadRun:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def summary(outcome: LoadOutcome) -> dict[str, object]:
+    """A small JSON-able summary of a load run."""
+    requests = sum(s.requests for s in outcome.samples)
+    failures = sum(s.failures for s in outcome.samples)
+    return {"requests": requests, "failures": failures, "seconds": len(outcome.samples),
+            "complete": outcome.complete, "problem": outcome.problem}
+
+
+def dumps(outcome: LoadOutcome) -> str:
+    """The summary as JSON text."""
+    return json.dumps(summary(outcome))
