@@ -200,10 +200,9 @@ class Runner:
         finally:
             if load is not None:
                 load.stop()
-                outcome = load.outcome()
+                outcome = result.load = load.outcome()
             result.ended = time.time()
             result.records = timeline.stop()
-        result.load = outcome
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         if exp.slas:
             result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))

@@ -135,8 +135,9 @@ def test_recovery_time_after_pods_are_killed(
                                     "max": "10s"}], duration="30s"))
     recovery = by_check(result)["recovery-time"]
     assert recovery.passed is passes, recovery.message
-    if not passes:
-        assert float(recovery.measured.rstrip("s")) > 12, recovery.message
+    if not passes:  # 15 s of start-up (and the liveness probe restarting it) against 10 s allowed
+        assert recovery.measured == "not recovered by the end of the run" or \
+            float(recovery.measured.rstrip("s")) > 12, recovery.message
 
 
 def test_an_unmet_steady_state_stops_before_any_fault(
