@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from resilience_tests.cluster.timeline import Record
-from resilience_tests.load.locust import LISTENER, SHAPE, REPO_PROFILES
+from resilience_tests.load.locust import LISTENER, REPO_PROFILES, SHAPE
 from resilience_tests.load.samples import Sample
 from resilience_tests.sla.checks import evaluate, parse_check
 from resilience_tests.sla.evidence import Evidence, FaultSpan, PodSnap, Snapshot
