@@ -34,11 +34,10 @@ from resilience_tests.errors import (
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.realnodes import RealNode, RealNodes, plan
-from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
+from resilience_tests.testbed.topology import HEARTBEAT_LABEL, SIM_POD_CIDR, ZONE_LABEL, Topology, node_list
 from resilience_tests.waiting import wait_until
 
 DEFAULT_NAME = DEFAULT_CLUSTER_NAME
-SIM_POD_CIDR = "10.200.0.0/16"
 # Enough workers that lease renewals keep up with 1,000 nodes on 2 cores.
 KWOK_CONFIGURATION = {
     "apiVersion": "config.kwok.x-k8s.io/v1alpha1",

@@ -44,7 +44,8 @@ from typing import Any
 
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.testbed import procs
-from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, ZONE_LABEL
+from resilience_tests.testbed.kwokctl import SERVICE_CIDR
+from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, SIM_POD_CIDR, ZONE_LABEL
 from resilience_tests.waiting import wait_until
 
 REAL_POD_CIDR = "10.244.0.0/16"
@@ -219,9 +220,6 @@ class RealNodes:
         _run("ip", "link", "set", HOST_BRIDGE, "up")
         for node in nodes:
             _run("ip", "addr", "replace", f"{node.ip}/32", "dev", HOST_BRIDGE)
-        from resilience_tests.testbed.cluster import SIM_POD_CIDR
-        from resilience_tests.testbed.kwokctl import SERVICE_CIDR
-
         _run("ip", "route", "replace", SERVICE_CIDR, "dev", HOST_BRIDGE)
         _run("ip", "route", "replace", "unreachable", SIM_POD_CIDR)
         _run("ip", "route", "replace", "unreachable", REAL_POD_CIDR)
@@ -447,9 +445,6 @@ class RealNodes:
             _run("umount", "-l", point, check=False)
 
     def _undo_host(self, nodes: list[RealNode]) -> None:
-        from resilience_tests.testbed.cluster import SIM_POD_CIDR
-        from resilience_tests.testbed.kwokctl import SERVICE_CIDR
-
         for chain, jumps in ((GUARD_CHAIN, ["FORWARD"]), (FREEZE_CHAIN, ["FORWARD", "OUTPUT"])):
             _drop_chain("iptables", "filter", chain, jumps)
         for tool in ("iptables", "ip6tables"):

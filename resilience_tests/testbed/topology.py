@@ -19,6 +19,8 @@ REGION = "local-1"
 MAX_ZONES = len(string.ascii_lowercase)
 MAX_NODES = 5000
 MAX_REAL_NODES = 6
+# Pod IPs kwok hands to pods on simulated nodes; nothing listens there (see docs/local-cluster.md).
+SIM_POD_CIDR = "10.200.0.0/16"
 
 
 @dataclass(frozen=True)
