@@ -11,6 +11,7 @@ Numbers are printed, not asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import random
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from resilience_tests.cluster.timeline import Record
@@ -77,36 +79,43 @@ def _locust_rps(port: int, seconds: float, users: int, *, listener: bool, worker
         return float(rows["Aggregated"]["Requests/s"])
 
 
-def overhead(seconds: float, rounds: int) -> None:
-    demo, port = _start_demo()
+@contextlib.contextmanager
+def _demo() -> Iterator[int]:
+    proc, port = _start_demo()
     try:
-        with_l, without = [], []
-        for _ in range(rounds):
-            with_l.append(_locust_rps(port, seconds, 20, listener=True))
-            without.append(_locust_rps(port, seconds, 20, listener=False))
-        a, b = statistics.median(with_l), statistics.median(without)
-        print(f"one Locust process, 20 users, no wait, {seconds:.0f} s x {rounds} rounds: "
-              f"without listener {b:.0f} req/s {[round(x) for x in without]}, "
-              f"with listener {a:.0f} req/s {[round(x) for x in with_l]}: overhead {(1 - a / b):.1%}")
+        yield port
     finally:
-        demo.send_signal(signal.SIGKILL)
-        demo.wait()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def _alternate(rounds: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[list[float], ...]:
+    """Run ``first`` and ``second`` in turns, ``rounds`` times each."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(first())
+        b.append(second())
+    return a, b
+
+
+def overhead(seconds: float, rounds: int) -> None:
+    with _demo() as port:
+        with_l, without = _alternate(rounds, lambda: _locust_rps(port, seconds, 20, listener=True),
+                                     lambda: _locust_rps(port, seconds, 20, listener=False))
+    a, b = statistics.median(with_l), statistics.median(without)
+    print(f"one Locust process, 20 users, no wait, {seconds:.0f} s x {rounds} rounds: "
+          f"without listener {b:.0f} req/s {[round(x) for x in without]}, "
+          f"with listener {a:.0f} req/s {[round(x) for x in with_l]}: overhead {(1 - a / b):.1%}")
 
 
 def workers(seconds: float, rounds: int) -> None:
-    demo, port = _start_demo()
-    try:
-        one, two = [], []
-        for _ in range(rounds):
-            one.append(_locust_rps(port, seconds, 40, listener=True, workers=1))
-            two.append(_locust_rps(port, seconds, 40, listener=True, workers=2))
-        a, b = statistics.median(one), statistics.median(two)
-        print(f"master + N workers, 40 users, no wait, listener on, {seconds:.0f} s x {rounds} rounds: "
-              f"1 worker {a:.0f} req/s {[round(x) for x in one]}, 2 workers {b:.0f} req/s "
-              f"{[round(x) for x in two]}: ratio {b / a:.2f} (the demo app and the master share the 2 cores)")
-    finally:
-        demo.send_signal(signal.SIGKILL)
-        demo.wait()
+    with _demo() as port:
+        one, two = _alternate(rounds, lambda: _locust_rps(port, seconds, 40, listener=True, workers=1),
+                              lambda: _locust_rps(port, seconds, 40, listener=True, workers=2))
+    a, b = statistics.median(one), statistics.median(two)
+    print(f"master + N workers, 40 users, no wait, listener on, {seconds:.0f} s x {rounds} rounds: "
+          f"1 worker {a:.0f} req/s {[round(x) for x in one]}, 2 workers {b:.0f} req/s "
+          f"{[round(x) for x in two]}: ratio {b / a:.2f} (the demo app and the master share the 2 cores)")
 
 
 def checks() -> None:

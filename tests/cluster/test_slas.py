@@ -3,6 +3,7 @@ app and fails, for the right reason, on a misbehaving variant or a badly spread 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def test_a_rollout_of_the_graceful_app_passes_every_check(
     ], steady_state=[{"type": "error-rate", "max": "1%"}, {"type": "zone-spread", "min_zones": 2}]))
     assert result.load is not None and result.load.complete, result.load
     assert sum(s.requests for s in result.load.samples) > 500
+    assert "locust" not in sys.modules and "gevent" not in sys.modules  # Locust ran in its own processes
     assert [v.check for v in result.steady if v.passed] == ["error-rate", "zone-spread"]
     assert not result.failed_verdicts, "\n".join(v.message for v in result.failed_verdicts)
     terminated = by_check(result)["graceful-shutdown"].measured
