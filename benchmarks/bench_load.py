@@ -106,6 +106,8 @@ def overhead(seconds: float, rounds: int) -> None:
     print(f"one Locust process, 20 users, no wait, {seconds:.0f} s x {rounds} rounds: "
           f"without listener {b:.0f} req/s {[round(x) for x in without]}, "
           f"with listener {a:.0f} req/s {[round(x) for x in with_l]}: overhead {(1 - a / b):.1%}")
+    cost = _listener_cost()
+    print(f"the listener's own cost per request: {cost * 1e6:.1f} us, i.e. {cost * b:.2%} of a core at {b:.0f} req/s")
 
 
 def workers(seconds: float, rounds: int) -> None:
@@ -116,6 +118,21 @@ def workers(seconds: float, rounds: int) -> None:
     print(f"master + N workers, 40 users, no wait, listener on, {seconds:.0f} s x {rounds} rounds: "
           f"1 worker {a:.0f} req/s {[round(x) for x in one]}, 2 workers {b:.0f} req/s "
           f"{[round(x) for x in two]}: ratio {b / a:.2f} (the demo app and the master share the 2 cores)")
+
+
+def _listener_cost(calls: int = 200_000) -> float:
+    """Seconds the listener spends per request (its request hook called directly, in a child process)."""
+    code = (
+        "import os, time, tempfile\n"
+        "os.environ['RT_SAMPLES'] = os.path.join(tempfile.mkdtemp(), 's.jsonl')\n"
+        f"import importlib.util; spec = importlib.util.spec_from_file_location('l', {str(LISTENER)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "t = time.perf_counter(); now = time.time()\n"
+        f"for i in range({calls}):\n"
+        "    m._on_request('GET', '/', 3.0 + i % 50, None, None, now + i / 5000)\n"
+        f"print((time.perf_counter() - t) / {calls})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def checks() -> None:

@@ -37,8 +37,8 @@ def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     up = named("up", "start the cluster (idempotent); prints the kubeconfig path")
     up.add_argument("--zones", type=int, default=3, help="number of zones (default 3)")
     up.add_argument("--nodes-per-zone", type=int, default=2, help="simulated nodes per zone (default 2)")
-    up.add_argument("--real-nodes", type=int, default=2,
-                    help="real kubelet+containerd nodes, spread over the zones (default 2; 0 for none)")
+    up.add_argument("--real-nodes", type=int, default=3,
+                    help="real kubelet+containerd nodes, one per zone (default 3; 0 for none)")
     up.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness (default 120)")
     named("down", "stop every process of the cluster and remove its state")

@@ -38,7 +38,7 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)", {"type": int}),
     ("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse", {}),
     ("--real-nodes", "resilience_real_nodes",
-     "real kubelet nodes of the local cluster when this run starts it (default 2; 0 for none)", {"type": int}),
+     "real kubelet nodes of the local cluster when this run starts it (default 3; 0 for none)", {"type": int}),
     ("--keep-cluster", "resilience_keep_cluster",
      "leave the local cluster running at the end if this run started it", {"action": "store_true"}),
 ]
@@ -81,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
         namespace=option(config, "resilience_namespace"),
         dry_run=bool(option(config, "resilience_dry_run")),
         local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
-        real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 2,
+        real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 3,
     )
     with contextlib.suppress(ValueError):  # not in the main thread
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

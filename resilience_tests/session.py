@@ -48,7 +48,7 @@ class RunSession:
     namespace: str | None = None
     dry_run: bool = False
     local_cluster_name: str = DEFAULT_LOCAL_CLUSTER
-    real_nodes: int = 2
+    real_nodes: int = 3
     started_local: LocalCluster | None = None
     _kube: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
