@@ -74,7 +74,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube
     pods_before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
     result = chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"zone": "zone-a", "count": 1}},
                                          {"type": "zone-outage", "at": "10s", "zone": "zone-c", "duration": "30s"}],
-                                   guardrails={"max_nodes": 2}), dry_run=True)
+                                   guardrails={"max_nodes": 3}), dry_run=True)
     text = "\n".join(result.plan)
     assert "[0] at 0 s: node-drain" in text and "cordon sim-a" in text and "evict from sim-a" in text
     assert "[1] at 10 s: zone-outage, held 30 s" in text and "sim-c1, sim-c2" in text
