@@ -61,3 +61,20 @@ def test_documents_hold_what_this_machine_needs(tmp_path: Path) -> None:
     assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": node.subnet}]]
     proxy = kube_proxy_config("real-a1", tmp_path / "kc", (1, 2))
     assert proxy["nodePortAddresses"] == ["127.0.0.0/8"] and proxy["mode"] == "iptables"
+
+
+def test_missing_packages_and_kernel_features_are_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resilience_tests.testbed.realnodes as realnodes
+
+    absent = {"/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/net/nf_conntrack",
+              "/proc/sys/net/netfilter/nf_conntrack_max", "/usr/lib/cni/portmap"}
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: str(self) not in absent and real_exists(self))
+    monkeypatch.setattr(realnodes.shutil, "which", lambda cmd: None if cmd in ("containerd", "conntrack") else "/x")
+    monkeypatch.setattr(realnodes.os, "geteuid", lambda: 1000)
+    missing = realnodes.missing_requirements()
+    assert missing[0] == ("Debian packages conntrack containerd containernetworking-plugins "
+                          "(apt-get install -y conntrack containerd containernetworking-plugins)")
+    assert any(m.startswith("root") for m in missing)
+    assert any("bridge netfilter" in m and "modprobe br_netfilter" in m for m in missing)
+    assert any("conntrack in the kernel" in m for m in missing)
