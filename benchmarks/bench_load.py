@@ -16,7 +16,6 @@ import csv
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,19 +27,14 @@ from pathlib import Path
 from resilience_tests.cluster.timeline import Record
 from resilience_tests.load.locust import LISTENER, REPO_PROFILES, SHAPE
 from resilience_tests.load.samples import Sample
+from resilience_tests.net import free_port
 from resilience_tests.sla.checks import evaluate, parse_check
 from resilience_tests.sla.evidence import Evidence, FaultSpan, PodSnap, Snapshot
 from resilience_tests.testbed.images import demoapp_binary
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_demo() -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(demoapp_binary()), "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={"POD_NAME": "bench", "GOMAXPROCS": "1"})
     time.sleep(0.5)
@@ -60,7 +54,7 @@ def _locust_rps(port: int, seconds: float, users: int, *, listener: bool, worker
                 "--csv", str(Path(tmp) / "run")]
         procs = []
         if workers:
-            mport = _free_port()
+            mport = free_port()
             procs.append(subprocess.Popen([*base, "--host", f"http://127.0.0.1:{port}", "--master",
                                            "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
                                            "--expect-workers", str(workers)], env=env,

@@ -249,9 +249,8 @@ class Runner:
                                   f"Locust stopped during the steady-state window: {load.log_tail()}",
                                   load.started, now - lag)
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
-        evidence = self._evidence(result, ctx, outcome, until=now - lag)
-        evidence.records = []
-        result.steady = evaluate(exp.steady_state, evidence)
+        # result.records is still empty: the timeline is handed over when the run ends.
+        result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=now - lag))
         failed = [v for v in result.steady if not v.passed]
         if failed:
             result.aborted = "steady state not met before any fault: " + "; ".join(

@@ -10,10 +10,8 @@ remote workers may join the same master with ``--master-host`` (see docs/load.md
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pydantic import Field
 from resilience_tests.errors import ResilienceError, UsageError
 from resilience_tests.load.samples import Sample, SampleReader
 from resilience_tests.load.shapes import Shape, shape_to_env
+from resilience_tests.net import free_port
 from resilience_tests.schema import Duration, Model
 
 HERE = Path(__file__).resolve().parent
@@ -90,12 +89,6 @@ def check_target(url: str, timeout: float = 5.0) -> None:
                         hint="check load.url (or the target's NodePort Service) and that the app is up") from None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LoadRun:
     """One Locust run (master and workers, or a single process) writing samples to ``workdir``.
 
@@ -134,7 +127,7 @@ class LoadRun:
         files = f"{self.locustfile},{SHAPE},{LISTENER}"
         base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary"]
         if self.spec.workers:
-            port = _free_port()
+            port = free_port()
             master = [*base, "--host", self.url, "--master", "--master-bind-host", self.spec.master_bind_host,
                       "--master-bind-port", str(port), "--expect-workers", str(self.spec.workers),
                       "--expect-workers-max-wait", "60"]
@@ -231,15 +224,3 @@ class LoadRun:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def summary(outcome: LoadOutcome) -> dict[str, object]:
-    """A small JSON-able summary of a load run."""
-    requests = sum(s.requests for s in outcome.samples)
-    failures = sum(s.failures for s in outcome.samples)
-    return {"requests": requests, "failures": failures, "seconds": len(outcome.samples),
-            "complete": outcome.complete, "problem": outcome.problem}
-
-
-def dumps(outcome: LoadOutcome) -> str:
-    """The summary as JSON text."""
-    return json.dumps(summary(outcome))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,22 +186,3 @@ class SampleReader:
         self.samples.extend(new)
         return new
 
-
-def read_samples(path: Path) -> list[Sample]:
-    """Every complete sample in a file."""
-    reader = SampleReader(path)
-    reader.poll()
-    return reader.samples
-
-
-def write_samples(path: Path, samples: Iterable[Sample]) -> None:
-    """Write samples (tests and benchmarks build synthetic runs with it)."""
-    with open(path, "w") as handle:
-        for s in samples:
-            handle.write(json.dumps(s.to_json()) + "\n")
-
-
-def iter_json(samples: Iterable[Sample]) -> Iterator[str]:
-    """JSON lines of samples."""
-    for s in samples:
-        yield json.dumps(s.to_json())

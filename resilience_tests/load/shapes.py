@@ -179,7 +179,6 @@ class Progressive(_Shape):
 
 
 Shape = Annotated[Constant | Ramp | Steps | Spike | Progressive, Field(discriminator="type")]
-SHAPE_TYPES = ("constant", "ramp", "steps", "spike", "progressive")
 _ADAPTER: TypeAdapter[Shape] = TypeAdapter(Shape)
 
 

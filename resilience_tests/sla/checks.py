@@ -95,13 +95,13 @@ def _failure_lines(ev: Evidence, failures: tuple[Failure, ...], t_reasons: Count
 
 def _near(ev: Evidence, t: float) -> str:
     """What the target's pods were doing around ``t`` (terminating pods at that moment)."""
-    terminating = sorted({r.name.split("/")[-1] for r in ev.pod_records()
+    terminating = sorted({r.name.split("/")[-1] for r in ev.pod_records
                           if r.get("terminating") and r.t <= t} - _gone_before(ev, t))
     return f" (terminating then: {', '.join(terminating[:3])})" if terminating else ""
 
 
 def _gone_before(ev: Evidence, t: float) -> set[str]:
-    return {r.name.split("/")[-1] for r in ev.pod_records() if r.change == "deleted" and r.t <= t}
+    return {r.name.split("/")[-1] for r in ev.pod_records if r.change == "deleted" and r.t <= t}
 
 
 class NoFailedRequests(_LoadCheck):
@@ -256,7 +256,7 @@ class GracefulShutdown(_LoadCheck):
         return super().evaluate(ev)
 
     def _judge(self, ev: Evidence, window: Window, t: Totals | None) -> Verdict:
-        terms = terminations(ev.pod_records(), window)
+        terms = terminations(ev.pod_records, window)
         bad = []
         for term in terms:
             if term.exit_code is None:
@@ -298,7 +298,7 @@ class RecoveryTime(_Check):
         ready: dict[str, bool] = {}
         recovered: float | None = None
         low = desired
-        for record in ev.pod_records():
+        for record in ev.pod_records:
             pod = record.name.split("/")[-1]
             ready[pod] = bool(record.get("ready")) and not record.get("terminating") and record.change != "deleted"
             count = sum(ready.values())
@@ -320,8 +320,6 @@ class RecoveryTime(_Check):
 
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread
                   | SurvivesZoneLoss | GracefulShutdown | RecoveryTime, Field(discriminator="type")]
-CHECK_TYPES = ("no-failed-requests", "error-rate", "latency", "availability", "throughput", "zone-spread",
-               "survives-zone-loss", "graceful-shutdown", "recovery-time")
 _ADAPTER: TypeAdapter[Check] = TypeAdapter(Check)
 
 

@@ -5,6 +5,7 @@ Pure data; :mod:`resilience_tests.sla.checks` turns it into verdicts.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -109,8 +110,9 @@ class Evidence:
         raise UsageError(f"unknown window {spec!r}",
                          hint="use whole, before, faults, after, fault:N or fault:TYPE")
 
+    @functools.cached_property
     def pod_records(self) -> list[Record]:
-        """Pod records of the target workload (matching its selector), in time order."""
+        """Pod records of the target workload (matching its selector), in time order (computed once)."""
         wanted = self.selector
         out = []
         for record in self.records:

@@ -31,6 +31,7 @@ from resilience_tests.errors import (
     UsageError,
     WaitTimeoutError,
 )
+from resilience_tests.net import free_port
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.realnodes import RealNode, RealNodes, plan
@@ -297,7 +298,7 @@ class LocalCluster:
         parts += [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
                   for f in ("nodes.yaml", "pods.yaml")]
         stages.write_text("\n---\n".join(parts))
-        port = _free_port()
+        port = free_port()
         argv = [
             str(self.binaries / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
@@ -501,12 +502,6 @@ def _printer(enabled: bool) -> _Say:
 def _kill_pid(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_port_free(port: int) -> None:

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience_tests.errors import TestbedError, WaitTimeoutError
+from resilience_tests.net import free_port
 from resilience_tests.testbed import procs
 from resilience_tests.testbed.kwokctl import SERVICE_CIDR
 from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, SIM_POD_CIDR, ZONE_LABEL
@@ -58,6 +58,8 @@ HOST_BRIDGE = "rt0"
 GUARD_CHAIN = "RT-GUARD"
 FREEZE_CHAIN = "RT-FREEZE"
 CNI_BIN = Path("/usr/lib/cni")
+# Host settings the real nodes need on (restored to their old values at teardown).
+SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet")
 HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices", "systemd", "hugetlb")
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-PROXY-CANARY")
 # Debian package providing each command or file the real nodes need.
@@ -191,13 +193,11 @@ class RealNodes:
 
     # ------------------------------------------------------------------ start
     def start(self, nodes: list[RealNode], images: dict[str, Path], say: _Say, *, timeout: float = 120) -> None:
-        """Set up the host, start every node and kube-proxy, wait until the nodes are Ready."""
-        missing = missing_requirements()
-        if missing:
-            raise TestbedError("real nodes need " + "; ".join(missing),
-                               hint="install what is named, or pass --real-nodes 0")
-        host = {key: _read_sysctl(key) for key in ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables",
-                                                    "net/ipv4/conf/all/route_localnet")}
+        """Set up the host, start every node and kube-proxy, wait until the nodes are Ready.
+
+        The caller has checked :func:`missing_requirements`.
+        """
+        host = {key: _read_sysctl(key) for key in SYSCTLS}
         self._record(nodes, host)  # before any change to the host, so a crash is cleaned up
         self._setup_host(nodes)
         for node in nodes:
@@ -213,7 +213,7 @@ class RealNodes:
         self._wait_ready(nodes, timeout)
 
     def _setup_host(self, nodes: list[RealNode]) -> None:
-        for key in ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet"):
+        for key in SYSCTLS:
             _write_sysctl(key, "1")
         if _run("ip", "link", "show", HOST_BRIDGE, check=False).returncode != 0:
             _run("ip", "link", "add", HOST_BRIDGE, "type", "bridge")
@@ -299,7 +299,7 @@ class RealNodes:
 
     def _start_kube_proxy(self, node: RealNode) -> None:
         config = self.dir / "kube-proxy.yaml"
-        ports = (_free_port(), _free_port())
+        ports = (free_port(), free_port())
         config.write_text(json.dumps(kube_proxy_config(node.name, self.kubeconfig, ports), indent=1))
         record = procs.start("kube-proxy", [str(self.binaries / "kube-proxy"), f"--config={config}", "--v=1"],
                              run_dir=self.dir, marker=str(config))
@@ -576,12 +576,6 @@ def kube_proxy_config(hostname: str, kubeconfig: Path, ports: tuple[int, int]) -
 
 
 # ---------------------------------------------------------------------- host helpers
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _read_sysctl(key: str) -> str:
     try:
         return Path("/proc/sys", key).read_text().strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from resilience_tests.net import free_port
 from resilience_tests.testbed.images import demoapp_binary
 from resilience_tests.waiting import wait_until
 
@@ -24,12 +24,6 @@ from resilience_tests.waiting import wait_until
 @pytest.fixture(scope="module")
 def binary() -> Path:
     return demoapp_binary()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, dict[str, str]]:
@@ -45,7 +39,7 @@ def _get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, dict[str,
 
 class App:
     def __init__(self, binary: Path, *args: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen([str(binary), "--port", str(self.port), *args],
                                      env={"POD_NAME": "web-1", "NODE_ZONE": "zone-a"},
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
