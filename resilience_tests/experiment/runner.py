@@ -34,6 +34,7 @@ from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadOutcome, LoadRun
+from resilience_tests.load.target import service_url
 from resilience_tests.sla.checks import Verdict, evaluate
 from resilience_tests.sla.evidence import Evidence, FaultSpan, Snapshot
 from resilience_tests.sla.snapshot import take_snapshot
@@ -211,19 +212,11 @@ class Runner:
     def _load(self, exp: Experiment, ctx: FaultContext, run_id: str) -> LoadRun | None:
         if exp.load is None:
             return None
-        url = exp.load.url or exp.target.url or self._node_port_url(ctx)
+        url = exp.load.url or exp.target.url or service_url(
+            self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
+            ctx.namespace, self.kube.api.configuration.host)
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
         return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base)
-
-    def _node_port_url(self, ctx: FaultContext) -> str:
-        """http://127.0.0.1:<nodePort> of the NodePort Service that selects the target's pods."""
-        wanted = parse_label_selector(ctx.target_selector)
-        for svc in self.kube.core.list_namespaced_service(ctx.namespace).items:
-            selector = svc.spec.selector or {}
-            if svc.spec.type == "NodePort" and selector and all(wanted.get(k) == v for k, v in selector.items()):
-                return f"http://127.0.0.1:{svc.spec.ports[0].node_port}"
-        raise PreflightError(f"no NodePort Service in {ctx.namespace} selects the target ({ctx.target_selector})",
-                             hint="set load.url (or target.url) to the address the load should hit")
 
     def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
                   until: float | None = None) -> Evidence:
