@@ -132,14 +132,27 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """With --dry-run, print each experiment's plan."""
-    if not get_session(config).dry_run:
+    """Each experiment's SLA verdicts, one line each, passed or not; with --dry-run, each plan."""
+    if get_session(config).dry_run:
+        for report in terminalreporter.stats.get("passed", []):
+            plan = dict(report.user_properties).get("plan")
+            if plan:
+                terminalreporter.write_sep("-", f"plan: {report.nodeid}")
+                terminalreporter.write_line(plan)
         return
-    for report in terminalreporter.stats.get("passed", []):
-        plan = dict(report.user_properties).get("plan")
-        if plan:
-            terminalreporter.write_sep("-", f"plan: {report.nodeid}")
-            terminalreporter.write_line(plan)
+    verdict_keys = ("verdict ", "steady-state ")
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+               if r.when == "call" and any(str(k).startswith(verdict_keys) for k, _ in r.user_properties)]
+    if not reports:
+        return
+    terminalreporter.write_sep("=", "SLA verdicts")
+    for report in sorted(reports, key=lambda r: str(r.nodeid)):
+        terminalreporter.write_line(report.nodeid)
+        for key, message in report.user_properties:
+            if str(key).startswith(verdict_keys):
+                prefix = "steady state: " if str(key).startswith("steady-state ") else ""
+                line = str(message).splitlines()[0]
+                terminalreporter.write_line(f"  {prefix}{line}", red="FAILED" in line, green="FAILED" not in line)
 
 
 @pytest.fixture(scope="session")

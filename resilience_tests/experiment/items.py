@@ -46,7 +46,9 @@ class ExperimentItem(pytest.Item):
             self.user_properties.append(("plan", "\n".join(self.result.plan)))
             return
         result = self.result
-        for verdict in (*result.steady, *result.verdicts):
+        for verdict in result.steady:
+            self.user_properties.append((f"steady-state {verdict.check}", verdict.message))
+        for verdict in result.verdicts:
             self.user_properties.append((f"verdict {verdict.check}", verdict.message))
         problems = result.errors + result.revert_errors
         if problems:

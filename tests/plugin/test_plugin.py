@@ -119,3 +119,30 @@ def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, exp
     missing = pytester.run("resilience", "run", "no/such/dir")
     assert missing.ret == 2
     missing.stderr.fnmatch_lines(["error: experiment path no/such/dir does not exist; give a YAML file or a directory"])
+
+
+def test_sla_verdicts_are_summarised_one_line_each_passed_or_failed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_good(record_property):
+            record_property("steady-state error-rate", "error-rate passed: measured 0.00%, required <= 1%, window x")
+            record_property("verdict latency", "latency passed: measured p99 12ms, required <= 500ms, window whole")
+
+        def test_bad(record_property):
+            record_property("verdict zone-spread", "zone-spread FAILED: measured 1 zones, required >= 2\\n  - detail")
+            assert False
+
+        def test_plain():
+            pass
+        """)
+    result = pytester.runpytest_subprocess()
+    result.stdout.fnmatch_lines([
+        "*= SLA verdicts =*",
+        "test_sla_verdicts_are_summarised_one_line_each_passed_or_failed.py::test_bad",
+        "  zone-spread FAILED: measured 1 zones, required >= 2",
+        "test_sla_verdicts_are_summarised_one_line_each_passed_or_failed.py::test_good",
+        "  steady state: error-rate passed: measured 0.00%, required <= 1%, window x",
+        "  latency passed: measured p99 12ms, required <= 500ms, window whole",
+    ])
+    assert "test_plain" not in result.stdout.str().split("SLA verdicts")[1]
+    assert "  - detail" not in result.stdout.str().split("SLA verdicts")[1]
