@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 LISTENER = HERE / "locust_listener.py"
 SHAPE = HERE / "locust_shape.py"
 REPO_PROFILES = HERE.parents[1] / "loadprofiles"
+PACKAGED_PROFILES = HERE / "profiles"  # web.py ships with the package (loadprofiles/web.py links to it)
 
 
 class LoadError(ResilienceError):
@@ -67,7 +68,7 @@ def resolve_locustfile(name: str, base: Path | None) -> Path:
     candidates = [Path(name)]
     if base is not None:
         candidates.append(base / name)
-    candidates += [REPO_PROFILES / name, Path.cwd() / "loadprofiles" / name]
+    candidates += [REPO_PROFILES / name, Path.cwd() / "loadprofiles" / name, PACKAGED_PROFILES / name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
