@@ -212,6 +212,13 @@ class LocalCluster:
                         hint=f"run `resilience cluster down --name {self.name}` first, or pick another --name",
                     )
                 say(f"cluster {self.name!r} already running ({topology.describe()})")
+                if topology.real_nodes:
+                    from resilience_tests.testbed.images import image_archives
+
+                    changed = self.real.refresh_images(image_archives())
+                    if changed:
+                        say(f"re-imported {', '.join(changed)} into the real nodes (rebuilt since they got it; "
+                            "running pods keep the old image until they are replaced)")
                 return self.kubeconfig
             if port:
                 _check_port_free(port)

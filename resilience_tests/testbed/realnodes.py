@@ -169,6 +169,34 @@ class RealNodes:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._state_file.write_text(json.dumps({"nodes": [n.__dict__ for n in nodes], "host": host}))
 
+    @property
+    def _images_file(self) -> Path:
+        return self.dir / "images.json"
+
+    def imported_images(self) -> dict[str, str]:
+        """Image tag -> the archive last imported for it into every real node."""
+        try:
+            return {str(k): str(v) for k, v in json.loads(self._images_file.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def refresh_images(self, images: dict[str, Path]) -> list[str]:
+        """Import the archives that changed since the nodes got theirs (a rebuilt demo app); return their tags.
+
+        Running pods keep the image they started with; pods created from now on get the new one.
+        """
+        saved = self.imported_images()
+        changed = [tag for tag, archive in images.items() if saved.get(tag) != str(archive)]
+        for tag in changed:
+            for node in self.recorded():
+                self.import_image(node, images[tag], tag)
+        if changed:
+            self._record_images(images)
+        return changed
+
+    def _record_images(self, images: dict[str, Path]) -> None:
+        self._images_file.write_text(json.dumps({tag: str(path) for tag, path in images.items()}))
+
     def _saved_host(self) -> dict[str, str]:
         try:
             return dict(json.loads(self._state_file.read_text())["host"])
@@ -208,6 +236,7 @@ class RealNodes:
             for tag, archive in images.items():
                 self.import_image(node, archive, tag)
             self._start_kubelet(node)
+        self._record_images(images)
         say("starting kube-proxy (iptables mode, NodePorts on 127.0.0.1)")
         self._start_kube_proxy(nodes[0])
         self._wait_ready(nodes, timeout)

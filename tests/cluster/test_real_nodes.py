@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -17,6 +19,7 @@ from resilience_tests.cluster.timeline import Timeline
 from resilience_tests.faults.base import FaultError
 from resilience_tests.testbed import procs
 from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.testbed.images import DEMO_IMAGE
 from resilience_tests.testbed.topology import Topology
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import answers, deploy_demo, ready, running_pods
@@ -166,3 +169,26 @@ def test_a_killed_containerd_is_repaired_by_up(
     local_cluster.wait_nodes_ready(real_nodes, timeout=60)
     wait_until("demo serving again", lambda: answers(port) and sum(
         ready(p) for p in running_pods(core, namespace, "web")) == 2, timeout=120)
+
+
+def test_up_on_a_running_cluster_imports_an_image_rebuilt_since(
+        local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], real_nodes: list[str]) -> None:
+    from resilience_tests.testbed import images
+
+    topology = local_cluster._saved_topology() or Topology()
+    current = images.image_archives()
+    assert local_cluster.real.imported_images() == {tag: str(path) for tag, path in current.items()}
+    rebuilt = tmp_path / "demoapp-rebuilt.tar"
+    shutil.copy(current[DEMO_IMAGE], rebuilt)
+    monkeypatch.setattr(images, "image_archives", lambda: {**current, DEMO_IMAGE: rebuilt})
+    try:
+        local_cluster.up(topology)
+        assert f"re-imported {DEMO_IMAGE} into the real nodes" in capsys.readouterr().out
+        assert local_cluster.real.imported_images()[DEMO_IMAGE] == str(rebuilt)
+        local_cluster.up(topology)
+        assert "re-imported" not in capsys.readouterr().out  # nothing changed since
+    finally:
+        monkeypatch.undo()
+        local_cluster.up(topology, log=False)
+    assert local_cluster.real.imported_images()[DEMO_IMAGE] == str(current[DEMO_IMAGE])
