@@ -24,7 +24,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube, Workload
@@ -214,9 +216,18 @@ class Runner:
             return None
         url = exp.load.url or exp.target.url or service_url(
             self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
-            ctx.namespace, self.kube.api.configuration.host)
+            ctx.namespace, self.kube.api.configuration.host, self._ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
         return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base)
+
+    def _ingresses(self, namespace: str) -> list[Any]:
+        """Ingresses of the namespace; none if this account may not list them (Services still work)."""
+        try:
+            return list(client.NetworkingV1Api(self.kube.api).list_namespaced_ingress(namespace).items)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return []
+            raise
 
     def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
                   until: float | None = None) -> Evidence:

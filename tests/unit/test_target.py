@@ -44,8 +44,8 @@ def test_a_load_balancer_address_wins_over_node_ports() -> None:
 def test_services_selecting_other_pods_or_nothing_are_ignored() -> None:
     services = [svc("other", "NodePort", selector={"app": "db"}), svc("headless", "NodePort", selector={}),
                 svc("internal", "ClusterIP", node_port=None)]
-    with pytest.raises(TargetError, match=r"no NodePort or LoadBalancer Service in demo selects the target "
-                                          r"\(app=web\); set load.url"):
+    with pytest.raises(TargetError, match=r"no Ingress, LoadBalancer or NodePort Service in demo reaches the "
+                                          r"target \(app=web\); set load.url"):
         service_url(services, WEB, "demo", LOCAL)
 
 
@@ -60,3 +60,35 @@ def test_a_remote_node_port_is_not_guessed_and_the_error_says_what_to_set() -> N
 
 def test_a_load_balancer_without_an_address_yet_falls_back_to_its_node_port_locally() -> None:
     assert service_url([svc("web", "LoadBalancer")], WEB, "demo", LOCAL) == "http://127.0.0.1:30080"
+
+
+def ingress(name: str, *, service: str = "web", host: str | None = "web.staging.internal", address: str = "10.9.8.7",
+            tls: bool = False, default: bool = False) -> client.V1Ingress:
+    backend = client.V1IngressBackend(service=client.V1IngressServiceBackend(
+        name=service, port=client.V1ServiceBackendPort(number=80)))
+    rules = [] if default else [client.V1IngressRule(host=host, http=client.V1HTTPIngressRuleValue(paths=[
+        client.V1HTTPIngressPath(path="/", path_type="Prefix", backend=backend)]))]
+    return client.V1Ingress(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1IngressSpec(rules=rules, default_backend=backend if default else None,
+                                  tls=[client.V1IngressTLS(hosts=[host])] if tls else None),
+        status=client.V1IngressStatus(load_balancer=client.V1IngressLoadBalancerStatus(
+            ingress=[client.V1IngressLoadBalancerIngress(ip=address)] if address else None)))
+
+
+def test_an_ingress_to_the_targets_service_is_the_entry_users_take() -> None:
+    services = [svc("web", "NodePort")]
+    assert service_url(services, WEB, "demo", LOCAL, [ingress("web")]) == "http://web.staging.internal"
+    assert service_url(services, WEB, "demo", REMOTE, [ingress("web", tls=True)]) == "https://web.staging.internal"
+    assert service_url(services, WEB, "demo", REMOTE, [ingress("web", host=None)]) == "http://10.9.8.7"
+    assert service_url(services, WEB, "demo", REMOTE, [ingress("web", default=True)]) == "http://10.9.8.7"
+
+
+def test_ingresses_without_an_address_or_to_other_services_are_passed_over() -> None:
+    services = [svc("web", "NodePort")]
+    others = [ingress("a-unserved", address=""), ingress("b-other", service="db"),
+              ingress("c-wildcard", host="*.staging.internal")]
+    assert service_url(services, WEB, "demo", LOCAL, others[:2]) == "http://127.0.0.1:30080"
+    assert service_url(services, WEB, "demo", LOCAL, others) == "http://10.9.8.7"  # a wildcard host: the address
+    with pytest.raises(TargetError):
+        service_url(services, WEB, "demo", REMOTE, others[:2])
