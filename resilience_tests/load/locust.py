@@ -87,7 +87,7 @@ def check_target(url: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LoadError(f"load target {url} does not answer: {reason}",
-                        hint="check load.url (or the target's NodePort Service) and that the app is up") from None
+                        hint="check load.url (or the target's Ingress or Service) and that the app is up") from None
 
 
 class LoadRun:
