@@ -1,9 +1,9 @@
-"""Where the load goes when an experiment names no URL: the Service that selects the target.
+"""Where the load goes when an experiment names no URL: what reaches the Services that select the target.
 
 Pure choice over Service and Ingress objects, so that it is tested without a cluster:
-- an Ingress routing to that Service, once a controller has given it an address: ``http(s)://<rule host>``
-  (``https`` when the host is in its ``tls``), or ``http://<address>`` for a rule without a host; the entry
-  users go through comes first;
+- an Ingress routing to such a Service, once a controller has given it an address: ``http(s)://<rule host>``
+  (``https`` when the host is in its ``tls``), or ``http://<address>`` for a rule without a host, followed
+  by the rule's path prefix; the entry users go through comes first;
 - a LoadBalancer Service with an address in its status: ``http://<address>:<port>``;
 - a NodePort (or LoadBalancer without an address yet) on a cluster whose API server is on this
   machine (the local cluster, kind): ``http://127.0.0.1:<nodePort>``;
@@ -67,11 +67,14 @@ def ingress_url(ingresses: list[Any], service_names: set[str]) -> str:
         if default and default.service and default.service.name in service_names:
             return f"http://{address}"
         for rule in ing.spec.rules or []:
-            paths = rule.http.paths if rule.http else []
-            if any(p.backend.service and p.backend.service.name in service_names for p in paths):
+            for path in rule.http.paths if rule.http else []:
+                if not (path.backend.service and path.backend.service.name in service_names):
+                    continue
+                # A plain prefix (not a controller's regex) becomes the base the load's own path goes under.
+                prefix = (path.path or "").rstrip("/") if path.path_type in ("Prefix", "Exact") else ""
                 if rule.host and "*" not in rule.host:
-                    return f"{'https' if rule.host in tls_hosts else 'http'}://{rule.host}"
-                return f"http://{address}"
+                    return f"{'https' if rule.host in tls_hosts else 'http'}://{rule.host}{prefix}"
+                return f"http://{address}{prefix}"
     return ""
 
 

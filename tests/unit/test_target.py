@@ -63,11 +63,14 @@ def test_a_load_balancer_without_an_address_yet_falls_back_to_its_node_port_loca
 
 
 def ingress(name: str, *, service: str = "web", host: str | None = "web.staging.internal", address: str = "10.9.8.7",
-            tls: bool = False, default: bool = False) -> client.V1Ingress:
+            tls: bool = False, default: bool = False, path: str = "/", path_type: str = "Prefix") -> client.V1Ingress:
     backend = client.V1IngressBackend(service=client.V1IngressServiceBackend(
         name=service, port=client.V1ServiceBackendPort(number=80)))
+    other = client.V1IngressBackend(service=client.V1IngressServiceBackend(
+        name="docs", port=client.V1ServiceBackendPort(number=80)))
     rules = [] if default else [client.V1IngressRule(host=host, http=client.V1HTTPIngressRuleValue(paths=[
-        client.V1HTTPIngressPath(path="/", path_type="Prefix", backend=backend)]))]
+        client.V1HTTPIngressPath(path="/docs", path_type="Prefix", backend=other),
+        client.V1HTTPIngressPath(path=path, path_type=path_type, backend=backend)]))]
     return client.V1Ingress(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1IngressSpec(rules=rules, default_backend=backend if default else None,
@@ -92,3 +95,13 @@ def test_ingresses_without_an_address_or_to_other_services_are_passed_over() -> 
     assert service_url(services, WEB, "demo", LOCAL, others) == "http://10.9.8.7"  # a wildcard host: the address
     with pytest.raises(TargetError):
         service_url(services, WEB, "demo", REMOTE, others[:2])
+
+
+def test_the_ingress_path_of_the_targets_service_is_the_base_of_the_load() -> None:
+    services = [svc("web", "NodePort")]
+    assert service_url(services, WEB, "demo", REMOTE, [ingress("web", path="/shop/")]) == \
+        "http://web.staging.internal/shop"
+    assert service_url(services, WEB, "demo", REMOTE, [ingress("web", host=None, path="/shop", path_type="Exact")]) \
+        == "http://10.9.8.7/shop"
+    regex = ingress("web", path="/shop(/|$)(.*)", path_type="ImplementationSpecific")
+    assert service_url(services, WEB, "demo", REMOTE, [regex]) == "http://web.staging.internal"
