@@ -56,6 +56,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
 
     @classmethod
     def connect(cls, ref: ClusterRef, *, timeout: float = 5) -> Kube:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube, Workload
@@ -223,7 +222,7 @@ class Runner:
     def _ingresses(self, namespace: str) -> list[Any]:
         """Ingresses of the namespace; none if this account may not list them (Services still work)."""
         try:
-            return list(client.NetworkingV1Api(self.kube.api).list_namespaced_ingress(namespace).items)
+            return list(self.kube.networking.list_namespaced_ingress(namespace).items)
         except ApiException as exc:
             if exc.status in (403, 404):
                 return []
