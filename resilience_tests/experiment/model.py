@@ -17,7 +17,8 @@ from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadSpec
 from resilience_tests.schema import Duration, Model, explain
-from resilience_tests.sla.checks import Check
+from resilience_tests.sla.checks import LOAD_CHECKS, Check, GracefulShutdown, RecoveryTime, SurvivesZoneLoss
+from resilience_tests.sla.evidence import window_problem
 
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
 
@@ -28,9 +29,10 @@ class ExperimentError(ResilienceError):
     def __init__(self, file: str, problems: list[str]) -> None:
         self.file = file
         self.problems = problems
-        first = problems[0] if problems else "invalid"
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{file}: {first}{more}")
+        if len(problems) > 1:
+            super().__init__(f"{file}: {len(problems)} problems: " + "; ".join(problems))
+        else:
+            super().__init__(f"{file}: {problems[0] if problems else 'invalid'}")
 
 
 class Target(Model):
@@ -95,6 +97,32 @@ class Experiment(Model):
             raise ValueError("name may contain letters, digits, '-' and '_' only")
         return self
 
+    def check_problems(self) -> list[str]:
+        """Every check that could not be evaluated as written: a window naming no fault, a load check without
+        load, a steady-state check that needs faults. One line each, with its key path."""
+        faults = [(i, f.type) for i, f in enumerate(self.faults)]
+        problems = []
+        for section, checks in (("steady_state", self.steady_state), ("slas", self.slas)):
+            for index, check in enumerate(checks):
+                where = f"{section}[{index}] ({check.label})"
+                if isinstance(check, LOAD_CHECKS) and self.load is None and \
+                        not (isinstance(check, GracefulShutdown) and not check.require_load):
+                    problems.append(f"{where}: reads load samples, but the experiment has no `load:` section")
+                if section == "steady_state":
+                    if isinstance(check, (RecoveryTime, GracefulShutdown)):
+                        problems.append(f"{where}: judges faults, so it cannot be a steady-state check; "
+                                        "move it to slas")
+                    elif check.window != "whole":
+                        problems.append(f"{where}.window: steady-state checks judge the steady window only; "
+                                        "remove the window")
+                    continue
+                problem = window_problem(check.window, faults)
+                if problem:
+                    problems.append(f"{where}.window: {problem}")
+                if isinstance(check, (RecoveryTime, SurvivesZoneLoss)) and self.target.workload is None:
+                    problems.append(f"{where}: needs the desired replicas of a workload; set target.workload")
+        return problems
+
 
 def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str = "<memory>") -> Experiment:
     """Validate ``data`` (already loaded YAML) into an Experiment."""
@@ -114,8 +142,12 @@ def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str =
     try:
         experiment = Experiment.model_validate({**rest, "faults": faults or raw_faults or [], "source": source})
     except ValidationError as exc:
-        problems += [p for p in explain(exc, Experiment) if not p.startswith("faults[")]
+        fault_problems = bool(problems)  # the faults' own problems are listed already; skip their echoes
+        problems += [p for p in explain(exc, Experiment) if not (p.startswith("faults[") or
+                                                                 (fault_problems and p.startswith("faults")))]
         experiment = None
+    if experiment is not None:
+        problems += experiment.check_problems()
     if problems or experiment is None:
         raise ExperimentError(source, problems or ["invalid experiment"])
     return experiment

@@ -65,6 +65,7 @@ class RunResult:
     plan: list[str]
     started: float = 0.0
     ended: float = 0.0
+    zero: float = 0.0  # the start of the fault schedule: ``at: 0``, the origin of every offset shown
     windows: list[FaultWindow] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -189,6 +190,7 @@ class Runner:
                 load.start()
                 load.wait_running()
                 self.say(f"load running against {load.target}")
+            result.zero = time.time()
             if exp.steady_state and not self._steady(exp, ctx, load, result):
                 return result
             with contextlib.ExitStack() as reverts:
@@ -233,6 +235,7 @@ class Runner:
         started = outcome.started if outcome and outcome.started else result.started
         return Evidence(
             started=started, ended=until or (outcome.ended if outcome else result.ended) or time.time(),
+            zero=result.zero,
             samples=list(outcome.samples) if outcome else [], records=list(result.records),
             faults=[FaultSpan(w.index, w.type, w.start, w.end or result.ended) for w in result.windows],
             snapshot=result.snapshot, selector=parse_label_selector(ctx.target_selector),
@@ -240,20 +243,24 @@ class Runner:
             load_problem=outcome.problem if outcome else "")
 
     def _steady(self, exp: Experiment, ctx: FaultContext, load: LoadRun | None, result: RunResult) -> bool:
-        """Evaluate the steady-state checks before injecting; False (and the reason in the result) if they fail."""
-        lag = (8.0 if load is not None and load.spec.workers else 2.0) if load is not None else 0.0
-        self._settle(exp.steady_window + lag)
-        now = time.time()
+        """Evaluate the steady-state checks before injecting; False (and the reason in the result) if they fail.
+
+        The steady window runs from the start of the load to its end ``E``, which becomes the zero of the fault
+        schedule: the checks are judged once every request sent before ``E`` has its answer (the sample of the
+        second holding ``E`` is written), so the first fault may come up to the load's timeout late.
+        """
+        self._settle(exp.steady_window)
+        end = result.zero = time.time()
         outcome = None
         if load is not None:
-            load.reader.poll()
+            load.wait_final(end)
             # The load is still running: judge what it saw so far as complete.
             outcome = LoadOutcome(list(load.reader.samples), load.running(), "" if load.running() else
                                   f"Locust stopped during the steady-state window: {load.log_tail()}",
-                                  load.started, now - lag)
+                                  load.started, end)
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         # result.records is still empty: the timeline is handed over when the run ends.
-        result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=now - lag))
+        result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=end))
         failed = [v for v in result.steady if not v.passed]
         if failed:
             result.aborted = "steady state not met before any fault: " + "; ".join(
@@ -270,7 +277,7 @@ class Runner:
             if params.duration is not None:
                 events.append((params.at + params.duration, index, "revert"))
         events.sort(key=lambda e: (e[0], e[2] == "inject", e[1]))
-        t0 = time.monotonic()
+        t0 = time.monotonic() - (time.time() - result.zero)  # ``at`` counts from the run's zero
         starts: dict[int, float] = {}
         for at, index, action in events:
             self._settle(t0 + at - time.monotonic())

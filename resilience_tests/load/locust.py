@@ -22,11 +22,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.errors import ResilienceError, UsageError, WaitTimeoutError
 from resilience_tests.load.samples import Sample, SampleReader
 from resilience_tests.load.shapes import Shape, shape_to_env
 from resilience_tests.net import free_port
 from resilience_tests.schema import Duration, Model
+from resilience_tests.waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 LISTENER = HERE / "locust_listener.py"
@@ -162,6 +163,24 @@ class LoadRun:
                                 hint="run the same locustfile with `locust -f` to see the problem")
             time.sleep(0.2)
         raise LoadError(f"Locust made no request within {timeout:.0f} s: {self.log_tail()}")
+
+    def wait_final(self, moment: float) -> bool:
+        """Wait until every second up to ``moment`` is final in the stream (every request sent before it has its
+        answer), at most the request timeout plus the listener's hold; False if Locust stopped or time ran out."""
+        second = int(moment)
+
+        def final() -> bool:
+            self.reader.poll()
+            last = self.reader.last_second
+            return last is not None and last >= second
+
+        try:
+            wait_until(f"load samples up to {second}", lambda: final() or not self.running(),
+                       timeout=self.spec.timeout + (15.0 if self.spec.workers else 5.0), interval=0.1,
+                       max_interval=0.25)
+        except WaitTimeoutError:
+            return False
+        return final()
 
     def running(self) -> bool:
         """True while the Locust master (or single process) runs."""

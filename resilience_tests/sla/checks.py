@@ -9,6 +9,7 @@ held how many replicas).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -27,7 +28,17 @@ EXIT_SLACK_S = 3.0
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one check."""
+    """The outcome of one check.
+
+    Attributes:
+        check: the check and the parameters that change what it measures (``recovery-time (from start)``).
+        passed: whether the measured value met the threshold.
+        measured, threshold: what was measured and what was required, as shown.
+        window: the window judged, with offsets from the start of the fault schedule.
+        evidence: lines that explain the value (which requests failed when, which seconds were down...).
+        margin: how far a passing value was from its threshold (``by 4.1 pp``), for numeric checks.
+        key: unique and stable within one experiment (JUnit property names, JSON keys).
+    """
 
     check: str
     passed: bool
@@ -35,10 +46,14 @@ class Verdict:
     threshold: str
     window: str
     evidence: tuple[str, ...] = field(default_factory=tuple)
+    margin: str = ""
+    key: str = ""
 
     @property
     def message(self) -> str:
         state = "passed" if self.passed else "FAILED"
+        if self.passed and self.margin:
+            state += f" {self.margin}"
         text = f"{self.check} {state}: measured {self.measured}, required {self.threshold}, window {self.window}"
         if self.evidence:
             text += "\n" + "\n".join(f"  - {line}" for line in self.evidence)
@@ -56,8 +71,9 @@ class _Check(Model):
         raise NotImplementedError
 
     def _verdict(self, ev: Evidence, window: Window, passed: bool, measured: str, threshold: str,
-                 evidence: list[str] | tuple[str, ...] = ()) -> Verdict:
-        return Verdict(self.label, passed, measured, threshold, window.describe(ev.started), tuple(evidence))
+                 evidence: list[str] | tuple[str, ...] = (), margin: str = "") -> Verdict:
+        return Verdict(self.label, passed, measured, threshold, window.describe(ev.origin), tuple(evidence),
+                       margin if passed else "")
 
 
 class _LoadCheck(_Check):
@@ -73,10 +89,10 @@ class _LoadCheck(_Check):
         if not ev.load_complete and not self.allow_incomplete_load:
             return self._verdict(ev, window, False, "incomplete load", "load that ran to its end",
                                  [ev.load_problem or "Locust stopped before its shape ended"])
-        t = totals(ev.samples, window.start, window.end)
-        if t.requests == 0:
+        t = totals(ev.samples, window.start, window.end, through=ev.ended)
+        if t.requests == 0 and t.carried_in == 0 and t.down == 0:
             return self._verdict(ev, window, False, "0 requests", "requests in the window",
-                                 ["no request was sent in this window: is the load shape long enough?"])
+                                 ["no request was sent or waiting in this window: is the load shape long enough?"])
         return self._judge(ev, window, t)
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:  # pragma: no cover - overridden
@@ -87,10 +103,32 @@ def _failure_lines(ev: Evidence, failures: tuple[Failure, ...], t_reasons: Count
     lines = [f"reasons: {dict(t_reasons.most_common(5))}"] if t_reasons else []
     for failure in failures[:MAX_EVIDENCE]:
         pod = f" answered by {failure.pod}" if failure.pod else ""
-        lines.append(f"+{failure.t - ev.started:.2f}s {failure.name}: {failure.reason}{pod}{_near(ev, failure.t)}")
+        lines.append(f"{ev.offset(failure.t)} {failure.name}: {failure.reason}{pod}{_near(ev, failure.t)}")
     if len(failures) > MAX_EVIDENCE:
         lines.append(f"... and {len(failures) - MAX_EVIDENCE} more")
     return lines
+
+
+def _coverage_lines(ev: Evidence, t: Totals) -> list[str]:
+    """What the window's seconds were: how many had nothing sent, were missing, or ended with requests open."""
+    lines = [f"{t.seconds} s of load judged: {t.up} up, {t.down} down, {t.idle} idle (no user sent or waited)"]
+    if t.silent:
+        lines.append(f"{t.silent} s with nothing sent: every active user was waiting on an answer")
+    if t.missing:
+        lines.append(f"{t.missing} s missing from the sample stream (counted as down)")
+    if t.carried_in:
+        lines.append(f"{t.carried_in} requests sent before the window were still waiting at its start "
+                     f"({t.carried_in_failed} of them failed, {t.carried_in_unanswered} never answered)")
+    if t.in_flight_at_end:
+        lines.append(f"{t.in_flight_at_end} requests sent before the window's end were still waiting at its end "
+                     "(their answers are counted)")
+    if t.unanswered:
+        lines.append(f"{t.unanswered} requests sent in the window never got an answer (the load stopped first)")
+    return lines
+
+
+def _pp(value: float, limit: float) -> str:
+    return f"by {abs(value - limit) * 100:.2f} pp"
 
 
 def _near(ev: Evidence, t: float) -> str:
@@ -105,29 +143,40 @@ def _gone_before(ev: Evidence, t: float) -> set[str]:
 
 
 class NoFailedRequests(_LoadCheck):
-    """Not a single request failed in the window."""
+    """Not a single request failed in the window: neither one sent in it (however late its answer came), nor
+    one sent before it that was still waiting in it, nor one that never got an answer."""
 
     type: Literal["no-failed-requests"] = "no-failed-requests"
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:
-        return self._verdict(ev, window, t.failures == 0, f"{t.failures} of {t.requests} requests failed",
-                             "0 failed", _failure_lines(ev, t.failed, t.reasons))
+        bad = t.failures + t.carried_in_failed + t.carried_in_unanswered + t.unanswered
+        seen = t.requests + t.carried_in + t.unanswered
+        lines = _failure_lines(ev, t.failed, t.reasons) + (_coverage_lines(ev, t) if bad or t.silent or t.down else [])
+        return self._verdict(ev, window, bad == 0 and t.down == 0,
+                             f"{bad} of {seen} requests failed" + (f", {t.down} s down" if t.down else ""),
+                             "0 failed", lines)
 
 
 class ErrorRate(_LoadCheck):
-    """Failed requests / all requests in the window at most ``max``."""
+    """Failed requests / all requests in the window at most ``max`` (requests sent before the window and
+    still waiting in it count; so do requests that never got an answer, as failed)."""
 
     type: Literal["error-rate"] = "error-rate"
     max: Percent
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:
-        rate = t.error_rate
-        return self._verdict(ev, window, rate <= self.max, f"{rate:.2%} ({t.failures}/{t.requests})",
-                             f"<= {self.max:.2%}", _failure_lines(ev, t.failed, t.reasons) if rate > self.max else [])
+        bad = t.failures + t.carried_in_failed + t.carried_in_unanswered + t.unanswered
+        seen = t.requests + t.carried_in + t.unanswered
+        rate = bad / seen if seen else 1.0
+        passed = rate <= self.max and seen > 0
+        lines = (_failure_lines(ev, t.failed, t.reasons) + _coverage_lines(ev, t)) if not passed else []
+        return self._verdict(ev, window, passed, f"{rate:.2%} ({bad}/{seen})", f"<= {self.max:.2%}", lines,
+                             _pp(rate, self.max))
 
 
 class Latency(_LoadCheck):
-    """The ``percentile`` of request latency in the window at most ``max``."""
+    """The ``percentile`` of request latency in the window at most ``max`` (a request that timed out counts
+    with the time it waited)."""
 
     type: Literal["latency"] = "latency"
     percentile: float = Field(default=99.0, gt=0, le=100)
@@ -138,39 +187,47 @@ class Latency(_LoadCheck):
         limit_ms = self.max * 1000
         worst = sorted(((s.t, max(s.hist)) for s in ev.samples if s.hist and s.t + 1 > window.start
                         and s.t < window.end), key=lambda x: -x[1])[:3]
-        lines = ["slowest seconds: " + ", ".join(f"+{w[0] - ev.started:.0f}s max {w[1]} ms" for w in worst)]
-        return self._verdict(ev, window, value is not None and value <= limit_ms,
+        lines = ["slowest seconds: " + ", ".join(f"{ev.offset(w[0], 0)} max {w[1]} ms" for w in worst)]
+        passed = value is not None and value <= limit_ms
+        if t.silent or t.unanswered:
+            lines += _coverage_lines(ev, t)
+        return self._verdict(ev, window, passed,
                              f"p{self.percentile:g} = {value:.0f} ms" if value is not None else "no latency",
-                             f"<= {limit_ms:.0f} ms", lines if value is None or value > limit_ms else [])
+                             f"<= {limit_ms:.0f} ms", lines if not passed else [],
+                             f"by {limit_ms - value:.0f} ms" if value is not None else "")
 
 
 class Availability(_LoadCheck):
-    """Share of the window's seconds that were up (some request succeeded, fewer than half failed)."""
+    """Share of the window's seconds that were up. Every second of load counts: one in which users only
+    waited on answers that never came or then failed is down, and so is one missing from the stream;
+    seconds in which no user sent or waited on a request are idle and not judged."""
 
     type: Literal["availability"] = "availability"
     min: Percent
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:
-        seconds = [s for s in ev.samples if s.t + 1 > window.start and s.t < window.end]
-        down = [s for s in seconds if not (s.requests > s.failures and s.failures * 2 < s.requests)]
-        up = len(seconds) - len(down)
-        share = up / len(seconds) if seconds else 0.0
-        lines = [f"+{s.t - ev.started:.0f}s: {s.failures}/{s.requests} failed" for s in down]
-        return self._verdict(ev, window, share >= self.min, f"{share:.2%} ({up}/{len(seconds)} s up)",
-                             f">= {self.min:.2%}", lines[:MAX_EVIDENCE] if share < self.min else [])
+        share = t.availability
+        passed = share >= self.min and t.up + t.down > 0
+        lines = _coverage_lines(ev, t)
+        if not passed:
+            lines.append("down: " + ", ".join(ev.offset(s, 0) for s in t.down_seconds[:MAX_EVIDENCE * 2])
+                         + (" ..." if len(t.down_seconds) > MAX_EVIDENCE * 2 else ""))
+        return self._verdict(ev, window, passed, f"{share:.2%} ({t.up}/{t.up + t.down} s up)",
+                             f">= {self.min:.2%}", lines, _pp(share, self.min))
 
 
 class Throughput(_LoadCheck):
-    """Successful requests per second over the window at least ``min``."""
+    """Successful requests per second of the window (every second of load counted, idle or not) at
+    least ``min``."""
 
     type: Literal["throughput"] = "throughput"
     min: float = Field(gt=0)
 
     def _judge(self, ev: Evidence, window: Window, t: Totals) -> Verdict:
-        ok = t.requests - t.failures
-        rate = ok / t.seconds if t.seconds else 0.0
+        rate = t.throughput
+        lines = [f"{t.ok} successful in {t.seconds} s"] + (_coverage_lines(ev, t)[1:] if rate < self.min else [])
         return self._verdict(ev, window, rate >= self.min, f"{rate:.1f} successful requests/s",
-                             f">= {self.min:g}/s", [f"{ok} successful in {t.seconds} s"])
+                             f">= {self.min:g}/s", lines, f"by {rate - self.min:.1f}/s")
 
 
 class ZoneSpread(_Check):
@@ -263,7 +320,7 @@ class GracefulShutdown(_LoadCheck):
                 continue  # still terminating at the end (e.g. on a dead node): nothing to judge yet
             took = (term.exited or term.since) - term.since
             if term.exit_code != 0 or took > term.grace + EXIT_SLACK_S:
-                how = "killed (SIGKILL)" if term.exit_code == 137 else f"exited {term.exit_code}"
+                how = "killed (SIGKILL, exit 137)" if term.exit_code == 137 else f"exited {term.exit_code}"
                 bad.append(f"{term.pod}: {how} {took:.1f}s after termination began (grace {term.grace:.0f}s)"
                            + (f", reason {term.reason}" if term.reason else ""))
         failed: list[Failure] = []
@@ -271,7 +328,7 @@ class GracefulShutdown(_LoadCheck):
             spans = [(x.since, (x.exited or window.end) + 1.0) for x in terms]
             failed = [f for f in t.failed if any(a <= f.t <= b for a, b in spans)]
         judged = sum(1 for x in terms if x.exit_code is not None)
-        evidence = bad[:MAX_EVIDENCE] + [f"request failed during a shutdown: +{f.t - ev.started:.2f}s {f.reason}"
+        evidence = bad[:MAX_EVIDENCE] + [f"request failed during a shutdown: {ev.offset(f.t)} {f.reason}"
                                          + (f" (answered by {f.pod})" if f.pod else "") for f in failed[:MAX_EVIDENCE]]
         if not terms:
             evidence.append("no pod of the target terminated in this window")
@@ -281,46 +338,108 @@ class GracefulShutdown(_LoadCheck):
                              evidence)
 
 
+REVISION_LABELS = ("pod-template-hash", "controller-revision-hash")
+
+
+def _revision(labels: dict[str, str]) -> str | None:
+    return next((f"{k}={labels[k]}" for k in REVISION_LABELS if k in labels), None)
+
+
 class RecoveryTime(_Check):
-    """From the fault's end (or start) until ready replicas are back to desired: at most ``max``."""
+    """How long the workload took to get its ready capacity back: at most ``max``.
+
+    Ready capacity is the number of ready, not terminating pods of the workload's current revision (the
+    revision its pods have at the end of the run), so a rollout recovers when the new version is fully
+    ready, and a pod kill when the replacements are. ``from: start`` (the default) measures from the
+    start of the window's fault, or from the first moment capacity dropped below desired after it,
+    whichever is later; ``from: end`` from the window's end (for faults held with ``duration``). The
+    capacity must then stay at desired for ``stable`` seconds (or until the end of the run).
+    """
 
     type: Literal["recovery-time"] = "recovery-time"
     max: Duration
     window: str = "faults"
-    from_: Literal["end", "start"] = Field(default="end", alias="from")
+    from_: Literal["start", "end"] = Field(default="start", alias="from")
+    stable: Duration = 5.0
+
+    @property
+    def label(self) -> str:
+        return f"recovery-time (from {self.from_})"
 
     def evaluate(self, ev: Evidence) -> Verdict:
         window = ev.window(self.window)
-        origin = window.end if self.from_ == "end" else window.start
-        desired = ev.snapshot.desired if ev.snapshot else 0
-        if desired <= 0:
-            return self._verdict(ev, window, False, "unknown desired replicas", f"<= {self.max:g}s")
+        snap = ev.snapshot
+        desired = snap.desired if snap else 0
+        if snap is None or desired <= 0:
+            return self._verdict(ev, window, False, "unknown desired replicas", f"<= {self.max:g}s",
+                                 ["no snapshot of the workload with desired replicas at the end of the run"])
+        current = Counter(_revision(dict(p.labels)) for p in snap.pods if p.ready and not p.terminating)
+        revision = current.most_common(1)[0][0] if current else None
+        series = self._capacity(ev, revision)
+        base = window.start if self.from_ == "start" else window.end
+        before = [c for t, c in series if t < base]
+        level = before[-1] if before else 0
+        drop: float | None = base if level < desired else None
+        for t, count in series:
+            if t >= base and count < desired and drop is None:
+                drop = t
+        what = f"ready replicas{f' of revision {revision}' if revision else ''}"
+        if drop is None:
+            return self._verdict(ev, window, True, "0.0s", f"<= {self.max:g}s",
+                                 [f"{what} never dropped below desired ({desired}) after the {self.from_} of the "
+                                  "window"], f"by {self.max:g}s")
+        origin = drop
+        recovered, held = self._recovered(series, origin, desired, ev.ended)
+        lowest = min([level, *(c for t, c in series if t >= origin)])
+        lines = [f"{what}: below desired ({desired}) from {ev.offset(origin)}, lowest {lowest}"]
+        if recovered is None:
+            final = series[-1][1] if series else 0
+            lines.append(f"{final}/{desired} ready at the end of the run ({ev.offset(ev.ended)})")
+            return self._verdict(ev, window, False, "not recovered by the end of the run", f"<= {self.max:g}s",
+                                 lines)
+        took = recovered - origin
+        lines.append(f"back to {desired} at {ev.offset(recovered)} and held "
+                     + (f"for {self.stable:g}s" if held >= self.stable else f"{held:.1f}s, until the end of the run"))
+        return self._verdict(ev, window, took <= self.max, f"{took:.1f}s", f"<= {self.max:g}s", lines,
+                             f"by {self.max - took:.1f}s")
+
+    @staticmethod
+    def _capacity(ev: Evidence, revision: str | None) -> list[tuple[float, int]]:
+        """(time, ready pods of ``revision``) after every pod record of the target."""
         ready: dict[str, bool] = {}
-        recovered: float | None = None
-        low = desired
+        series = []
         for record in ev.pod_records:
-            pod = record.name.split("/")[-1]
-            ready[pod] = bool(record.get("ready")) and not record.get("terminating") and record.change != "deleted"
-            count = sum(ready.values())
-            if record.t >= origin - 1e-6:
-                low = min(low, count)
-                if count >= desired and recovered is None and record.t >= origin:
-                    recovered = record.t
-            if record.t >= origin and count < desired:
-                recovered = None
-        if recovered is None and sum(ready.values()) >= desired:
-            recovered = origin  # never dropped after the origin
-        took = None if recovered is None else max(0.0, recovered - origin)
-        passed = took is not None and took <= self.max
-        measured = f"{took:.1f}s" if took is not None else "not recovered by the end of the run"
-        return self._verdict(ev, window, passed, measured, f"<= {self.max:g}s",
-                             [f"ready replicas {sum(ready.values())}/{desired} at the end; lowest after the "
-                              f"{self.from_} of the window: {low}"])
+            labels = dict(part.partition("=")[::2] for part in str(record.get("labels") or "").split(",") if part)
+            ready[record.name] = (bool(record.get("ready")) and not record.get("terminating")
+                                  and record.change != "deleted"
+                                  and (revision is None or _revision(labels) == revision))
+            series.append((record.t, sum(ready.values())))
+        return series
+
+    def _recovered(self, series: list[tuple[float, int]], origin: float, desired: int,
+                   end: float) -> tuple[float | None, float]:
+        """The first moment after ``origin`` from which capacity stayed at desired for ``stable`` seconds (or
+        until ``end``), and how long it held."""
+        candidate: float | None = None
+        for t, count in series:
+            if t < origin:
+                continue
+            if count >= desired and candidate is None:
+                candidate = t
+            elif count < desired and candidate is not None:
+                if t - candidate >= self.stable:
+                    return candidate, t - candidate
+                candidate = None
+        if candidate is None:
+            return None, 0.0
+        return candidate, max(0.0, end - candidate)
 
 
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread
                   | SurvivesZoneLoss | GracefulShutdown | RecoveryTime, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Check] = TypeAdapter(Check)
+LOAD_CHECKS = (NoFailedRequests, ErrorRate, Latency, Availability, Throughput, GracefulShutdown)
+"""Checks that read load samples."""
 
 
 def parse_check(data: object) -> Check:
@@ -333,9 +452,13 @@ def evaluate(checks: list[Check] | tuple[Check, ...], evidence: Evidence) -> lis
     from resilience_tests.errors import ResilienceError
 
     verdicts = []
+    seen: Counter[str] = Counter()
     for check in checks:
         try:
-            verdicts.append(check.evaluate(evidence))
+            verdict = check.evaluate(evidence)
         except ResilienceError as exc:
-            verdicts.append(Verdict(check.label, False, "not evaluated", "-", check.window, (str(exc),)))
+            verdict = Verdict(check.label, False, "not evaluated", "-", check.window, (str(exc),))
+        key = f"{verdict.check} [{check.window}]"
+        seen[key] += 1
+        verdicts.append(dataclasses.replace(verdict, key=key if seen[key] == 1 else f"{key} #{seen[key]}"))
     return verdicts

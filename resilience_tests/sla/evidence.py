@@ -55,8 +55,25 @@ class Window:
     def __contains__(self, t: float) -> bool:
         return self.start <= t < self.end
 
-    def describe(self, origin: float) -> str:
-        return f"{self.name} (+{self.start - origin:.1f}s..+{self.end - origin:.1f}s)"
+    def describe(self, zero: float) -> str:
+        """``faults (+3.0s..+21.4s)``: offsets from the zero of the fault schedule (``at: 0``)."""
+        return f"{self.name} ({self.start - zero:+.1f}s..{self.end - zero:+.1f}s)"
+
+
+WINDOW_NAMES = ("whole", "before", "faults", "after")
+
+
+def window_problem(spec: str, faults: list[tuple[int, str]] | tuple[tuple[int, str], ...]) -> str | None:
+    """Why ``spec`` names no window of an experiment with ``faults`` ((index, type) pairs); None if it does."""
+    if spec in WINDOW_NAMES:
+        return None
+    known = ", ".join(f"fault:{i} ({t})" for i, t in faults) or "no faults"
+    if spec.startswith("fault:"):
+        key = spec.split(":", 1)[1]
+        if any(str(i) == key or t == key for i, t in faults):
+            return None
+        return f"window {spec!r} matches no fault of the experiment; faults: {known}"
+    return f"unknown window {spec!r}; use {', '.join(WINDOW_NAMES)}, fault:N or fault:TYPE ({known})"
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,12 @@ class FaultSpan:
 
 @dataclass
 class Evidence:
-    """Everything a check may use. ``started``/``ended`` bound the whole run (load included)."""
+    """Everything a check may use.
+
+    ``started``/``ended`` bound the whole run (load included); ``zero`` is the start of the fault
+    schedule (``at: 0``), the origin of every offset a verdict shows (the steady-state window and the
+    load's ramp have negative offsets). Without it, offsets count from ``started``.
+    """
 
     started: float
     ended: float
@@ -82,6 +104,16 @@ class Evidence:
     selector: dict[str, str] = field(default_factory=dict)
     load_complete: bool | None = None  # None: the experiment ran no load
     load_problem: str = ""
+    zero: float = 0.0
+
+    @property
+    def origin(self) -> float:
+        """The zero of every offset shown: the start of the fault schedule."""
+        return self.zero or self.started
+
+    def offset(self, t: float, digits: int = 2) -> str:
+        """``+12.30s`` (or ``-4.00s`` before the schedule started)."""
+        return f"{t - self.origin:+.{digits}f}s"
 
     def window(self, spec: str) -> Window:
         """Resolve a window name.
@@ -103,12 +135,11 @@ class Evidence:
         if spec.startswith("fault:"):
             key = spec.split(":", 1)[1]
             chosen = [f for f in self.faults if (str(f.index) == key or f.type == key)]
-            if not chosen:
-                known = ", ".join(f"fault:{f.index} ({f.type})" for f in self.faults) or "none ran"
-                raise UsageError(f"window {spec!r} matches no fault of this run", hint=f"faults: {known}")
-            return Window(spec, chosen[0].start, chosen[0].end)
-        raise UsageError(f"unknown window {spec!r}",
-                         hint="use whole, before, faults, after, fault:N or fault:TYPE")
+            if chosen:
+                return Window(spec, chosen[0].start, chosen[0].end)
+        # Windows are validated when the experiment is parsed; this is a fault that never started.
+        raise UsageError(window_problem(spec, [(f.index, f.type) for f in self.faults])
+                         or f"window {spec!r}: its fault did not run")
 
     @functools.cached_property
     def pod_records(self) -> list[Record]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -84,3 +85,96 @@ def test_shape_and_spec_reject_bad_input() -> None:
     with pytest.raises(ValueError, match="workers"):
         LoadSpec.model_validate({"shape": SHAPE, "workers": -1})
     assert parse_shape(SHAPE).duration == 4
+
+
+RECORDING_LOCUSTFILE = '''
+import json, os
+from locust import FastHttpUser, constant, events, task
+
+class Web(FastHttpUser):
+    wait_time = constant(float(os.environ["RT_WAIT"]))
+    network_timeout = connection_timeout = float(os.environ["RT_TIMEOUT"])
+
+    @task
+    def get(self):
+        self.client.get("/", name="GET /")
+
+@events.request.add_listener
+def record(request_type, name, response_time, exception=None, start_time=None, **kwargs):
+    with open(os.environ["RT_TEST_RECORD"], "a") as out:
+        out.write(json.dumps([start_time, response_time, exception is not None]) + "\\n")
+'''
+
+
+def truth_by_second(records: list[list[float]]) -> dict[int, tuple[int, int, int, int]]:
+    """From Locust's own per-request events: per second, (requests sent, of them failed, requests sent earlier
+    and still waiting, of them failed)."""
+    out: dict[int, list[int]] = {}
+    for start, latency, failed in records:
+        first, answered = int(start), int(start + latency / 1000)
+        row = out.setdefault(first, [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += int(failed)
+        for second in range(first + 1, answered + 1):
+            later = out.setdefault(second, [0, 0, 0, 0])
+            later[2] += 1
+            later[3] += int(failed)
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_frozen_target_counts_every_second_once_with_its_late_timeouts(
+        binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:  # noqa: F811
+    """The target stops answering (SIGSTOP: connections accepted, nothing answered) for 6 s: users hang in
+    their 2 s timeouts, seconds go by with nothing sent. Every second is written exactly once, each request
+    in the second it was sent (fast successes and later timeouts together), and availability matches what
+    Locust's own request events say, second by second."""
+    from resilience_tests.sla.checks import evaluate, parse_check
+    from resilience_tests.sla.evidence import Evidence
+
+    demo = App(binary)
+    demo.wait_listening()
+    locustfile = tmp_path / "recording.py"
+    locustfile.write_text(RECORDING_LOCUSTFILE)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("RT_TEST_RECORD", str(record))
+    run = LoadRun(spec(locustfile=str(locustfile), timeout="2s", workers=workers,
+                       shape={"type": "constant", "users": 8, "duration": "16s"}),
+                  f"http://127.0.0.1:{demo.port}", tmp_path / "run")
+    try:
+        run.start()
+        run.wait_running(timeout=60)
+        time.sleep(3)
+        demo.proc.send_signal(signal.SIGSTOP)
+        frozen = time.time()
+        time.sleep(6)
+        demo.proc.send_signal(signal.SIGCONT)
+        run.wait_done(timeout=60)
+    finally:
+        run.stop()
+        demo.proc.send_signal(signal.SIGCONT)
+        demo.stop()
+    outcome = run.outcome()
+    assert outcome.complete, outcome.problem
+    lines = [json.loads(x) for x in run.samples_path.read_text().splitlines()]
+    written = [x["t"] for x in lines if "t" in x and not x.get("amends")]
+    assert len(written) == len(set(written)) and written == sorted(written), written  # each second once
+    assert written == list(range(written[0], written[-1] + 1))  # and every second, empty ones included
+    truth = truth_by_second([json.loads(x) for x in record.read_text().splitlines()])
+    seconds = {s.t: s for s in outcome.samples}
+    for second, (sent, failed, carried, carried_failed) in truth.items():
+        s = seconds[second]
+        assert (s.requests, s.failures, s.carried, s.carried_failed) == (sent, failed, carried, carried_failed), second
+    mixed = [s for s in outcome.samples if s.failures and s.ok and s.t >= int(frozen) - 1]
+    assert mixed and all("timeout" in s.reasons for s in mixed), "no second held both successes and timeouts"
+    silent = [t for t, (sent, _, carried, _) in truth.items() if sent == 0 and carried > 0]
+    assert len(silent) >= 2, truth
+
+    first, last = min(truth), max(truth)
+    up = sum(1 for sent, failed, carried, c_failed in truth.values()
+             if (sent - failed) + (carried - c_failed) > 0 and (failed + c_failed) * 2 < sent + carried)
+    judged = len([v for v in truth.values() if v[0] or v[2]])
+    ev = Evidence(started=first, ended=last + 1, samples=outcome.samples, load_complete=True)
+    (verdict,) = evaluate([parse_check({"type": "availability", "min": "99%"})], ev)
+    assert not verdict.passed and verdict.measured == f"{up / judged:.2%} ({up}/{judged} s up)", verdict.message
+    assert f"{len(silent)} s with nothing sent" in verdict.message, verdict.message

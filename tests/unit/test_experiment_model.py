@@ -85,3 +85,46 @@ def test_duplicate_fault_names_are_an_error_naming_both_classes() -> None:
            metadata.EntryPoint("pod-kill", "resilience_tests.faults.scale:Scale", "g")]
     with pytest.raises(Exception, match="registered twice: .*PodKill and .*Scale"):
         load_registry(eps)
+
+
+def _with_checks(slas: list[object], steady: list[object] | None = None, load: bool = True) -> dict[str, object]:
+    data = {**_base(), "faults": [{"type": "rollout", "action": "restart"}, {"type": "pod-kill", "count": 1}],
+            "slas": slas, "steady_state": steady or []}
+    if load:
+        data["load"] = {"shape": {"type": "constant", "users": 2, "duration": "10s"}}
+    return data
+
+
+@pytest.mark.parametrize("window, problem", [
+    ("fault:rollot", "window 'fault:rollot' matches no fault of the experiment; faults: fault:0 (rollout), "
+                     "fault:1 (pod-kill)"),
+    ("fault:7", "window 'fault:7' matches no fault"),
+    ("durnig", "unknown window 'durnig'; use whole, before, faults, after, fault:N or fault:TYPE"),
+])
+def test_windows_are_checked_when_the_experiment_is_parsed(window: str, problem: str) -> None:
+    with pytest.raises(ExperimentError, match="slas\\[0\\] \\(no-failed-requests\\).window: " + problem.replace(
+            "(", "\\(").replace(")", "\\)").replace("[", "\\[")):
+        parse_experiment(_with_checks([{"type": "no-failed-requests", "window": window}]), REGISTRY, "x.yaml")
+    for good in ("whole", "before", "faults", "after", "fault:0", "fault:1", "fault:rollout", "fault:pod-kill"):
+        parse_experiment(_with_checks([{"type": "no-failed-requests", "window": good}]), REGISTRY)
+
+
+def test_checks_that_cannot_be_evaluated_are_schema_errors_all_listed() -> None:
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(_with_checks([{"type": "latency", "max": "1s"}, {"type": "recovery-time", "max": "5s",
+                                                                           "window": "fault:9"}],
+                                      steady=[{"type": "recovery-time", "max": "1s"},
+                                              {"type": "error-rate", "max": "1%", "window": "after"}],
+                                      load=False), REGISTRY, "x.yaml")
+    message = str(info.value)
+    assert message.startswith("x.yaml: 5 problems: "), message
+    assert "steady_state[0] (recovery-time (from start)): judges faults" in message
+    assert "steady_state[1] (error-rate).window: steady-state checks judge the steady window only" in message
+    assert "slas[0] (latency): reads load samples, but the experiment has no `load:` section" in message
+    assert "slas[1] (recovery-time (from start)).window: window 'fault:9' matches no fault" in message
+
+
+def test_a_bad_fault_is_one_problem_not_two() -> None:
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(_base(nodes={"cuont": 1}), REGISTRY, "x.yaml")
+    assert "problems" not in str(info.value) and "at least 1 item" not in str(info.value), str(info.value)

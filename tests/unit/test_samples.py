@@ -53,3 +53,30 @@ def test_reader_follows_a_growing_file_and_sees_the_end(tmp_path: Path) -> None:
     with open(path, "a") as handle:
         handle.write(line[10:] + "\n" + json.dumps({"done": 5.0, "complete": True}) + "\n")
     assert len(reader.poll()) == 1 and reader.done == {"done": 5.0, "complete": True}
+
+
+def test_the_reader_merges_late_parts_into_their_second(tmp_path: Path) -> None:
+    """A late answer is written as an `amends` line: it joins its second, never becomes a second sample."""
+    path = tmp_path / "samples.jsonl"
+    first = Sample(10, users=4, unanswered=2)
+    for _ in range(3):
+        first.add(5)
+    late = Sample(10, amends=True, resolved=2)
+    late.add(5000, failed=True, t=10.5, name="GET /", reason="timeout")
+    late.add(4000, t=10.7)
+    path.write_text("".join(json.dumps(s.to_json()) + "\n" for s in (first, Sample(11, users=4), late)))
+    reader = SampleReader(path)
+    reader.poll()
+    assert [s.t for s in reader.samples] == [10, 11] and reader.last_second == 11
+    merged = reader.samples[0]
+    assert (merged.requests, merged.failures, merged.pending, merged.users) == (5, 1, 0, 4)
+
+
+def test_seconds_missing_inside_the_load_are_counted_as_down() -> None:
+    samples = [Sample(t, users=2) for t in (100, 101, 104, 105)]
+    for s in samples:
+        s.add(3)
+    t = totals(samples, 100, 106)
+    assert (t.seconds, t.up, t.down, t.missing, t.down_seconds) == (6, 4, 2, 2, (102, 103))
+    assert totals(samples, 100, 110, through=107.5).missing == 4  # the load ran to 107.5 s; 106 and 107 missing
+    assert totals(samples, 101.5, 102.5).seconds == 2  # seconds that overlap the window count whole
