@@ -47,9 +47,9 @@ class ExperimentItem(pytest.Item):
             return
         result = self.result
         for verdict in result.steady:
-            self.user_properties.append((f"steady-state {verdict.check}", verdict.message))
+            self.user_properties.append((f"steady-state {verdict.key}", verdict.message))
         for verdict in result.verdicts:
-            self.user_properties.append((f"verdict {verdict.check}", verdict.message))
+            self.user_properties.append((f"verdict {verdict.key}", verdict.message))
         problems = result.errors + result.revert_errors
         if problems:
             raise ExperimentFailed(f"{self.experiment.name}: {'; '.join(problems)}")

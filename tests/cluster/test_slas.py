@@ -3,6 +3,7 @@ app and fails, for the right reason, on a misbehaving variant or a badly spread 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from resilience_tests.load.locust import LoadError
 from resilience_tests.sla.checks import Verdict
 from resilience_tests.testbed.cluster import LocalCluster
 from tests.cluster.helpers import deploy_demo
+from tests.load.recording import RECORDING_LOCUSTFILE, true_availability, truth_by_second
 
 pytestmark = pytest.mark.usefixtures("real_nodes")
 
@@ -31,7 +33,7 @@ def experiment(namespace: str, faults: list[dict[str, Any]], slas: list[dict[str
 
 
 def by_check(result: RunResult) -> dict[str, Verdict]:
-    return {v.check: v for v in result.verdicts}
+    return {v.check.split(" (")[0]: v for v in result.verdicts}  # "recovery-time (from start)" -> "recovery-time"
 
 
 ROLLOUT = [{"type": "rollout", "at": "3s", "action": "restart", "timeout": "60s"}]
@@ -63,10 +65,12 @@ def test_a_rollout_of_the_graceful_app_passes_every_check(
 def test_a_rollout_of_the_exit_at_once_app_fails_requests_and_graceful_shutdown(
         local_cluster: LocalCluster, core: client.CoreV1Api, chaos: Chaos, namespace: str) -> None:
     deploy_demo(local_cluster, core, namespace, misbehave="exit-on-term", prestop=False)
+    # Slow answers keep about 4 requests in flight on each pod, so each pod that exits at once drops some
+    # (with 50 ms answers a run could see all four exits fall between requests).
     result = chaos.run(experiment(namespace, ROLLOUT, [
         {"type": "no-failed-requests", "window": "fault:rollout"},
         {"type": "graceful-shutdown", "window": "fault:rollout"},
-    ], load={"path": "/?sleep=50ms"}))
+    ], users=20, load={"path": "/?sleep=300ms"}))
     verdicts = by_check(result)
     assert not verdicts["no-failed-requests"].passed, verdicts["no-failed-requests"].message
     assert "requests failed" in verdicts["no-failed-requests"].measured
@@ -81,7 +85,7 @@ def test_a_pod_ignoring_sigterm_fails_graceful_shutdown_with_exit_137(
                                   [{"type": "graceful-shutdown", "window": "fault:pod-kill"}],
                                   duration="15s", settle="8s"))
     shutdown = by_check(result)["graceful-shutdown"]
-    assert not shutdown.passed and "killed (SIGKILL)" in shutdown.message and "(grace 3s)" in shutdown.message
+    assert not shutdown.passed and "killed (SIGKILL, exit 137)" in shutdown.message and "(grace 3s)" in shutdown.message
 
 
 def test_errors_fail_error_rate_availability_and_throughput(
@@ -178,3 +182,49 @@ def test_locust_crashing_mid_run_makes_load_checks_fail_as_incomplete(
     assert result.load is not None and not result.load.complete
     assert not verdict.passed and verdict.measured == "incomplete load", verdict.message
     assert "exit code 3" in verdict.message or "ended" in verdict.message, verdict.message
+
+
+def test_a_total_outage_with_hanging_requests_fails_availability_at_the_true_value(
+        local_cluster: LocalCluster, core: client.CoreV1Api, chaos: Chaos, namespace: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, real_nodes: list[str]) -> None:
+    """Every replica on one real node, frozen for 8 s: packets to its pods are dropped, so Locust's users hang
+    in their 3 s timeouts and whole seconds go by with nothing sent. Those seconds are down; the measured
+    availability equals the one computed from Locust's own per-request events."""
+    deploy_demo(local_cluster, core, namespace, zone="zone-a", replicas=2)
+    locustfile = tmp_path / "recording.py"
+    locustfile.write_text(RECORDING_LOCUSTFILE)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("RT_TEST_RECORD", str(record))
+    result = chaos.run(experiment(namespace, [{"type": "node-failure", "at": "4s", "duration": "8s",
+                                               "nodes": {"names": ["real-a1"]}}], [
+        {"type": "availability", "min": "50%", "window": "fault:node-failure"},
+        {"type": "availability", "min": "90%"},
+        {"type": "no-failed-requests", "window": "fault:0"},
+    ], duration="22s", load={"locustfile": str(locustfile), "timeout": "3s"}))
+    assert result.load is not None and result.load.complete, result.load
+    during, whole, failed = result.verdicts
+    window = result.windows[0]
+    truth = {t: v for t, v in truth_by_second([json.loads(x) for x in record.read_text().splitlines()]).items()
+             if t + 1 > window.start and t < (window.end or 0)}
+    up, judged = true_availability(truth)
+    silent = sum(1 for sent, _, carried, _ in truth.values() if sent == 0 and carried > 0)
+    assert not during.passed and during.measured == f"{up / judged:.2%} ({up}/{judged} s up)", during.message
+    assert silent >= 3 and f"{silent} s with nothing sent" in during.message, (truth, during.message)
+    assert not whole.passed, whole.message
+    assert not failed.passed and "timeout" in failed.message, failed.message
+
+
+def test_a_slow_start_rollout_fails_recovery_time_by_default(
+        local_cluster: LocalCluster, core: client.CoreV1Api, chaos: Chaos, namespace: str) -> None:
+    """A rollout waits until every new pod is ready, so measured from its end recovery is always 0 s; measured
+    from its start (the default), the new version's start-up shows."""
+    deploy_demo(local_cluster, core, namespace, misbehave="slow-start", args=("--start-delay=6s",), replicas=2)
+    result = chaos.run(experiment(namespace, ROLLOUT, [
+        {"type": "recovery-time", "window": "fault:rollout", "max": "5s"},
+        {"type": "recovery-time", "window": "fault:rollout", "max": "5s", "from": "end"},
+    ], duration="30s"))
+    default, from_end = result.verdicts
+    assert not default.passed and float(default.measured.rstrip("s")) > 10, default.message
+    assert default.check == "recovery-time (from start)" and "revision pod-template-hash=" in default.message
+    assert from_end.passed and from_end.measured == "0.0s", from_end.message
+    assert default.key != from_end.key

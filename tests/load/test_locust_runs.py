@@ -15,6 +15,7 @@ from resilience_tests.load.locust import LoadError, LoadRun, LoadSpec, check_tar
 from resilience_tests.load.samples import totals
 from resilience_tests.load.shapes import parse_shape
 from tests.demoapp.test_demoapp import App, binary  # noqa: F401 - the fixture
+from tests.load.recording import RECORDING_LOCUSTFILE, true_availability, truth_by_second
 
 SHAPE = {"type": "constant", "users": 5, "duration": "4s"}
 
@@ -87,41 +88,6 @@ def test_shape_and_spec_reject_bad_input() -> None:
     assert parse_shape(SHAPE).duration == 4
 
 
-RECORDING_LOCUSTFILE = '''
-import json, os
-from locust import FastHttpUser, constant, events, task
-
-class Web(FastHttpUser):
-    wait_time = constant(float(os.environ["RT_WAIT"]))
-    network_timeout = connection_timeout = float(os.environ["RT_TIMEOUT"])
-
-    @task
-    def get(self):
-        self.client.get("/", name="GET /")
-
-@events.request.add_listener
-def record(request_type, name, response_time, exception=None, start_time=None, **kwargs):
-    with open(os.environ["RT_TEST_RECORD"], "a") as out:
-        out.write(json.dumps([start_time, response_time, exception is not None]) + "\\n")
-'''
-
-
-def truth_by_second(records: list[list[float]]) -> dict[int, tuple[int, int, int, int]]:
-    """From Locust's own per-request events: per second, (requests sent, of them failed, requests sent earlier
-    and still waiting, of them failed)."""
-    out: dict[int, list[int]] = {}
-    for start, latency, failed in records:
-        first, answered = int(start), int(start + latency / 1000)
-        row = out.setdefault(first, [0, 0, 0, 0])
-        row[0] += 1
-        row[1] += int(failed)
-        for second in range(first + 1, answered + 1):
-            later = out.setdefault(second, [0, 0, 0, 0])
-            later[2] += 1
-            later[3] += int(failed)
-    return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_frozen_target_counts_every_second_once_with_its_late_timeouts(
         binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:  # noqa: F811
@@ -171,9 +137,7 @@ def test_a_frozen_target_counts_every_second_once_with_its_late_timeouts(
     assert len(silent) >= 2, truth
 
     first, last = min(truth), max(truth)
-    up = sum(1 for sent, failed, carried, c_failed in truth.values()
-             if (sent - failed) + (carried - c_failed) > 0 and (failed + c_failed) * 2 < sent + carried)
-    judged = len([v for v in truth.values() if v[0] or v[2]])
+    up, judged = true_availability(truth)
     ev = Evidence(started=first, ended=last + 1, samples=outcome.samples, load_complete=True)
     (verdict,) = evaluate([parse_check({"type": "availability", "min": "99%"})], ev)
     assert not verdict.passed and verdict.measured == f"{up / judged:.2%} ({up}/{judged} s up)", verdict.message

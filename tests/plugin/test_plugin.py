@@ -47,6 +47,10 @@ def test_ini_option_selects_experiments(pytester: pytest.Pytester, experiments: 
      "*faults[[]0[]].type: unknown fault type 'node-melt'; known types: node-drain, node-failure, pod-kill, *"),
     ("name: x\ntarget: {namespace: d, wrkload: deployment/x}\nfaults: [{type: scale, replicas: 1}]\n",
      "*target.wrkload: unknown key; allowed keys: namespace, selector, url, workload*"),
+    ("name: x\ntarget: {namespace: d, workload: deployment/web}\nfaults: [{type: rollout, action: restart}]\n"
+     "slas: [{type: recovery-time, max: 10s, window: 'fault:rollot'}]\n",
+     "*slas[[]0[]] (recovery-time (from start)).window: window 'fault:rollot' matches no fault of the experiment; "
+     "faults: fault:0 (rollout)*"),
 ])
 def test_bad_experiments_fail_collection_with_one_clear_line(pytester: pytest.Pytester, experiments: Path,
                                                             content: str, expected: str) -> None:
