@@ -62,7 +62,8 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--pytest-args", default="", help="extra pytest arguments, quoted as one string")
     clean = sub.add_parser("cleanup", help="revert what killed runs left in the cluster")
     for flag, dest, help_text, kwargs in OPTIONS:
-        if flag in ("--kubeconfig", "--context", "--allow-context", "--dry-run", "--local-cluster-name"):
+        if flag in ("--kubeconfig", "--context", "--allow-context", "--allow-any-context", "--dry-run",
+                    "--local-cluster-name"):
             clean.add_argument(flag, dest=dest, help=help_text, **kwargs)
     clean.add_argument("--run", dest="run_id", help="only this run id (default: every run)")
 
@@ -104,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cleanup(args: argparse.Namespace) -> int:
     from resilience_tests.cluster.cleanup import cleanup
-    from resilience_tests.session import RunSession
+    from resilience_tests.session import RunSession, check_allow_patterns
 
+    check_allow_patterns(args.resilience_allow_context or [], bool(args.resilience_allow_any_context))
     run = RunSession(seed=0, allow_contexts=args.resilience_allow_context or [],
                      kubeconfig=args.resilience_kubeconfig, context=args.resilience_context,
                      local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from resilience_tests.errors import ResilienceError
-from resilience_tests.session import DEFAULT_LOCAL_CLUSTER, SESSION_KEY, RunSession, get_session
+from resilience_tests.session import (
+    DEFAULT_LOCAL_CLUSTER,
+    SESSION_KEY,
+    RunSession,
+    check_allow_patterns,
+    get_session,
+    matches_any_context,
+)
 
 if TYPE_CHECKING:  # heavy imports (kubernetes client, pydantic) wait until a test needs them
     from resilience_tests.chaos import Chaos
@@ -33,6 +40,8 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--allow-context", "resilience_allow_context",
      "also allow experiments against this context (glob; repeatable). kwok-* and kind-* are always allowed",
      {"action": "append"}),
+    ("--allow-any-context", "resilience_allow_any_context",
+     "accept an --allow-context pattern that matches every context (such as '*')", {"action": "store_true"}),
     ("--dry-run", "resilience_dry_run", "print each experiment's plan and change nothing",
      {"action": "store_true"}),
     ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)", {"type": int}),
@@ -73,9 +82,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "experiment(faults): a collected resilience experiment")
     config.addinivalue_line("markers", "cluster: needs a Kubernetes cluster")
     seed = option(config, "resilience_seed")
+    allowed = list(option(config, "resilience_allow_context") or [])
+    try:
+        check_allow_patterns(allowed, bool(option(config, "resilience_allow_any_context")))
+    except ResilienceError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = RunSession(
         seed=int(seed) if seed not in (None, "") else random.randrange(1, 10**6),
-        allow_contexts=list(option(config, "resilience_allow_context") or []),
+        allow_contexts=allowed,
         kubeconfig=option(config, "resilience_kubeconfig"),
         context=option(config, "resilience_context"),
         namespace=option(config, "resilience_namespace"),
@@ -101,9 +115,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Cluster, context, server version and seed."""
     run = get_session(config)
+    allowed = [f"resilience-tests: experiments also allowed on contexts {', '.join(run.allow_contexts)}"
+               + (" (every context)" if any(matches_any_context(p) for p in run.allow_contexts) else "")
+               ] if run.allow_contexts else []
     if not run.kubeconfig:
         where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
-        return [f"resilience-tests: {where}, seed {run.seed}"]
+        return [f"resilience-tests: {where}, seed {run.seed}", *allowed]
     from resilience_tests.cluster.kube import Kube
 
     try:
@@ -113,9 +130,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             server = f"{kube.api.configuration.host}, server {kube.server_version()}"
         finally:
             kube.close()
-        return [f"resilience-tests: context {ref.context}, {server}, seed {run.seed}"]
+        return [f"resilience-tests: context {ref.context}, {server}, seed {run.seed}", *allowed]
     except ResilienceError as exc:
-        return [f"resilience-tests: {exc} (seed {run.seed})"]
+        return [f"resilience-tests: {exc} (seed {run.seed})", *allowed]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

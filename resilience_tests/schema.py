@@ -76,6 +76,12 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """The repr of a bad value, cut so that a huge input is never echoed whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def explain(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | str, ...] = ()) -> list[str]:
     """One line per problem: key path, what is wrong, and what is allowed."""
     lines = []
@@ -88,6 +94,6 @@ def explain(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | st
         elif err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
         else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{path}: {msg} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")[:300]
+            lines.append(f"{path}: {msg} (got {_short(err.get('input'))})")
     return lines

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from resilience_tests.errors import ResilienceError
+from resilience_tests.errors import ResilienceError, UsageError
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME
 
 if TYPE_CHECKING:  # the kubernetes client and pydantic load on first use, not at pytest start-up
@@ -27,6 +27,24 @@ DEFAULT_ALLOWED = ("kwok-*", "kind-*")
 
 class ContextNotAllowed(ResilienceError):
     """The kube context is not one experiments may run against."""
+
+
+# Context names of very different shapes: a pattern matching all of them lets experiments run anywhere.
+_PROBES = ("production", "prod-eu-1", "gke_acme_us-central1_main", "arn:aws:eks:us-east-1:1:cluster/x", "a")
+
+
+def matches_any_context(pattern: str) -> bool:
+    """Whether ``pattern`` matches (nearly) every context name, like ``*``."""
+    return all(fnmatch.fnmatchcase(probe, pattern) for probe in _PROBES)
+
+
+def check_allow_patterns(patterns: list[str], allow_any: bool) -> None:
+    """Refuse an ``--allow-context`` pattern that matches every context unless ``--allow-any-context`` says so."""
+    broad = [p for p in patterns if matches_any_context(p)]
+    if broad and not allow_any:
+        raise UsageError(f"--allow-context {broad[0]!r} matches every context, production clusters included",
+                         hint="name the contexts (e.g. --allow-context 'staging-*'), or add --allow-any-context "
+                              "if you mean every cluster this kubeconfig reaches")
 
 
 def check_context_allowed(context: str, extra: list[str]) -> None:
@@ -86,10 +104,25 @@ class RunSession:
         check_context_allowed(context, self.allow_contexts)
         return ClusterRef(self.kubeconfig, context)
 
+    def attach_local_cluster(self) -> None:
+        """Point this session at the local cluster if it is running, without starting or changing it."""
+        from resilience_tests.testbed.cluster import LocalCluster
+
+        cluster = LocalCluster(self.local_cluster_name)
+        if cluster.state() != "running":
+            raise UsageError(f"--dry-run plans against a running cluster, and the local cluster "
+                             f"{self.local_cluster_name!r} is not running (a dry run never starts one)",
+                             hint="start it with `resilience cluster up`, or pass --kubeconfig")
+        self.kubeconfig, self.context = str(cluster.kubeconfig), cluster.context
+
     def kube(self) -> Kube:
-        """A connected client (built once); the local cluster unless --kubeconfig was given."""
+        """A connected client (built once); the local cluster unless --kubeconfig was given (a dry run only
+        attaches to a running local cluster, it never starts one)."""
         if self.kubeconfig is None:
-            self.use_local_cluster()
+            if self.dry_run:
+                self.attach_local_cluster()
+            else:
+                self.use_local_cluster()
         if self._kube is None:
             from resilience_tests.cluster.kube import Kube
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
@@ -23,19 +25,40 @@ class ClusterRef:
     context: str | None = None
 
 
-def api_client(ref: ClusterRef) -> client.ApiClient:
-    """Return an ApiClient for ``ref``; raise ClusterAccessError with a hint if it cannot be built."""
+REQUEST_TIMEOUT = urllib3.Timeout(connect=10, read=60)
+"""The deadline of every API request that sets none of its own."""
+
+
+def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TIMEOUT) -> client.ApiClient:
+    """Return an ApiClient for ``ref``; raise ClusterAccessError with a hint if it cannot be built.
+
+    Every request made through it that sets no ``_request_timeout`` of its own gets ``request_timeout``, and a
+    request whose answer does not come in time is not sent again (a read is retried by the caller, if at all).
+    """
     path = Path(ref.kubeconfig).expanduser()
     if not path.is_file():
         raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
     try:
-        return config.new_client_from_config(config_file=str(path), context=ref.context)
+        api = config.new_client_from_config(config_file=str(path), context=ref.context)
     except ConfigException as exc:
         raise ClusterAccessError(f"kubeconfig {path} cannot be used: {exc}",
                                  hint="check the file and --context") from None
     except Exception as exc:  # yaml errors and the like from a broken file
         raise ClusterAccessError(f"kubeconfig {path} cannot be read: {type(exc).__name__}: {exc}",
                                  hint="check the file is a valid kubeconfig") from None
+    # Every request gets a deadline: a hung API server must not block an inject or a revert forever. The client
+    # sends no timeout unless a call passes ``_request_timeout`` (watches pass their own), so it is added here.
+    rest = api.rest_client
+    send = rest.request
+    default = (request_timeout.connect_timeout, request_timeout.read_timeout)
+
+    def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return send(method, url, *args, _request_timeout=_request_timeout or default, **kwargs)
+
+    rest.request = request
+    rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=3, read=0, redirect=3,
+                                                                     raise_on_status=False)
+    return api
 
 
 def current_context(kubeconfig: str) -> str:

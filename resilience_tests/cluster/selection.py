@@ -71,8 +71,8 @@ class Amount(Model):
         """Number to pick out of ``available``."""
         if self.count is not None:
             return min(self.count, available)
-        if self.percent is not None:
-            return min(available, max(1, math.ceil(available * self.percent))) if available else 0
+        if self.percent is not None:  # 0% picks nothing; any other share picks at least one
+            return min(available, max(1, math.ceil(available * self.percent))) if available and self.percent else 0
         return available
 
 

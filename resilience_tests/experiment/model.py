@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from resilience_tests import strictyaml
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadSpec
@@ -21,6 +21,7 @@ from resilience_tests.sla.checks import LOAD_CHECKS, Check, GracefulShutdown, Re
 from resilience_tests.sla.evidence import window_problem
 
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
+MAX_FAULTS = 200
 
 
 class ExperimentError(ResilienceError):
@@ -131,6 +132,8 @@ def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str =
     raw_faults = data.get("faults")
     problems: list[str] = []
     faults: list[FaultParams] = []
+    if isinstance(raw_faults, list) and len(raw_faults) > MAX_FAULTS:
+        raise ExperimentError(source, [f"faults: {len(raw_faults):,} faults; an experiment has at most {MAX_FAULTS}"])
     if isinstance(raw_faults, list):
         for index, raw in enumerate(raw_faults):
             fault = _parse_fault(raw, index, registry, problems)
@@ -181,10 +184,7 @@ def load_experiment(path: str | Path, registry: dict[str, FaultFactory]) -> Expe
     except OSError as exc:
         raise ExperimentError(str(path), [f"cannot read: {exc.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ExperimentError(str(path), [f"malformed YAML at {where}{problem}"]) from None
+        data = strictyaml.load(text)
+    except strictyaml.YamlProblem as exc:
+        raise ExperimentError(str(path), [str(exc)]) from None
     return parse_experiment(data, registry, str(path))

@@ -143,9 +143,12 @@ class LoadRun:
         self.started = time.time()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        # Through the orphan guard: the process dies with this one, even if this one is SIGKILLed.
+        guarded = [sys.executable, "-m", "resilience_tests.load.orphan_guard", str(os.getpid()), "--", *argv]
         with open(self.workdir / f"{name}.log", "wb") as log:
-            self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                               env=env, start_new_session=True, cwd=self.workdir))
+            self.procs.append(subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=log,
+                                               stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                               cwd=self.workdir))
 
     def wait_running(self, timeout: float = 60.0) -> None:
         """Wait until requests are being made (the first samples arrive); raise LoadError if Locust died."""

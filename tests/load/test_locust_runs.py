@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -142,3 +143,37 @@ def test_a_frozen_target_counts_every_second_once_with_its_late_timeouts(
     (verdict,) = evaluate([parse_check({"type": "availability", "min": "99%"})], ev)
     assert not verdict.passed and verdict.measured == f"{up / judged:.2%} ({up}/{judged} s up)", verdict.message
     assert f"{len(silent)} s with nothing sent" in verdict.message, verdict.message
+
+
+def test_locust_dies_with_a_runner_that_is_sigkilled(app: App, tmp_path: Path) -> None:
+    """A run killed with SIGKILL cannot stop its load generators; the kernel must (parent-death signal)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from resilience_tests.load.locust import LoadRun, LoadSpec\n"
+        "spec = LoadSpec.model_validate({'shape': {'type': 'constant', 'users': 2, 'duration': '120s'},"
+        " 'workers': 1})\n"
+        f"run = LoadRun(spec, 'http://127.0.0.1:{app.port}', Path({str(tmp_path)!r}))\n"
+        "run.start()\n"
+        "run.wait_running(timeout=60)\n"
+        "print(' '.join(str(p.pid) for p in run.procs), flush=True)\n"
+        "time.sleep(300)\n")
+    runner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        pids = [int(p) for p in runner.stdout.readline().split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+    finally:
+        runner.kill()
+        runner.wait(timeout=10)
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    assert not alive, f"Locust outlived its runner: {[p.pid for p in alive]}"

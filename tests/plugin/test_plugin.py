@@ -67,6 +67,21 @@ def test_header_shows_the_seed_and_the_cluster(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["resilience-tests: the local cluster 'resilience' (started on first use), seed 4242"])
 
 
+@pytest.mark.parametrize("pattern", ["*", "**", "*?*"])
+def test_an_allow_context_pattern_matching_everything_needs_its_own_flag(pytester: pytest.Pytester,
+                                                                          pattern: str) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    refused = pytester.runpytest_subprocess("--allow-context", pattern)
+    refused.stderr.fnmatch_lines([f"ERROR: --allow-context '{pattern}' matches every context, production clusters "
+                                  "included; name the contexts*--allow-any-context*"])
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    accepted = pytester.runpytest_subprocess("--allow-context", pattern, "--allow-any-context")
+    accepted.stdout.fnmatch_lines([f"resilience-tests: experiments also allowed on contexts {pattern} (every context)"])
+    assert accepted.ret == 0
+    narrow = pytester.runpytest_subprocess("--allow-context", "staging-*")
+    narrow.stdout.fnmatch_lines(["resilience-tests: experiments also allowed on contexts staging-*"])
+
+
 def test_missing_kubeconfig_is_one_line_and_touches_nothing(pytester: pytest.Pytester, experiments: Path) -> None:
     result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", "/nonexistent/kubeconfig")
     result.stdout.fnmatch_lines(["resilience-tests: kubeconfig /nonexistent/kubeconfig does not exist*",
@@ -150,3 +165,16 @@ def test_sla_verdicts_are_summarised_one_line_each_passed_or_failed(pytester: py
     ])
     assert "test_plain" not in result.stdout.str().split("SLA verdicts")[1]
     assert "  - detail" not in result.stdout.str().split("SLA verdicts")[1]
+
+
+def test_a_dry_run_never_starts_the_local_cluster(pytester: pytest.Pytester, experiments: Path) -> None:
+    from resilience_tests.testbed.cluster import LocalCluster
+
+    name = "dry-run-never-started"
+    result = pytester.runpytest_subprocess("--experiments", str(experiments), "--dry-run",
+                                           "--local-cluster-name", name)
+    result.stdout.fnmatch_lines([f"*--dry-run plans against a running cluster, and the local cluster '{name}' is "
+                                 "not running (a dry run never starts one); start it with `resilience cluster up`*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.assert_outcomes(failed=1)
+    assert LocalCluster(name).state() == "absent"

@@ -128,3 +128,41 @@ def test_a_bad_fault_is_one_problem_not_two() -> None:
     with pytest.raises(ExperimentError) as info:
         parse_experiment(_base(nodes={"cuont": 1}), REGISTRY, "x.yaml")
     assert "problems" not in str(info.value) and "at least 1 item" not in str(info.value), str(info.value)
+
+
+def _file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    return path
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+def test_an_alias_bomb_is_refused_at_once_without_echoing_it(tmp_path: Path) -> None:
+    assert len(BILLION_LAUGHS) < 1000
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(_file(tmp_path, BILLION_LAUGHS), REGISTRY)
+    assert "aliases (*name) are not allowed" in str(info.value) and "line 2" in str(info.value)
+    assert len(str(info.value)) < 300
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    text = "name: x\ntarget: {namespace: d}\nfaults: [{type: pod-kill}]\nname: y\n"
+    with pytest.raises(ExperimentError, match=r"line 4, column 1: duplicate key 'name'"):
+        load_experiment(_file(tmp_path, text), REGISTRY)
+
+
+def test_huge_files_and_fault_lists_are_refused(tmp_path: Path) -> None:
+    many = "name: x\ntarget: {namespace: d}\nfaults:\n" + "  - {type: pod-kill}\n" * 1000
+    with pytest.raises(ExperimentError, match="1,000 faults; an experiment has at most 200"):
+        load_experiment(_file(tmp_path, many), REGISTRY)
+    with pytest.raises(ExperimentError, match="bytes; experiments are at most 1,000,000 bytes"):
+        load_experiment(_file(tmp_path, "name: x\n" + "# pad\n" * 200_000), REGISTRY)
+
+
+def test_a_huge_bad_value_is_not_echoed_whole() -> None:
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment({**_base(), "settle": "9" * 100_000}, REGISTRY, "x.yaml")
+    assert len(str(info.value)) < 600 and "100,002 characters" in str(info.value), str(info.value)[:600]

@@ -30,6 +30,7 @@ def test_count_and_percent() -> None:
     assert Amount(count=9).how_many(5) == 5
     assert Amount(percent="50%").how_many(5) == 3
     assert Amount(percent="1%").how_many(5) == 1
+    assert Amount(percent="0%").how_many(5) == 0  # nothing asked, nothing picked
     assert Amount().how_many(5) == 5
     with pytest.raises(ValueError, match="not both"):
         Amount(count=1, percent="10%")
