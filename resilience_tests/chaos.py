@@ -22,6 +22,7 @@ from resilience_tests.errors import UsageError
 from resilience_tests.experiment.model import Experiment, load_experiment, parse_experiment
 from resilience_tests.experiment.runner import Runner, RunResult, new_run_id
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory
+from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.schema import explain
 
 
@@ -85,11 +86,12 @@ class Chaos:
     def revert_all(self) -> None:
         """Revert every fault still active, newest first."""
         errors = []
-        while self._active:
-            fault = self._active.pop()
-            try:
-                fault.revert()
-            except Exception as exc:
-                errors.append(f"{fault.name}: {exc}")
+        with reverts_shielded():
+            while self._active:
+                fault = self._active.pop()
+                try:
+                    fault.revert()
+                except Exception as exc:
+                    errors.append(f"{fault.name}: {exc}")
         if errors:
             raise UsageError(f"revert failed: {'; '.join(errors)}")

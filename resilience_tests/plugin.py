@@ -10,12 +10,12 @@ import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from resilience_tests.errors import ResilienceError
+from resilience_tests.interrupts import interrupt_on
 from resilience_tests.session import (
     DEFAULT_LOCAL_CLUSTER,
     SESSION_KEY,
@@ -73,12 +73,8 @@ def option(config: pytest.Config, ini: str) -> Any:
     return value
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """Register markers, build the run session and make SIGTERM revert like Ctrl-C."""
+    """Register markers, build the run session and make SIGTERM and SIGHUP revert like Ctrl-C."""
     config.addinivalue_line("markers", "experiment(faults): a collected resilience experiment")
     config.addinivalue_line("markers", "cluster: needs a Kubernetes cluster")
     seed = option(config, "resilience_seed")
@@ -98,8 +94,9 @@ def pytest_configure(config: pytest.Config) -> None:
         real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 3,
     )
     with contextlib.suppress(ValueError):  # not in the main thread
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a cancelled CI job, a closed SSH session
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, interrupt_on)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -46,6 +46,17 @@ class Workload:
         return f"{self.kind}/{self.name} in {self.namespace}"
 
 
+def pod_info(pod: dict[str, Any]) -> PodInfo:
+    """What selection and guardrails need of a pod (from its JSON)."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    controller = next((o.get("kind", "") for o in meta.get("ownerReferences") or [] if o.get("controller")), "")
+    return PodInfo(name=meta["name"], namespace=meta.get("namespace", ""), node=spec.get("nodeName") or "",
+                   labels=dict(meta.get("labels") or {}), terminating=meta.get("deletionTimestamp") is not None,
+                   controller=controller, mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+                   finished=status.get("phase") in ("Succeeded", "Failed"),
+                   emptydir=tuple(v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v))
+
+
 class Kube:
     """API access for one cluster. Build with :meth:`connect`; close when done."""
 
@@ -88,9 +99,15 @@ class Kube:
     def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
         """Pods of ``namespace`` matching a label selector."""
         items = raw_list(self.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
-        return [PodInfo(name=p["metadata"]["name"], namespace=namespace, node=p["spec"].get("nodeName") or "",
-                        labels=dict(p["metadata"].get("labels") or {}),
-                        terminating=p["metadata"].get("deletionTimestamp") is not None) for p in items]
+        return [pod_info(p) for p in items]
+
+    def pods_on_nodes(self, nodes: list[str]) -> list[PodInfo]:
+        """Pods of every namespace bound to ``nodes``."""
+        found: list[PodInfo] = []
+        for node in nodes:
+            items = raw_list(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")["items"]
+            found += [pod_info(p) for p in items]
+        return found
 
     def nodes(self) -> list[NodeInfo]:
         """All nodes."""
@@ -266,3 +283,11 @@ def _api_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "{}").get("message", exc.reason))
     except ValueError:
         return str(exc.reason)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an API call that raised ``exc`` may succeed if tried again: the server was unreachable, timed out,
+    overloaded (429) or failed (5xx). A 4xx answer (not found, forbidden, conflict) is final."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, HTTPError | OSError | ClusterAccessError)

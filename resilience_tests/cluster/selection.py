@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -34,6 +36,20 @@ class PodInfo:
     node: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     terminating: bool = False
+    controller: str = ""  # kind of the owner that controls it (ReplicaSet, StatefulSet...); "" for none
+    mirror: bool = False  # a static pod's mirror (the kubelet owns it)
+    finished: bool = False  # Succeeded or Failed
+    emptydir: tuple[str, ...] = ()  # emptyDir volumes: their data is lost when the pod goes
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def disrupted_by_node_loss(self) -> bool:
+        """Whether draining or losing its node disrupts it (DaemonSet, mirror and finished pods are not moved)."""
+        return self.controller != "DaemonSet" and not self.mirror and not self.finished
 
 
 @dataclass(frozen=True)
@@ -162,3 +178,44 @@ def _sample(items: list[_T], k: int, seed: int) -> list[_T]:
     if k >= len(items):
         return list(items)
     return random.Random(seed).sample(items, k)
+
+
+@dataclass
+class Budget:
+    """What one experiment may touch in all: ``guardrails.max_nodes`` distinct nodes and ``max_pods`` distinct pods,
+    over every fault and every repeated round. Faults take from it before they act; safe across threads."""
+
+    max_nodes: int
+    max_pods: int
+    nodes: set[str] = field(default_factory=set)
+    pods: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self, what: str, *, nodes: Iterable[str] = (), pods: Iterable[str] = ()) -> None:
+        """Count ``nodes`` and ``pods`` (``namespace/name``) as touched by ``what``; raise SelectionError, taking
+        nothing, if the experiment would then exceed its guardrails."""
+        with self._lock:
+            all_nodes, all_pods = self.nodes | set(nodes), self.pods | set(pods)
+            if len(all_nodes) > self.max_nodes:
+                raise SelectionError(
+                    f"{what} would bring the nodes this experiment touches to {len(all_nodes)} "
+                    f"({', '.join(sorted(all_nodes))}), more than guardrails.max_nodes={self.max_nodes}",
+                    hint="touch fewer nodes or raise guardrails.max_nodes (it counts every fault and round)")
+            if len(all_pods) > self.max_pods:
+                raise SelectionError(
+                    f"{what} would bring the pods this experiment disrupts to {len(all_pods)}, more than "
+                    f"guardrails.max_pods={self.max_pods} (pods of every namespace on drained or failed nodes "
+                    "count)", hint="disrupt fewer pods or raise guardrails.max_pods (it counts every fault and round)")
+            self.nodes, self.pods = all_nodes, all_pods
+
+
+def node_pods(pods: list[PodInfo], *, allow_kube_system: bool, what: str) -> list[PodInfo]:
+    """The pods that losing or draining nodes disrupts (DaemonSet, mirror and finished pods are not; terminating
+    ones are listed, for a drain waits for them, but already on their way out); kube-system ones only with
+    ``allow_kube_system``."""
+    hit = [p for p in pods if p.disrupted_by_node_loss]
+    system = [p.key for p in hit if p.namespace == "kube-system" and not p.terminating]
+    if system and not allow_kube_system:
+        raise SelectionError(f"{what} would disrupt kube-system pods: {', '.join(system[:5])}",
+                             hint="choose other nodes or set guardrails.allow_kube_system: true")
+    return hit

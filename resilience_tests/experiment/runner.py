@@ -29,11 +29,12 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube, Workload
-from resilience_tests.cluster.selection import parse_label_selector
+from resilience_tests.cluster.selection import Budget, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
+from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
 from resilience_tests.sla.checks import Verdict, evaluate
@@ -146,7 +147,8 @@ class Runner:
         return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
                             max_pods=guard.max_pods, target_selector=selector, workload=workload,
                             allow_kube_system=guard.allow_kube_system,
-                            allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record)
+                            allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record,
+                            budget=Budget(guard.max_nodes, guard.max_pods))
 
     def _build(self, exp: Experiment, ctx: FaultContext) -> list[tuple[FaultParams, Fault, list[str]]]:
         built = []
@@ -179,6 +181,7 @@ class Runner:
         result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built) + _check_lines(exp, load))
         if dry_run:
             return result
+        ctx.budget = Budget(exp.guardrails.max_nodes, exp.guardrails.max_pods)  # the plan's counts were a preview
         if load is not None:
             load.preflight()  # an unreachable target stops the experiment before anything is injected
         timeline.start()
@@ -193,10 +196,15 @@ class Runner:
             result.zero = time.time()
             if exp.steady_state and not self._steady(exp, ctx, load, result):
                 return result
-            with contextlib.ExitStack() as reverts:
+            reverts = contextlib.ExitStack()
+            try:
                 self._play(built, timeline, reverts, result)
                 self._settle(exp.settle)
+            finally:
+                # Every registered revert runs, newest first; interrupts wait until they are done.
                 reverts.callback(timeline.mark, "run", run_id, "reverting")
+                with reverts_shielded(self.say):
+                    reverts.close()
             if load is not None and load.running():
                 left = load.started + load.spec.shape.duration - time.time()
                 self.say(f"load runs {max(left, 0):.0f} s more (to the end of its shape)")

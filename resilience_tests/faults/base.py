@@ -19,6 +19,7 @@ from resilience_tests.schema import Duration, Model
 
 if TYPE_CHECKING:
     from resilience_tests.cluster.kube import Kube, Workload
+    from resilience_tests.cluster.selection import Budget
 
 ENTRY_POINT_GROUP = "resilience_tests.faults"
 
@@ -47,6 +48,7 @@ class FaultContext:
     allow_control_plane: bool = False
     seed: int = 0
     record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
+    budget: Budget | None = None  # the experiment's guardrails over all its faults (None: per fault only)
 
 
 @runtime_checkable
@@ -100,16 +102,48 @@ def load_registry(entry_points: list[metadata.EntryPoint] | None = None) -> dict
 
 
 def workload_from(text: str | None, ctx: FaultContext) -> Workload | None:
-    """The workload a fault names (``deployment/web``), else the experiment target's."""
+    """The workload a fault names (``deployment/web``), else the experiment target's; a workload in kube-system
+    only with ``guardrails.allow_kube_system``."""
     from resilience_tests.cluster.kube import Workload
 
     if not text:
-        return ctx.workload
-    kind, _, name = text.partition("/")
-    if kind.lower() not in ("deployment", "statefulset", "daemonset") or not name:
-        raise FaultError(f"workload {text!r} is not KIND/NAME", hint="e.g. deployment/web")
-    return Workload(kind.lower(), ctx.namespace, name)
+        workload = ctx.workload
+    else:
+        kind, _, name = text.partition("/")
+        if kind.lower() not in ("deployment", "statefulset", "daemonset") or not name:
+            raise FaultError(f"workload {text!r} is not KIND/NAME", hint="e.g. deployment/web")
+        workload = Workload(kind.lower(), ctx.namespace, name)
+    if workload is not None and workload.namespace == "kube-system" and not ctx.allow_kube_system:
+        raise FaultError(f"{workload.kind}/{workload.name} is in kube-system",
+                         hint="set guardrails.allow_kube_system: true to touch it")
+    return workload
 
 
 def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+REVERT_DEADLINE = 60.0
+"""How long one object's revert is retried while the API server fails transiently."""
+
+
+def revert_each(what: str, items: list[str], undo: Callable[[str], None], *,
+                deadline: float = REVERT_DEADLINE) -> None:
+    """Undo ``what`` on every item, each retried while errors are transient (up to ``deadline`` seconds); one
+    item that cannot be restored never stops the others. Raises FaultError naming each item left changed."""
+    import tenacity
+
+    from resilience_tests.cluster.kube import is_transient
+
+    failed: list[str] = []
+    for item in items:
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient),
+                                     stop=tenacity.stop_after_delay(deadline),
+                                     wait=tenacity.wait_exponential(multiplier=0.5, max=5), reraise=True)
+        try:
+            retrying(undo, item)
+        except Exception as exc:
+            failed.append(f"{item} ({type(exc).__name__}: {str(exc)[:200]})")
+    if failed:
+        raise FaultError(f"{what} failed for {len(failed)} of {len(items)}: {'; '.join(failed)}",
+                         hint="`resilience cleanup` retries it once the cluster answers")

@@ -8,14 +8,14 @@ cordoned. Control-plane nodes are never drained unless allowed.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import EvictionBlocked
-from resilience_tests.cluster.selection import NodeInfo, NodeSelector, select_nodes
+from resilience_tests.cluster.selection import NodeInfo, NodeSelector, PodInfo, node_pods, select_nodes
 from resilience_tests.errors import WaitTimeoutError
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each
 from resilience_tests.schema import Duration
 from resilience_tests.waiting import wait_until
 
@@ -26,6 +26,7 @@ class NodeDrainParams(FaultParams):
     nodes: NodeSelector = NodeSelector(count=1)
     retry_interval: Duration = 2.0
     delete_emptydir_data: bool = True
+    force: bool = False  # also drain nodes running pods that no controller owns (deleted for good)
 
 
 class DrainBlocked(FaultError):
@@ -40,18 +41,14 @@ class DrainBlocked(FaultError):
                          f"{'; '.join(parts) or 'nothing?'}")
 
 
-def _evictable(pod: Any) -> bool:
-    owners = pod.metadata.owner_references or []
-    if any(o.kind == "DaemonSet" for o in owners):
-        return False
-    annotations = pod.metadata.annotations or {}
-    if "kubernetes.io/config.mirror" in annotations:
-        return False
-    return pod.status.phase not in ("Succeeded", "Failed")
-
-
 class NodeDrain:
-    """Cordon and drain the chosen nodes, one after the other."""
+    """Cordon and drain the chosen nodes, one after the other.
+
+    The nodes are chosen once, when the plan is made, and the same nodes are drained. Like ``kubectl drain``,
+    a node running pods that no controller owns (they would be gone for good) is refused unless the fault
+    says ``force: true``; the plan lists every pod it will evict, of every namespace, and the emptyDir
+    volumes whose data goes with them. Every evicted pod counts against ``guardrails.max_pods``.
+    """
 
     name: ClassVar[str] = "node-drain"
     Params: ClassVar[type[FaultParams]] = NodeDrainParams
@@ -61,32 +58,56 @@ class NodeDrain:
         self.params = params
         self.ctx = ctx
         self.cordoned: list[str] = []
+        self._chosen: list[NodeInfo] | None = None
 
     def _nodes(self) -> list[NodeInfo]:
-        target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
-        return select_nodes(self.ctx.kube.nodes(), self.params.nodes, seed=self.ctx.seed,
-                            allow_control_plane=self.ctx.allow_control_plane, max_nodes=self.ctx.max_nodes,
-                            target_nodes=target)
+        if self._chosen is None:
+            target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
+            self._chosen = select_nodes(self.ctx.kube.nodes(), self.params.nodes, seed=self.ctx.seed,
+                                        allow_control_plane=self.ctx.allow_control_plane,
+                                        max_nodes=self.ctx.max_nodes, target_nodes=target)
+        return self._chosen
+
+    def _pods_on(self, node: str) -> list[PodInfo]:
+        """The pods a drain of ``node`` evicts; refuses unmanaged pods unless forced."""
+        pods = node_pods(self.ctx.kube.pods_on_nodes([node]), allow_kube_system=self.ctx.allow_kube_system,
+                         what=f"drain of {node}")
+        unmanaged = [p.key for p in pods if not p.controller and not p.terminating]
+        if unmanaged and not self.params.force:
+            raise FaultError(f"{node} runs pods that no controller owns, which a drain deletes for good: "
+                             f"{', '.join(unmanaged[:5])}", hint="drain another node, or set force: true")
+        if not self.params.delete_emptydir_data:
+            local = [p.key for p in pods if p.emptydir]
+            if local:
+                raise FaultError(f"{node} runs pods with emptyDir data that a drain deletes: {', '.join(local[:5])}",
+                                 hint="set delete_emptydir_data: true to drain anyway")
+        return pods
+
+    def _take(self, node: str, pods: list[PodInfo]) -> None:
+        if self.ctx.budget is not None:
+            self.ctx.budget.take(f"drain of {node}", nodes=[node], pods=[p.key for p in pods if not p.terminating])
 
     def describe(self) -> list[str]:
         steps = []
         for node in self._nodes():
-            names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}"
-                              for p in self._pods_on(node.name)) or "no pods"
+            pods = self._pods_on(node.name)
+            self._take(node.name, pods)
             steps.append(f"cordon {node.name} ({node.zone or 'no zone'})")
-            steps.append(f"evict from {node.name}: {names}")
+            steps.append(f"evict from {node.name} ({len(pods)} pods, every namespace): "
+                         + (", ".join(p.key for p in pods) or "no pods"))
+            unmanaged = [p.key for p in pods if not p.controller]
+            if unmanaged:
+                steps.append(f"  gone for good (no controller, force: true): {', '.join(unmanaged)}")
+            local = [f"{p.key} ({', '.join(p.emptydir)})" for p in pods if p.emptydir]
+            if local:
+                steps.append(f"  emptyDir data lost: {', '.join(local)}")
         steps.append("on revert: uncordon the drained nodes")
         return steps
 
-    def _pods_on(self, node: str) -> list[Any]:
-        pods = self.ctx.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
-        pods = [p for p in pods if _evictable(p)]
-        if not self.ctx.allow_kube_system:
-            pods = [p for p in pods if p.metadata.namespace != "kube-system"]
-        return pods
-
     def inject(self) -> None:
         for node in self._nodes():
+            pods = self._pods_on(node.name)
+            self._take(node.name, pods)
             if not node.unschedulable:
                 self.cordoned.append(node.name)
                 self.ctx.kube.set_unschedulable(node.name, True, run_id=self.ctx.run_id)
@@ -100,12 +121,12 @@ class NodeDrain:
 
         def evict_what_remains() -> bool:
             pods = self._pods_on(node)
-            pending[:] = [f"{p.metadata.namespace}/{p.metadata.name}" for p in pods]
+            pending[:] = [p.key for p in pods]
             blocked.clear()
-            for pod in (p for p in pods if p.metadata.deletion_timestamp is None):
-                key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            for pod in (p for p in pods if not p.terminating):
+                key = pod.key
                 try:
-                    self.ctx.kube.evict(pod.metadata.name, pod.metadata.namespace)
+                    self.ctx.kube.evict(pod.name, pod.namespace)
                     self.ctx.record("evicted", {"pod": key, "node": node})
                 except EvictionBlocked as exc:
                     blocked[key] = exc.pdbs
@@ -120,11 +141,13 @@ class NodeDrain:
             raise DrainBlocked(node, self.params.timeout, dict(blocked), list(pending)) from None
 
     def revert(self) -> None:
-        for node in list(self.cordoned):
+        def uncordon(node: str) -> None:
             try:
                 self.ctx.kube.set_unschedulable(node, False, run_id=None)
             except ApiException as exc:
-                if exc.status != 404:
+                if exc.status != 404:  # a node that is gone needs no uncordon
                     raise
             self.cordoned.remove(node)
+
+        revert_each("uncordon", list(self.cordoned), uncordon)
 

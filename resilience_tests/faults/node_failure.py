@@ -17,8 +17,8 @@ import subprocess
 from typing import ClassVar, Literal, Protocol
 
 from resilience_tests.cluster.client import current_context
-from resilience_tests.cluster.selection import NodeSelector, select_nodes
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
+from resilience_tests.cluster.selection import NodeSelector, PodInfo, node_pods, select_nodes
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each
 
 FAILURE_TAINT = "resilience-tests.io/node-failure"
 ProviderName = Literal["auto", "local", "kind", "generic"]
@@ -138,16 +138,29 @@ class NodeFailure:
         self.ctx = ctx
         self.failed: list[str] = []
         self._provider: NodeProvider | None = None
+        self._chosen: list[str] | None = None
 
     def _selector(self) -> NodeSelector:
         return self.params.nodes
 
     def _nodes(self) -> list[str]:
-        target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
-        chosen = select_nodes(self.ctx.kube.nodes(), self._selector(), seed=self.ctx.seed,
-                              allow_control_plane=self.ctx.allow_control_plane, max_nodes=self.ctx.max_nodes,
-                              target_nodes=target)
-        return [n.name for n in chosen]
+        """The nodes to fail: chosen once (for the plan) and the same at inject."""
+        if self._chosen is None:
+            target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
+            chosen = select_nodes(self.ctx.kube.nodes(), self._selector(), seed=self.ctx.seed,
+                                  allow_control_plane=self.ctx.allow_control_plane, max_nodes=self.ctx.max_nodes,
+                                  target_nodes=target)
+            self._chosen = [n.name for n in chosen]
+        return self._chosen
+
+    def _pods(self, nodes: list[str]) -> list[PodInfo]:
+        """Pods the failure disrupts (every namespace), counted against the experiment's budget."""
+        pods = node_pods(self.ctx.kube.pods_on_nodes(nodes), allow_kube_system=self.ctx.allow_kube_system,
+                         what=f"{self.name} of {', '.join(nodes)}")
+        if self.ctx.budget is not None:
+            self.ctx.budget.take(f"{self.name} of {', '.join(nodes)}", nodes=nodes,
+                                 pods=[p.key for p in pods if not p.terminating])
+        return pods
 
     def provider(self) -> NodeProvider:
         """The node provider in use (resolved once)."""
@@ -157,17 +170,31 @@ class NodeFailure:
 
     def describe(self) -> list[str]:
         nodes = self._nodes()
+        pods = self._pods(nodes)
         return [f"fail node(s) {', '.join(nodes)} with provider '{self.provider().name}'",
+                f"  disrupts {len(pods)} pods (every namespace): {', '.join(p.key for p in pods) or 'none'}",
                 f"on revert: restore {', '.join(nodes)}"]
 
     def inject(self) -> None:
         nodes = self._nodes()
+        self._pods(nodes)
         provider = self.provider()
         self.failed = nodes
         provider.fail(nodes)
         self.ctx.record(self.name, {"nodes": ",".join(nodes), "provider": provider.name})
 
     def revert(self) -> None:
-        if self.failed:
-            self.provider().restore(self.failed)
+        if not self.failed:
+            return
+        try:  # all together first (one wait for all of them)...
+            self.provider().restore(list(self.failed))
             self.failed = []
+            return
+        except Exception as exc:  # ...then one by one, so one node that will not come back keeps no other down
+            self.ctx.record(f"{self.name}-restore-retry", {"error": str(exc)[:300]})
+
+        def restore(node: str) -> None:
+            self.provider().restore([node])
+            self.failed.remove(node)
+
+        revert_each(f"restore ({self.provider().name})", list(self.failed), restore)

@@ -35,6 +35,7 @@ class PodKill:
         self.ctx = ctx
         self.selector = params.selector or ctx.target_selector
         self.killed: list[str] = []
+        self.error = ""  # why repeated rounds stopped early
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -48,7 +49,10 @@ class PodKill:
         amount = (f"{self.params.count}" if self.params.count else
                   f"{self.params.percent:.0%}" if self.params.percent else "all")
         repeat = f", every {self.params.every:.0f} s" if self.params.every else ""
-        pods = ", ".join(p.name for p in self._choose(seed=self.ctx.seed)) or "none"
+        chosen = self._choose(seed=self.ctx.seed)
+        if self.ctx.budget is not None:
+            self.ctx.budget.take("pod-kill", pods=[p.key for p in chosen])
+        pods = ", ".join(p.name for p in chosen) or "none"
         return [f"{how} {amount} pod(s) matching '{self.selector}' in {self.ctx.namespace}{repeat}: now {pods}"]
 
     def _choose(self, seed: int) -> list[PodInfo]:
@@ -57,9 +61,10 @@ class PodKill:
                            what=f"'{self.selector}' in {self.ctx.namespace}")
 
     def _kill_round(self, round_no: int) -> None:
-        for pod in select_pods(self.ctx.kube.pods(self.ctx.namespace, self.selector), self.params,
-                               seed=self.ctx.seed + round_no, allow_kube_system=self.ctx.allow_kube_system,
-                               max_pods=self.ctx.max_pods, what=f"'{self.selector}' in {self.ctx.namespace}"):
+        chosen = self._choose(seed=self.ctx.seed + round_no)
+        if self.ctx.budget is not None:  # every round counts against the experiment's max_pods
+            self.ctx.budget.take(f"pod-kill round {round_no + 1}", pods=[p.key for p in chosen])
+        for pod in chosen:
             try:
                 self.ctx.kube.core.delete_namespaced_pod(pod.name, pod.namespace,
                                                          grace_period_seconds=self._grace())
@@ -83,8 +88,9 @@ class PodKill:
                 return
             try:
                 self._kill_round(rounds)
-            except Exception as exc:  # keep the record; the fault stops repeating
+            except Exception as exc:  # keep the record; the fault stops repeating (a spent budget too)
                 self.ctx.record("pod-kill-error", {"error": str(exc)})
+                self.error = str(exc)
                 return
             rounds += 1
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each, workload_from
 from resilience_tests.waiting import wait_until
 
 IMAGE_HINT = ("fix the tag, or import the image: on the local cluster `resilience cluster load-image ARCHIVE` "
@@ -117,8 +117,9 @@ class Rollout:
                    pending=lambda: kube.rollout_pending(self.workload))
 
     def revert(self) -> None:
-        if self.original is not None:
-            self._apply(self.original, record_original=False)
+        original = self.original
+        if original is not None:
+            revert_each("roll back", [str(self.workload)], lambda _: self._apply(original, record_original=False))
             self.original = None
             if self.params.wait:
                 self.wait(fail_fast=False)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, workload_from
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each, workload_from
 from resilience_tests.waiting import wait_until
 
 
@@ -49,6 +49,8 @@ class Scale:
                        pending=lambda: self.ctx.kube.rollout_pending(self.workload))
 
     def revert(self) -> None:
-        if self.original is not None:
-            self.ctx.kube.scale(self.workload, self.original, run_id=None)
+        original = self.original
+        if original is not None:
+            revert_each(f"scale back to {original}", [str(self.workload)],
+                        lambda _: self.ctx.kube.scale(self.workload, original, run_id=None))
             self.original = None

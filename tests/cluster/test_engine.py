@@ -213,3 +213,47 @@ def test_interrupted_runs_revert_before_exiting(local_cluster: LocalCluster, clu
             proc.kill()
     assert proc.returncode != 0, output
     assert snapshot(cluster, web) == before, output
+
+
+def test_guardrails_are_budgets_for_the_whole_experiment(chaos: Chaos, cluster: Kube, web: str) -> None:
+    """max_pods and max_nodes count every fault and every round, and every pod a drain or a failure disrupts."""
+    before = snapshot(cluster, web)
+    with pytest.raises(PreflightError, match=r"drain of sim-b\d would bring the pods this experiment disrupts to \d+, "
+                                             "more than guardrails.max_pods=0"):
+        chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"zone": "zone-b", "count": 1}}],
+                              guardrails={"max_pods": 0}))
+    with pytest.raises(PreflightError, match="zone-outage of .*sim-a1, sim-a2.* more than guardrails.max_pods=1"):
+        chaos.run(_experiment(web, [{"type": "zone-outage", "zone": "zone-a", "duration": "1s"}],
+                              guardrails={"max_pods": 1, "max_nodes": 3}))
+    with pytest.raises(PreflightError, match="would bring the nodes this experiment touches to 2"):
+        chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"names": ["sim-a1"]}, "duration": "1s"},
+                                    {"type": "node-drain", "at": "2s", "nodes": {"names": ["sim-b1"]}}],
+                              guardrails={"max_pods": 10, "max_nodes": 1}))
+    assert snapshot(cluster, web) == before
+    # Rounds of a repeated pod-kill count too: the third round would be the third pod of a budget of two.
+    result = chaos.run(_experiment(web, [{"type": "pod-kill", "count": 1, "every": "1s", "times": 5,
+                                          "duration": "5s"}], guardrails={"max_pods": 2}))
+    kills = [r for r in result.records if r.kind == "action" and r.name == "pod-kill"]
+    stopped = [r for r in result.records if r.kind == "action" and r.name == "pod-kill-error"]
+    assert len(kills) == 2 and stopped and "more than guardrails.max_pods=2" in str(stopped[0].get("error"))
+
+
+def test_a_drain_refuses_pods_no_controller_owns_unless_forced(chaos: Chaos, cluster: Kube, web: str) -> None:
+    from kubernetes import client
+
+    bare = client.V1Pod(metadata=client.V1ObjectMeta(name="bare"), spec=client.V1PodSpec(
+        node_name="sim-c2", containers=[client.V1Container(name="app", image="registry.local/demo:1")]))
+    cluster.core.create_namespaced_pod(web, bare)
+    wait_until("bare pod running", lambda: cluster.core.read_namespaced_pod("bare", web).status.phase == "Running",
+               timeout=30)
+    drain = {"type": "node-drain", "nodes": {"names": ["sim-c2"]}, "timeout": "30s"}
+    before = snapshot(cluster, web)
+    with pytest.raises(PreflightError, match=f"sim-c2 runs pods that no controller owns, which a drain deletes for "
+                                             f"good: {web}/bare; drain another node, or set force: true"):
+        chaos.run(_experiment(web, [drain], guardrails={"max_pods": 10}))
+    assert snapshot(cluster, web) == before
+    plan = chaos.run(_experiment(web, [{**drain, "force": True}], guardrails={"max_pods": 10}), dry_run=True).plan
+    assert any(f"gone for good (no controller, force: true): {web}/bare" in line for line in plan), plan
+    result = chaos.run(_experiment(web, [{**drain, "force": True}], guardrails={"max_pods": 10}))
+    assert not result.errors and not result.revert_errors
+    assert snapshot(cluster, web) == before

@@ -84,3 +84,32 @@ def test_label_selector_parsing() -> None:
     assert parse_label_selector(None) == {}
     with pytest.raises(SelectionError, match="KEY=VALUE"):
         parse_label_selector("app")
+
+
+def test_a_budget_counts_distinct_nodes_and_pods_over_the_whole_experiment() -> None:
+    from resilience_tests.cluster.selection import Budget
+
+    budget = Budget(max_nodes=1, max_pods=2)
+    budget.take("pod-kill round 1", pods=["demo/a"])
+    budget.take("pod-kill round 1 again", pods=["demo/a"])  # the same pod twice counts once
+    budget.take("drain of n1", nodes=["n1"], pods=["demo/b"])
+    with pytest.raises(SelectionError, match="pod-kill round 2 would bring the pods this experiment disrupts to 3, "
+                                             "more than guardrails.max_pods=2"):
+        budget.take("pod-kill round 2", pods=["demo/c"])
+    with pytest.raises(SelectionError, match=r"drain of n2 would bring the nodes this experiment touches to 2 "
+                                             r"\(n1, n2\), more than guardrails.max_nodes=1"):
+        budget.take("drain of n2", nodes=["n2"])
+    assert budget.pods == {"demo/a", "demo/b"} and budget.nodes == {"n1"}  # a refused take takes nothing
+
+
+def test_losing_a_node_disrupts_its_pods_but_not_daemonsets_and_kube_system_needs_leave() -> None:
+    from resilience_tests.cluster.selection import node_pods
+
+    pods = [PodInfo("web-1", "demo", "n1", controller="ReplicaSet"), PodInfo("proxy", "kube-system", "n1",
+                                                                             controller="DaemonSet"),
+            PodInfo("static", "kube-system", "n1", mirror=True), PodInfo("job-1", "demo", "n1", finished=True)]
+    assert [p.key for p in node_pods(pods, allow_kube_system=False, what="x")] == ["demo/web-1"]
+    dns = [*pods, PodInfo("coredns-1", "kube-system", "n1", controller="ReplicaSet")]
+    with pytest.raises(SelectionError, match="drain of n1 would disrupt kube-system pods: kube-system/coredns-1"):
+        node_pods(dns, allow_kube_system=False, what="drain of n1")
+    assert len(node_pods(dns, allow_kube_system=True, what="x")) == 2
