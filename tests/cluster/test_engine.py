@@ -74,10 +74,12 @@ def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube
     pods_before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
     result = chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"zone": "zone-a", "count": 1}},
                                          {"type": "zone-outage", "at": "10s", "zone": "zone-c", "duration": "30s"}],
-                                   guardrails={"max_nodes": 3}), dry_run=True)
+                                   guardrails={"max_nodes": 4}), dry_run=True)  # 1 + the 3 nodes of zone-c
     text = "\n".join(result.plan)
     assert "[0] at 0 s: node-drain" in text and "cordon sim-a" in text and "evict from sim-a" in text
+    assert "pods, every namespace): " + web in text
     assert "[1] at 10 s: zone-outage, held 30 s" in text and "sim-c1, sim-c2" in text
+    assert "pods (every namespace): " + web in text
     assert snapshot(cluster, web) == before
     assert {p.metadata.name for p in running_pods(cluster.core, web, "web")} == pods_before
 
@@ -159,7 +161,7 @@ def test_cleanup_reverts_what_a_sigkilled_run_left_behind(local_cluster: LocalCl
                             {"type": "node-drain", "nodes": {"zone": "zone-c", "count": 1}},
                             {"type": "rollout", "action": "image", "image": "registry.local/demo:9", "wait": False},
                             {"type": "node-failure", "nodes": {"names": ["sim-b2"]}}],
-                      guardrails={"max_nodes": 1}, settle="5m")
+                      guardrails={"max_nodes": 2}, settle="5m")  # the drained node and sim-b2
     path = tmp_path / "long.yaml"
     path.write_text(json.dumps(exp))
     proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
