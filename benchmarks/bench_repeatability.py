@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cluster = LocalCluster("resilience")
-    if not cluster.running():
+    if cluster.state() != "running":
         subprocess.run([sys.executable, "-m", "resilience_tests.cli", "cluster", "up"], check=True)
     kube = Kube.connect(ClusterRef(str(cluster.kubeconfig), cluster.context))
     api = config.new_client_from_config(str(cluster.kubeconfig), context=cluster.context)
@@ -78,26 +78,41 @@ def main() -> None:
     cluster.kubectl("-n", "demo", "rollout", "status", "deployment/web", "--timeout=120s")
     chaos = Chaos(kube, load_registry())
 
+    for leftover in [n.metadata.name for n in core.list_namespace().items if n.metadata.name.startswith("rep-")]:
+        _delete_namespace(core, leftover)
     jobs: list[tuple[str, Callable[[], dict[str, Any] | Path]]] = []
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         jobs.append((path.stem, lambda p=path: p))
     for name, (demo, build) in VARIANTS.items():
         namespace = f"rep-{name}"
         jobs.append((name, lambda n=namespace, d=demo, b=build: _variant(cluster, core, n, d, b)))
+    # Examples first (their drains must not meet a variant pinned to one node), each variant's namespace deleted
+    # after its runs.
     outcomes: dict[str, dict[str, list[tuple[bool, str, str]]]] = defaultdict(lambda: defaultdict(list))
     started = time.monotonic()
+    ran = 0
     for name, job in jobs:
         if args.only and name not in args.only:
             continue
+        ran += 1
         for run in range(args.runs):
-            result = chaos.run(job())
+            try:
+                result = chaos.run(job())
+            except Exception as exc:  # an experiment error is an outcome too: it shows as a flip
+                outcomes[name]["(experiment error)"].append((False, f"{type(exc).__name__}: {exc}"[:200], ""))
+                print(f"[{time.monotonic() - started:6.0f}s] {name} run {run + 1}/{args.runs}: error {exc}",
+                      flush=True)
+                continue
+            outcomes[name]["(experiment error)"].append((True, "none", ""))
             for verdict in (*result.steady, *result.verdicts):
                 outcomes[name][verdict.key].append((verdict.passed, verdict.measured, verdict.margin))
             status = "aborted: " + result.aborted if result.aborted else \
                 f"{sum(v.passed for v in result.verdicts)}/{len(result.verdicts)} passed"
             print(f"[{time.monotonic() - started:6.0f}s] {name} run {run + 1}/{args.runs}: {status}", flush=True)
+        if name in VARIANTS:
+            _delete_namespace(core, f"rep-{name}")
     chaos.revert_all()
-    _report(outcomes, args.runs)
+    _report(outcomes, ran, args.runs)
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=1))
 
@@ -110,7 +125,29 @@ def _variant(cluster: LocalCluster, core: client.CoreV1Api, namespace: str, demo
     return build(namespace)
 
 
-def _report(outcomes: dict[str, dict[str, list[tuple[bool, str, str]]]], runs: int) -> None:
+def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from resilience_tests.waiting import wait_until
+
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(f"namespace {name} deleted", gone, timeout=120)
+
+
+def _report(outcomes: dict[str, dict[str, list[tuple[bool, str, str]]]], experiments: int, runs: int) -> None:
     total = flips = 0
     print(f"\n{'experiment':26} {'verdict':52} {'passed':>7} flip  closest pass / measured")
     for name, verdicts in outcomes.items():
@@ -123,7 +160,8 @@ def _report(outcomes: dict[str, dict[str, list[tuple[bool, str, str]]]], runs: i
             measured = sorted({m for _, m, _ in seen})
             print(f"{name:26} {key[:52]:52} {passed:>3}/{len(seen):<3} {'FLIP' if flipped else '    '} "
                   f"{margins[0] if margins else '-'} / {', '.join(measured[:3])}{' ...' if len(measured) > 3 else ''}")
-    print(f"\n{len(outcomes)} experiments x {runs} runs: {total} verdicts, {flips} flipped")
+    print(f"\n{experiments} experiments x {runs} runs: {total} verdicts judged in every run, {flips} flipped "
+          f"({experiments - len(outcomes)} experiments have no verdicts)")
 
 
 def _margin_value(margin: str) -> float:

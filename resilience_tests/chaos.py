@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.cluster.leases import RunLease
 from resilience_tests.errors import UsageError
 from resilience_tests.experiment.model import Experiment, load_experiment, parse_experiment
 from resilience_tests.experiment.runner import Runner, RunResult, new_run_id
@@ -37,6 +38,7 @@ class Chaos:
         self.namespace = namespace
         self.run_id = new_run_id("chaos")
         self._active: list[Fault] = []
+        self._lease: RunLease | None = None
 
     def inject(self, fault_type: str, *, namespace: str | None = None, selector: str | None = None,
                workload: str | None = None, max_nodes: int = 1, max_pods: int = 10,
@@ -60,6 +62,8 @@ class Chaos:
                            allow_control_plane=allow_control_plane, allow_kube_system=allow_kube_system,
                            seed=self.seed)
         fault = factory(fault_params, ctx)
+        if self._lease is None:  # held while faults are active, so cleanup leaves them to this helper
+            self._lease = RunLease(self.kube, self.run_id).start()
         self._active.append(fault)  # registered before injecting: a half-done inject is reverted too
         fault.inject()
         return fault
@@ -93,5 +97,8 @@ class Chaos:
                     fault.revert()
                 except Exception as exc:
                     errors.append(f"{fault.name}: {exc}")
+            if self._lease is not None:
+                self._lease.stop()
+                self._lease = None
         if errors:
             raise UsageError(f"revert failed: {'; '.join(errors)}")

@@ -65,7 +65,9 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         if flag in ("--kubeconfig", "--context", "--allow-context", "--allow-any-context", "--dry-run",
                     "--local-cluster-name"):
             clean.add_argument(flag, dest=dest, help=help_text, **kwargs)
-    clean.add_argument("--run", dest="run_id", help="only this run id (default: every run)")
+    clean.add_argument("--run", dest="run_id", help="only this run id (default: every dead run)")
+    clean.add_argument("--force", action="store_true",
+                       help="with --run: undo that run's changes even though its lease says it is alive")
 
 
 def make_parser() -> _Parser:
@@ -116,14 +118,22 @@ def _cleanup(args: argparse.Namespace) -> int:
         if local.state() != "running":
             raise UsageError(f"local cluster {local.name!r} is not running", hint="pass --kubeconfig")
         run.kubeconfig, run.context = str(local.kubeconfig), local.context
+    if args.force and not args.run_id:
+        raise UsageError("--force acts on one run only", hint="name it: resilience cleanup --run RUN_ID --force")
     try:
-        actions = cleanup(run.kube(), run_id=args.run_id, dry_run=bool(args.resilience_dry_run))
+        kube = run.kube()
+        plan = cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)
+        for action in plan:  # what it will do, first
+            print(f"plan: {action.target} ({action.run_id}): {action.action}")
+        if not plan:
+            print("cleanup: nothing left behind")
+        actions = [] if args.resilience_dry_run or not plan else cleanup(kube, run_id=args.run_id, force=args.force)
     finally:
         run.close()
-    verb = "would undo" if args.resilience_dry_run else "undid"
     for action in actions:
-        print(f"{verb}: {action.target} ({action.run_id}): {action.action}")
-    print(f"cleanup: {len(actions)} action(s)" if actions else "cleanup: nothing left behind")
+        print(f"done: {action.target} ({action.run_id}): {action.action}")
+    if plan:
+        print(f"cleanup: {len(plan)} planned, {len(actions)} done" + (" (dry run)" if args.resilience_dry_run else ""))
     return 0
 
 

@@ -182,3 +182,16 @@ def recorded(kube: Kube, target: Target) -> tuple[ledgers.Change, ...]:
     """The ledger of ``target`` (empty if none)."""
     meta = _read(kube, target).get("metadata") or {}
     return ledgers.parse((meta.get("annotations") or {}).get(LEDGER_ANNOTATION))
+
+
+def owns(kube: Kube, target: Target, field: str, *, run: str, fault: str) -> ledgers.Change | None:
+    """The ledger entry of ``run``'s ``fault`` for ``field`` if it is the latest one (its undo restores the value),
+    else None (another run's change came later, or this fault changed nothing)."""
+    try:
+        entries = [c for c in recorded(kube, target) if c.field == field]
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    top = entries[-1] if entries else None
+    return top if top is not None and top.run == run and top.fault == fault else None

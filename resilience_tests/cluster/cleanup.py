@@ -1,117 +1,137 @@
-"""Undo what a killed run left behind, from the annotations faults leave on what they touch.
+"""Undo what dead runs left behind, from the change ledgers on the objects they changed.
 
-Every node or workload a fault changes carries ``resilience-tests.io/run`` (the
-run id) and ``resilience-tests.io/revert-<aspect>`` (JSON: the original value of each aspect changed).
-:func:`cleanup` finds them, applies the revert record and clears both.
+Every node or workload a run changes carries the label ``resilience-tests.io/changed`` and its change ledger
+(:mod:`resilience_tests.cluster.ledger`). :func:`cleanup` finds them and, for every run whose lease has
+expired (:mod:`resilience_tests.cluster.leases`), undoes that run's entries: a field still holding the value the
+run set goes back to the value before; a field someone changed since is left alone and reported. A live run is
+never touched, unless it is named with ``force``. Load generators of dead runs still running on this machine
+are stopped too.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from resilience_tests.cluster.kube import REVERT_PREFIX, RUN_ANNOTATION, Kube, Workload
-
-HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
+from resilience_tests.cluster import changes
+from resilience_tests.cluster import ledger as ledgers
+from resilience_tests.cluster.kube import Kube, Workload, raw_list
+from resilience_tests.cluster.leases import RunState, run_state
 
 
 @dataclass(frozen=True)
 class CleanupAction:
-    """One thing cleanup undid (or would undo, in a dry run)."""
+    """One thing cleanup did (or would do, in a dry run), or left alone and why."""
 
     run_id: str
     target: str
     action: str
 
 
-def _marked(obj: Any, run_id: str | None) -> tuple[str, dict[str, Any]] | None:
-    """(run id, {aspect: original value}) of an object a run changed, or None."""
-    annotations = obj.metadata.annotations or {}
-    found = annotations.get(RUN_ANNOTATION)
-    if not found or (run_id and found != run_id):
-        return None
-    aspects: dict[str, Any] = {}
-    for key, value in annotations.items():
-        if key.startswith(REVERT_PREFIX):
-            try:
-                aspects[key.removeprefix(REVERT_PREFIX)] = json.loads(value)
-            except ValueError:
-                continue
-    return found, aspects
-
-
-def _clear(aspects: dict[str, Any]) -> dict[str, Any]:
-    marks: dict[str, Any] = {REVERT_PREFIX + aspect: None for aspect in aspects}
-    marks[RUN_ANNOTATION] = None
-    return {"metadata": {"annotations": marks}}
-
-
-def _thaw_local(kube: Kube, node: str) -> None:
-    """Thaw a real node of the local cluster the kube context points at (``kwok-NAME``)."""
-    from resilience_tests.cluster.client import current_context
-    from resilience_tests.testbed.cluster import LocalCluster
-
-    context = kube.ref.context or current_context(kube.ref.kubeconfig)
-    LocalCluster(context.removeprefix("kwok-")).restore_nodes([node])
-
-
-def _node_steps(kube: Kube, name: str, aspects: dict[str, Any], *,
-                real: bool = False) -> list[tuple[str, Callable[[], object]]]:
-    steps: list[tuple[str, Callable[[], object]]] = []
-    if "unschedulable" in aspects:
-        steps.append(("uncordon", lambda: kube.core.patch_node(name, {"spec": {"unschedulable": False}})))
-    if aspects.get("heartbeat") == "on" and real:
-        steps.append(("thaw the frozen real node", lambda: _thaw_local(kube, name)))
-    elif aspects.get("heartbeat") == "on":
-        steps.append(("resume heartbeat", lambda: kube.core.patch_node(
-            name, {"metadata": {"labels": {HEARTBEAT_LABEL: "on"}}})))
-    if "taint" in aspects:
-        steps.append((f"remove taint {aspects['taint']}", lambda: kube.remove_taint(name, str(aspects["taint"]))))
-    if aspects.get("docker") == "unpause" and shutil.which("docker"):
-        steps.append(("docker unpause", lambda: subprocess.run(["docker", "unpause", name], check=False,
-                                                               capture_output=True, timeout=60)))
-    steps.append(("clear annotations", lambda: kube.core.patch_node(name, _clear(aspects))))
-    return steps
-
-
-def _workload_steps(kube: Kube, workload: Workload,
-                    aspects: dict[str, Any]) -> list[tuple[str, Callable[[], object]]]:
-    body = _clear(aspects)
-    what = []
-    if isinstance(aspects.get("replicas"), int):
-        body["spec"] = {"replicas": aspects["replicas"]}
-        what.append(f"scale back to {aspects['replicas']}")
-    if isinstance(aspects.get("containers"), list):
-        body.setdefault("spec", {})["template"] = {"spec": {"containers": aspects["containers"]}}
-        what.append("roll back image/env")
-    return [(", ".join(what) or "clear annotations", lambda: kube.patch_workload(workload, body))]
-
-
-def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False) -> list[CleanupAction]:
-    """Revert everything marked by ``run_id`` (or by any run). Returns what was done."""
-    actions: list[CleanupAction] = []
-    for node in kube.core.list_node().items:
-        marked = _marked(node, run_id)
-        if marked:
-            real = (node.metadata.labels or {}).get("resilience-tests.io/node-kind") == "real"
-            for label, step in _node_steps(kube, node.metadata.name, marked[1], real=real):
-                if not dry_run:
-                    step()
-                actions.append(CleanupAction(marked[0], f"node/{node.metadata.name}", label))
+def _targets(kube: Kube) -> list[tuple[changes.Target, tuple[ledgers.Change, ...]]]:
+    """Every node and workload carrying a change ledger."""
+    selector = ledgers.RUN_LABEL
+    found: list[tuple[changes.Target, tuple[ledgers.Change, ...]]] = []
+    for node in raw_list(kube.core.list_node, label_selector=selector)["items"]:
+        found.append((node["metadata"]["name"], _ledger(node)))
     listers = (("deployment", kube.apps.list_deployment_for_all_namespaces),
                ("statefulset", kube.apps.list_stateful_set_for_all_namespaces),
                ("daemonset", kube.apps.list_daemon_set_for_all_namespaces))
     for kind, lister in listers:
-        for obj in lister().items:
-            marked = _marked(obj, run_id)
-            if marked:
-                workload = Workload(kind, obj.metadata.namespace, obj.metadata.name)
-                for label, step in _workload_steps(kube, workload, marked[1]):
-                    if not dry_run:
-                        step()
-                    actions.append(CleanupAction(marked[0], str(workload), label))
+        for obj in raw_list(lister, label_selector=selector)["items"]:
+            meta = obj["metadata"]
+            found.append((Workload(kind, meta["namespace"], meta["name"]), _ledger(obj)))
+    return found
+
+
+def _ledger(obj: dict[str, object]) -> tuple[ledgers.Change, ...]:
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") if isinstance(meta, dict) else {}
+    return ledgers.parse((annotations or {}).get(ledgers.LEDGER_ANNOTATION))
+
+
+def _name(target: changes.Target) -> str:
+    return f"node/{target}" if isinstance(target, str) else str(target)
+
+
+def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, force: bool = False,
+            host_restore: Callable[[str, str], None] | None = None) -> list[CleanupAction]:
+    """Undo the changes of every dead run (or of ``run_id`` only; ``force`` even if it is alive).
+
+    ``host_restore(node, field)`` brings back what a run changed outside the API (a frozen local node, a paused
+    kind container); by default the local cluster or docker. Returns what was done, or would be with ``dry_run``.
+    """
+    restore = host_restore or _host_restore(kube)
+    actions: list[CleanupAction] = []
+    states: dict[str, RunState] = {}
+    for target, ledger in _targets(kube):
+        for run in ledgers.runs(ledger):
+            if run_id and run != run_id:
+                continue
+            state = states.setdefault(run, run_state(kube, run))
+            if state.alive and not (force and run == run_id):
+                actions.append(CleanupAction(run, _name(target), f"left alone: the run is {state.describe()}"))
+                continue
+            actions += _undo_run(kube, target, run, dry_run, restore)
+    if not dry_run:
+        actions += [CleanupAction(run, "this machine", what) for run, what in _stop_load(kube, run_id, states)]
     return actions
+
+
+def _undo_run(kube: Kube, target: changes.Target, run: str, dry_run: bool,
+              restore: Callable[[str, str], None]) -> list[CleanupAction]:
+    entries = [c for c in changes.recorded(kube, target) if c.run == run]
+    if dry_run:
+        return [CleanupAction(run, _name(target), f"undo {c.field}: {c.after!r} -> {c.before!r} (if unchanged)")
+                for c in entries]
+    out = []
+    if isinstance(target, str):  # outside the API first, while the ledger still says what to restore
+        for change in entries:
+            if change.field.startswith(changes.HOST) and \
+                    changes.owns(kube, target, change.field, run=run, fault=change.fault) and not change.before:
+                restore(target, change.field)
+                out.append(CleanupAction(run, _name(target), f"restored {change.field}"))
+    done = changes.undo(kube, target, run=run)
+    out += [CleanupAction(run, _name(target), f"set {field} back to {value!r}")
+            for field, value in done.restore.items() if not field.startswith(changes.HOST)]
+    out += [CleanupAction(run, _name(target), f"left alone: {conflict}") for conflict in done.conflicts]
+    return out
+
+
+def _host_restore(kube: Kube) -> Callable[[str, str], None]:
+    def restore(node: str, field: str) -> None:
+        if field == "host/local-failed":
+            from resilience_tests.cluster.client import current_context
+            from resilience_tests.testbed.cluster import LocalCluster
+
+            context = kube.ref.context or current_context(kube.ref.kubeconfig)
+            if context.startswith("kwok-"):
+                LocalCluster(context.removeprefix("kwok-")).restore_nodes([node])
+        elif field == "host/docker-paused" and shutil.which("docker"):
+            subprocess.run(["docker", "unpause", node], check=False, capture_output=True, timeout=60)
+
+    return restore
+
+
+def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState]) -> list[tuple[str, str]]:
+    """Stop Locust processes on this machine whose run is dead (they carry ``RT_RUN_ID``)."""
+    import psutil
+
+    stopped = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "locust" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            run = proc.environ().get("RT_RUN_ID", "")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if not run or (run_id and run != run_id):
+            continue
+        state = states.setdefault(run, run_state(kube, run))
+        if state.alive:
+            continue
+        proc.kill()
+        stopped.append((run, f"stopped load generator pid {proc.pid} left running"))
+    return stopped

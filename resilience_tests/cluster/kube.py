@@ -1,7 +1,7 @@
 """A thin facade over the kubernetes client with the operations faults need.
 
-Every object a fault changes is annotated with the run id and a revert record,
-so ``resilience cleanup`` can undo what a killed run left behind.
+Changes faults make are recorded on the objects themselves, through
+:mod:`resilience_tests.cluster.changes`, so ``resilience cleanup`` can undo what a killed run left behind.
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from urllib3.exceptions import HTTPError
 from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client
 from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
-
-RUN_ANNOTATION = "resilience-tests.io/run"
-REVERT_PREFIX = "resilience-tests.io/revert-"
-"""One annotation per changed aspect (``revert-replicas``, ``revert-unschedulable`` ...), holding JSON."""
 
 
 class EvictionBlocked(ResilienceError):
@@ -68,6 +64,7 @@ class Kube:
         self.policy = client.PolicyV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
         self.networking = client.NetworkingV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
 
     @classmethod
     def connect(cls, ref: ClusterRef, *, timeout: float = 5) -> Kube:
@@ -136,46 +133,6 @@ class Kube:
         return patchers[workload.kind](workload.name, workload.namespace, body)
 
     # ------------------------------------------------------------- nodes
-    def set_unschedulable(self, node: str, value: bool, *, run_id: str | None) -> None:
-        """Cordon (True) or uncordon (False) a node; with a run id, record how to undo it."""
-        marks = self.marks(node, "unschedulable", False, run_id)
-        self.core.patch_node(node, {"metadata": {"annotations": marks}, "spec": {"unschedulable": value}})
-
-    def marks(self, target: str | Workload, aspect: str, original: Any, run_id: str | None) -> dict[str, str | None]:
-        """Annotations recording (run_id given) or clearing (None) the revert record of one aspect.
-
-        ``target`` is a node name or a workload. The run annotation stays while any
-        other aspect of the object still awaits its revert.
-        """
-        if run_id:
-            return {RUN_ANNOTATION: run_id, REVERT_PREFIX + aspect: json.dumps(original)}
-        current = (self.core.read_node(target).metadata.annotations if isinstance(target, str)
-                   else self.read_workload(target).metadata.annotations) or {}
-        marks: dict[str, str | None] = {REVERT_PREFIX + aspect: None}
-        if not any(k.startswith(REVERT_PREFIX) and k != REVERT_PREFIX + aspect for k in current):
-            marks[RUN_ANNOTATION] = None
-        return marks
-
-    def mark_node(self, node: str, aspect: str, original: Any, run_id: str | None) -> None:
-        """Record (or clear) a node's revert record for ``aspect``."""
-        self.core.patch_node(node, {"metadata": {"annotations": self.marks(node, aspect, original, run_id)}})
-
-    def add_taint(self, node: str, key: str, value: str, effect: str) -> None:
-        """Add a taint unless one with the same key and effect exists."""
-        taints = [t for t in (self.core.read_node(node).spec.taints or [])]
-        if any(t.key == key and t.effect == effect for t in taints):
-            return
-        body = [{"key": t.key, "value": t.value, "effect": t.effect} for t in taints]
-        body.append({"key": key, "value": value, "effect": effect})
-        self.core.patch_node(node, {"spec": {"taints": body}})
-
-    def remove_taint(self, node: str, key: str) -> None:
-        """Remove every taint with ``key``."""
-        taints = self.core.read_node(node).spec.taints or []
-        keep = [{"key": t.key, "value": t.value, "effect": t.effect} for t in taints if t.key != key]
-        if len(keep) != len(taints):
-            self.core.patch_node(node, {"spec": {"taints": keep}})
-
     def evict(self, pod: str, namespace: str) -> None:
         """Evict a pod through the Eviction API; raise EvictionBlocked on HTTP 429."""
         body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
@@ -208,11 +165,6 @@ class Kube:
     def replicas(self, workload: Workload) -> int:
         """Desired replicas of a Deployment or StatefulSet."""
         return int(self.read_workload(workload).spec.replicas or 0)
-
-    def scale(self, workload: Workload, replicas: int, *, run_id: str | None, original: int | None = None) -> None:
-        """Set replicas; with a run id, record the original count for cleanup."""
-        marks = self.marks(workload, "replicas", original, run_id)
-        self.patch_workload(workload, {"metadata": {"annotations": marks}, "spec": {"replicas": replicas}})
 
     def restart(self, workload: Workload) -> None:
         """Rolling restart, as `kubectl rollout restart` does."""

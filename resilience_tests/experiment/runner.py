@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.cluster.leases import RunLease
 from resilience_tests.cluster.selection import Budget, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
@@ -184,6 +185,7 @@ class Runner:
         ctx.budget = Budget(exp.guardrails.max_nodes, exp.guardrails.max_pods)  # the plan's counts were a preview
         if load is not None:
             load.preflight()  # an unreachable target stops the experiment before anything is injected
+        lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone
         timeline.start()
         result.started = time.time()
         self.say(f"run {run_id}: {len(built)} fault(s)")
@@ -215,6 +217,7 @@ class Runner:
                 outcome = result.load = load.outcome()
             result.ended = time.time()
             result.records = timeline.stop()
+            lease.stop()
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         if exp.slas:
             result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
@@ -227,7 +230,7 @@ class Runner:
             self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
             ctx.namespace, self.kube.api.configuration.host, self._ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
-        return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base)
+        return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base, run_id=run_id)
 
     def _ingresses(self, namespace: str) -> list[Any]:
         """Ingresses of the namespace; none if this account may not list them (Services still work)."""

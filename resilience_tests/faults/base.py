@@ -127,7 +127,7 @@ REVERT_DEADLINE = 60.0
 """How long one object's revert is retried while the API server fails transiently."""
 
 
-def revert_each(what: str, items: list[str], undo: Callable[[str], None], *,
+def revert_each(what: str, items: list[str], undo: Callable[[str], object], *,
                 deadline: float = REVERT_DEADLINE) -> None:
     """Undo ``what`` on every item, each retried while errors are transient (up to ``deadline`` seconds); one
     item that cannot be restored never stops the others. Raises FaultError naming each item left changed."""
@@ -147,3 +147,22 @@ def revert_each(what: str, items: list[str], undo: Callable[[str], None], *,
     if failed:
         raise FaultError(f"{what} failed for {len(failed)} of {len(items)}: {'; '.join(failed)}",
                          hint="`resilience cleanup` retries it once the cluster answers")
+
+
+def fault_id(name: str) -> str:
+    """A fresh id for one fault instance: its entries in the change ledger (``scale-1a2b3c``)."""
+    import uuid
+
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def undo_or_report(ctx: FaultContext, target: str | Workload, fault: str) -> dict[str, object]:
+    """Undo one fault's recorded changes on ``target``; raise FaultError if a field was changed by someone else
+    meanwhile (it is left as it is). Returns the ``host/`` values to restore (the caller acts on them)."""
+    from resilience_tests.cluster import changes
+
+    done = changes.undo(ctx.kube, target, run=ctx.run_id, fault=fault)
+    if done.conflicts:
+        ctx.record("revert-conflict", {"target": str(target), "conflicts": "; ".join(done.conflicts)})
+        raise FaultError(f"{target}: {'; '.join(done.conflicts)}")
+    return {k: v for k, v in done.restore.items() if k.startswith("host/")}

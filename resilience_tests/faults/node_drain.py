@@ -12,10 +12,11 @@ from typing import ClassVar
 
 from kubernetes.client.exceptions import ApiException
 
+from resilience_tests.cluster import changes
 from resilience_tests.cluster.kube import EvictionBlocked
 from resilience_tests.cluster.selection import NodeInfo, NodeSelector, PodInfo, node_pods, select_nodes
 from resilience_tests.errors import WaitTimeoutError
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, fault_id, revert_each, undo_or_report
 from resilience_tests.schema import Duration
 from resilience_tests.waiting import wait_until
 
@@ -58,6 +59,7 @@ class NodeDrain:
         self.params = params
         self.ctx = ctx
         self.cordoned: list[str] = []
+        self.fault_id = fault_id(self.name)
         self._chosen: list[NodeInfo] | None = None
 
     def _nodes(self) -> list[NodeInfo]:
@@ -108,9 +110,9 @@ class NodeDrain:
         for node in self._nodes():
             pods = self._pods_on(node.name)
             self._take(node.name, pods)
-            if not node.unschedulable:
-                self.cordoned.append(node.name)
-                self.ctx.kube.set_unschedulable(node.name, True, run_id=self.ctx.run_id)
+            self.cordoned.append(node.name)  # an already cordoned node records no change, and so has none to undo
+            changes.change(self.ctx.kube, node.name, {"unschedulable": True}, run=self.ctx.run_id,
+                           fault=self.fault_id)
             self.ctx.record("cordon", {"node": node.name})
             self._drain(node.name)
             self.ctx.record("drained", {"node": node.name})
@@ -142,12 +144,7 @@ class NodeDrain:
 
     def revert(self) -> None:
         def uncordon(node: str) -> None:
-            try:
-                self.ctx.kube.set_unschedulable(node, False, run_id=None)
-            except ApiException as exc:
-                if exc.status != 404:  # a node that is gone needs no uncordon
-                    raise
+            undo_or_report(self.ctx, node, self.fault_id)
             self.cordoned.remove(node)
 
         revert_each("uncordon", list(self.cordoned), uncordon)
-

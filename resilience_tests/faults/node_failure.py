@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import ClassVar, Literal, Protocol
 
+from resilience_tests.cluster import changes
 from resilience_tests.cluster.client import current_context
 from resilience_tests.cluster.selection import NodeSelector, PodInfo, node_pods, select_nodes
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each
+from resilience_tests.faults.base import (
+    REVERT_DEADLINE,
+    FaultContext,
+    FaultError,
+    FaultParams,
+    fault_id,
+    revert_each,
+    undo_or_report,
+)
 
 FAILURE_TAINT = "resilience-tests.io/node-failure"
 ProviderName = Literal["auto", "local", "kind", "generic"]
@@ -36,35 +46,62 @@ class NodeProvider(Protocol):
         """Bring ``nodes`` back."""
 
 
+def _record(ctx: FaultContext, fault: str, nodes: list[str], wanted: dict[str, object]) -> None:
+    for node in nodes:
+        changes.change(ctx.kube, node, wanted, run=ctx.run_id, fault=fault)
+
+
+def _restoring(ctx: FaultContext, fault: str, nodes: list[str], field: str,
+               act: Callable[[list[str]], None]) -> None:
+    """Restore the nodes whose failure this fault owns (a node another run failed later stays failed until that
+    run restores it), then clear the fault's ledger entries. In that order: a restore that fails leaves the
+    entries for a retry or for ``resilience cleanup``."""
+    mine = [n for n in nodes if (top := changes.owns(ctx.kube, n, field, run=ctx.run_id, fault=fault)) is not None
+            and not top.before]
+    if mine:
+        act(mine)
+    for node in nodes:
+        undo_or_report(ctx, node, fault)
+
+
 class LocalProvider:
-    """Stops the heartbeat of nodes of the project's local cluster."""
+    """Stops the heartbeat of nodes of the project's local cluster (and freezes its real nodes)."""
 
     name = "local"
+    FIELD = "host/local-failed"
 
-    def __init__(self, ctx: FaultContext, cluster_name: str) -> None:
+    def __init__(self, ctx: FaultContext, cluster_name: str, fault: str) -> None:
         from resilience_tests.testbed.cluster import LocalCluster
 
         self.ctx = ctx
+        self.fault = fault
         self.cluster = LocalCluster(cluster_name)
 
     def fail(self, nodes: list[str]) -> None:
-        for node in nodes:
-            self.ctx.kube.mark_node(node, "heartbeat", "on", self.ctx.run_id)
+        _record(self.ctx, self.fault, nodes, {self.FIELD: True})
         self.cluster.fail_nodes(nodes)
 
     def restore(self, nodes: list[str]) -> None:
-        self.cluster.restore_nodes(nodes)
-        for node in nodes:
-            self.ctx.kube.mark_node(node, "heartbeat", None, None)
+        import tenacity
+
+        from resilience_tests.errors import TestbedError
+
+        # kubectl fails while the API server is away (restarting, overloaded): try again until it is back.
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(TestbedError),
+                                     stop=tenacity.stop_after_delay(REVERT_DEADLINE),
+                                     wait=tenacity.wait_exponential(multiplier=0.5, max=5), reraise=True)
+        _restoring(self.ctx, self.fault, nodes, self.FIELD, lambda mine: retrying(self.cluster.restore_nodes, mine))
 
 
 class KindProvider:
     """Pauses the docker container of a kind node."""
 
     name = "kind"
+    FIELD = "host/docker-paused"
 
-    def __init__(self, ctx: FaultContext) -> None:
+    def __init__(self, ctx: FaultContext, fault: str) -> None:
         self.ctx = ctx
+        self.fault = fault
         if not shutil.which("docker"):
             raise FaultError("node-failure on kind needs the docker CLI",
                              hint="install docker or use provider: generic")
@@ -75,36 +112,32 @@ class KindProvider:
             raise FaultError(f"docker {verb} {' '.join(nodes)} failed: {proc.stderr.strip()[:300]}")
 
     def fail(self, nodes: list[str]) -> None:
-        for node in nodes:
-            self.ctx.kube.mark_node(node, "docker", "unpause", self.ctx.run_id)
+        _record(self.ctx, self.fault, nodes, {self.FIELD: True})
         self._docker("pause", nodes)
 
     def restore(self, nodes: list[str]) -> None:
-        self._docker("unpause", nodes)
-        for node in nodes:
-            self.ctx.kube.mark_node(node, "docker", None, None)
+        _restoring(self.ctx, self.fault, nodes, self.FIELD, lambda mine: self._docker("unpause", mine))
 
 
 class TaintProvider:
     """Taints nodes NoExecute so that their pods are evicted."""
 
     name = "generic"
+    FIELD = f"taint/{FAILURE_TAINT}/NoExecute"
 
-    def __init__(self, ctx: FaultContext) -> None:
+    def __init__(self, ctx: FaultContext, fault: str) -> None:
         self.ctx = ctx
+        self.fault = fault
 
     def fail(self, nodes: list[str]) -> None:
-        for node in nodes:
-            self.ctx.kube.mark_node(node, "taint", FAILURE_TAINT, self.ctx.run_id)
-            self.ctx.kube.add_taint(node, FAILURE_TAINT, self.ctx.run_id[:63], "NoExecute")
+        _record(self.ctx, self.fault, nodes, {self.FIELD: self.ctx.run_id[:63]})
 
     def restore(self, nodes: list[str]) -> None:
         for node in nodes:
-            self.ctx.kube.remove_taint(node, FAILURE_TAINT)
-            self.ctx.kube.mark_node(node, "taint", None, None)
+            undo_or_report(self.ctx, node, self.fault)  # the undo removes the taint itself
 
 
-def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:
+def provider_for(ctx: FaultContext, wanted: ProviderName, fault: str) -> NodeProvider:
     """The provider named, or the one that fits the cluster's context."""
     context = ctx.kube.ref.context or current_context(ctx.kube.ref.kubeconfig)
     if wanted == "auto":
@@ -113,10 +146,10 @@ def provider_for(ctx: FaultContext, wanted: ProviderName) -> NodeProvider:
         if not context.startswith("kwok-"):
             raise FaultError(f"provider 'local' needs the local cluster, context is {context!r}",
                              hint="use provider: generic, or point --kubeconfig at the local cluster")
-        return LocalProvider(ctx, context.removeprefix("kwok-"))
+        return LocalProvider(ctx, context.removeprefix("kwok-"), fault)
     if wanted == "kind":
-        return KindProvider(ctx)
-    return TaintProvider(ctx)
+        return KindProvider(ctx, fault)
+    return TaintProvider(ctx, fault)
 
 
 class NodeFailureParams(FaultParams):
@@ -139,6 +172,7 @@ class NodeFailure:
         self.failed: list[str] = []
         self._provider: NodeProvider | None = None
         self._chosen: list[str] | None = None
+        self.fault_id = fault_id(self.name)
 
     def _selector(self) -> NodeSelector:
         return self.params.nodes
@@ -165,7 +199,7 @@ class NodeFailure:
     def provider(self) -> NodeProvider:
         """The node provider in use (resolved once)."""
         if self._provider is None:
-            self._provider = provider_for(self.ctx, self.params.provider)
+            self._provider = provider_for(self.ctx, self.params.provider, self.fault_id)
         return self._provider
 
     def describe(self) -> list[str]:

@@ -9,7 +9,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each, workload_from
+from resilience_tests.cluster import changes
+from resilience_tests.faults.base import (
+    FaultContext,
+    FaultError,
+    FaultParams,
+    fault_id,
+    revert_each,
+    undo_or_report,
+    workload_from,
+)
 from resilience_tests.waiting import wait_until
 
 IMAGE_HINT = ("fix the tag, or import the image: on the local cluster `resilience cluster load-image ARCHIVE` "
@@ -49,7 +58,8 @@ class Rollout:
         if workload is None:
             raise FaultError("rollout needs a workload", hint="set target.workload or the fault's workload key")
         self.workload = workload
-        self.original: list[dict[str, Any]] | None = None
+        self.fault_id = fault_id(self.name)
+        self.changed = False
 
     def _containers(self) -> list[Any]:
         return list(self.ctx.kube.read_workload(self.workload).spec.template.spec.containers)
@@ -77,27 +87,13 @@ class Rollout:
             self.ctx.kube.restart(self.workload)
         else:
             name = self._container()
-            original = next(c for c in self._containers() if c.name == name)
-            env = [{"name": e.name, "value": e.value} for e in (original.env or []) if e.value_from is None]
-            had = {e.name for e in (original.env or [])}
-            # Strategic merge patches merge env by name: variables we add must be deleted explicitly.
-            env += [{"name": k, "$patch": "delete"} for k in self.params.env if k not in had]
-            self.original = [{"name": name, "image": original.image, "env": env}]
-            self._apply(self._changed(name), record_original=True)
+            wanted: dict[str, object] = {f"image/{name}": self.params.image} if self.params.action == "image" else \
+                {f"env/{name}/{key}": value for key, value in self.params.env.items()}
+            self.changed = True
+            changes.change(self.ctx.kube, self.workload, wanted, run=self.ctx.run_id, fault=self.fault_id)
         self.ctx.record("rollout", {"workload": str(self.workload), "action": self.params.action})
         if self.params.wait:
             self.wait()
-
-    def _changed(self, name: str) -> list[dict[str, Any]]:
-        if self.params.action == "image":
-            return [{"name": name, "image": self.params.image}]
-        return [{"name": name, "env": [{"name": k, "value": v} for k, v in self.params.env.items()]}]
-
-    def _apply(self, containers: list[dict[str, Any]], *, record_original: bool) -> None:
-        annotations = self.ctx.kube.marks(self.workload, "containers", self.original,
-                                          self.ctx.run_id if record_original else None)
-        self.ctx.kube.patch_workload(self.workload, {"metadata": {"annotations": annotations},
-                                             "spec": {"template": {"spec": {"containers": containers}}}})
 
     def wait(self, *, fail_fast: bool = True) -> None:
         """Wait until the rollout has completed; with ``fail_fast``, stop at once if new pods cannot start
@@ -117,9 +113,9 @@ class Rollout:
                    pending=lambda: kube.rollout_pending(self.workload))
 
     def revert(self) -> None:
-        original = self.original
-        if original is not None:
-            revert_each("roll back", [str(self.workload)], lambda _: self._apply(original, record_original=False))
-            self.original = None
+        if self.changed:
+            revert_each("roll back", [str(self.workload)], lambda _: undo_or_report(
+                self.ctx, self.workload, self.fault_id))
+            self.changed = False
             if self.params.wait:
                 self.wait(fail_fast=False)

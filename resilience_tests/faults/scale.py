@@ -6,7 +6,16 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, revert_each, workload_from
+from resilience_tests.cluster import changes
+from resilience_tests.faults.base import (
+    FaultContext,
+    FaultError,
+    FaultParams,
+    fault_id,
+    revert_each,
+    undo_or_report,
+    workload_from,
+)
 from resilience_tests.waiting import wait_until
 
 
@@ -34,23 +43,24 @@ class Scale:
         if workload.kind == "daemonset":
             raise FaultError(f"{workload} cannot be scaled", hint="scale a deployment or statefulset")
         self.workload = workload
-        self.original: int | None = None
+        self.fault_id = fault_id(self.name)
+        self.changed = False
 
     def describe(self) -> list[str]:
         return [f"scale {self.workload} from {self.ctx.kube.replicas(self.workload)} to {self.params.replicas} "
                 f"replicas, back on revert"]
 
     def inject(self) -> None:
-        self.original = self.ctx.kube.replicas(self.workload)
-        self.ctx.kube.scale(self.workload, self.params.replicas, run_id=self.ctx.run_id, original=self.original)
+        self.changed = True  # before the write: a revert after a half-done inject finds nothing or undoes it
+        changes.change(self.ctx.kube, self.workload, {"replicas": self.params.replicas}, run=self.ctx.run_id,
+                       fault=self.fault_id)
         if self.params.wait:
             wait_until(f"scale of {self.workload} to {self.params.replicas}",
                        lambda: not self.ctx.kube.rollout_pending(self.workload), timeout=self.params.timeout,
                        pending=lambda: self.ctx.kube.rollout_pending(self.workload))
 
     def revert(self) -> None:
-        original = self.original
-        if original is not None:
-            revert_each(f"scale back to {original}", [str(self.workload)],
-                        lambda _: self.ctx.kube.scale(self.workload, original, run_id=None))
-            self.original = None
+        if self.changed:
+            revert_each("scale back", [str(self.workload)], lambda _: undo_or_report(
+                self.ctx, self.workload, self.fault_id))
+            self.changed = False

@@ -101,8 +101,10 @@ class LoadRun:
         base: directory of the experiment file (locustfiles are looked up there first).
     """
 
-    def __init__(self, spec: LoadSpec, url: str, workdir: Path, base: Path | None = None) -> None:
+    def __init__(self, spec: LoadSpec, url: str, workdir: Path, base: Path | None = None, *,
+                 run_id: str = "") -> None:
         self.spec = spec
+        self.run_id = run_id
         self.url = url.rstrip("/")
         self.workdir = workdir
         self.locustfile = resolve_locustfile(spec.locustfile, base)
@@ -124,8 +126,9 @@ class LoadRun:
         """Start Locust (master + workers, or one process)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.samples_path.unlink(missing_ok=True)
-        env = {**os.environ, "RT_SAMPLES": str(self.samples_path), "RT_SHAPE": shape_to_env(self.spec.shape),
-               "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait), "RT_TIMEOUT": str(self.spec.timeout)}
+        env = {**os.environ, "RT_RUN_ID": self.run_id, "RT_SAMPLES": str(self.samples_path),
+               "RT_SHAPE": shape_to_env(self.spec.shape), "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait),
+               "RT_TIMEOUT": str(self.spec.timeout)}
         files = f"{self.locustfile},{SHAPE},{LISTENER}"
         base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary"]
         if self.spec.workers:

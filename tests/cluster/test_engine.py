@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import yaml
 
 from resilience_tests.chaos import Chaos
 from resilience_tests.cli import main
+from resilience_tests.cluster.cleanup import cleanup
 from resilience_tests.cluster.kube import Kube
+from resilience_tests.cluster.leases import LEASE_SECONDS
 from resilience_tests.cluster.timeline import Timeline
 from resilience_tests.experiment.runner import PreflightError
 from resilience_tests.faults.node_drain import DrainBlocked
@@ -77,9 +80,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube
                                    guardrails={"max_nodes": 4}), dry_run=True)  # 1 + the 3 nodes of zone-c
     text = "\n".join(result.plan)
     assert "[0] at 0 s: node-drain" in text and "cordon sim-a" in text and "evict from sim-a" in text
-    assert "pods, every namespace): " + web in text
+    assert re.search(rf"evict from sim-a\d \(\d+ pods, every namespace\): .*{web}/web-", text), text
     assert "[1] at 10 s: zone-outage, held 30 s" in text and "sim-c1, sim-c2" in text
-    assert "pods (every namespace): " + web in text
+    assert re.search(rf"disrupts \d+ pods \(every namespace\): .*{web}/web-", text), text
     assert snapshot(cluster, web) == before
     assert {p.metadata.name for p in running_pods(cluster.core, web, "web")} == pods_before
 
@@ -173,10 +176,16 @@ def test_cleanup_reverts_what_a_sigkilled_run_left_behind(local_cluster: LocalCl
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    killed = time.monotonic()
     during = snapshot(cluster, web)
     assert during != before
     assert during["deployments"]["web"]["replicas"] == 2
 
+    # The run's lease has not expired yet: cleanup leaves it alone, as it would a live run.
+    assert all(a.action.startswith("left alone: the run is alive") for a in cleanup(cluster, dry_run=True))
+    wait_until("the killed run's lease expired", lambda: not any(
+        a.action.startswith("left alone") for a in cleanup(cluster, dry_run=True)), timeout=LEASE_SECONDS + 15)
+    print(f"lease expired {time.monotonic() - killed:.1f} s after the run was killed")
     assert main(["cleanup", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0
     # The control plane still has to see sim-b2 heartbeat again and lift its unreachable taints.
     wait_until("cluster back to its state before the run", lambda: snapshot(cluster, web) == before, timeout=60,

@@ -6,7 +6,8 @@ import pytest
 from kubernetes import client
 
 from resilience_tests.chaos import Chaos
-from resilience_tests.cluster.kube import RUN_ANNOTATION, Kube
+from resilience_tests.cluster.kube import Kube
+from resilience_tests.cluster.ledger import LEDGER_ANNOTATION, RUN_LABEL, parse
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
@@ -22,14 +23,17 @@ def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kub
                      nodes={"zone": "zone-a", "count": 1}, timeout=60) as drain:
         (node,) = drain.cordoned  # type: ignore[attr-defined]
         assert _node(cluster, node).spec.unschedulable
-        assert (_node(cluster, node).metadata.annotations or {})[RUN_ANNOTATION] == chaos.run_id
+        (entry,) = parse((_node(cluster, node).metadata.annotations or {})[LEDGER_ANNOTATION])
+        assert (entry.run, entry.field, entry.before, entry.after) == (chaos.run_id, "unschedulable", False, True)
+        assert (_node(cluster, node).metadata.labels or {})[RUN_LABEL] == "true"
         left = [p.metadata.name for p in cluster.core.list_namespaced_pod(web).items
                 if p.spec.node_name == node and p.metadata.deletion_timestamp is None]
         assert left == []
         wait_until("web back to 6 ready", lambda: len([p for p in running_pods(cluster.core, web, "web")
                                                        if ready(p)]) == 6, timeout=30)
     assert not _node(cluster, node).spec.unschedulable
-    assert RUN_ANNOTATION not in (_node(cluster, node).metadata.annotations or {})
+    assert LEDGER_ANNOTATION not in (_node(cluster, node).metadata.annotations or {})
+    assert RUN_LABEL not in (_node(cluster, node).metadata.labels or {})
 
 
 def test_drain_blocked_by_a_pdb_names_the_pdb_and_still_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
