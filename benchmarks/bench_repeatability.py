@@ -30,7 +30,7 @@ from resilience_tests.cluster.client import ClusterRef  # noqa: E402
 from resilience_tests.cluster.kube import Kube  # noqa: E402
 from resilience_tests.faults.base import load_registry  # noqa: E402
 from resilience_tests.testbed.cluster import LocalCluster  # noqa: E402
-from tests.cluster.helpers import deploy_demo  # noqa: E402
+from tests.cluster.helpers import delete_namespace, deploy_demo  # noqa: E402
 
 ROLLOUT = [{"type": "rollout", "at": "3s", "action": "restart", "timeout": "90s"}]
 
@@ -79,7 +79,7 @@ def main() -> None:
     chaos = Chaos(kube, load_registry())
 
     for leftover in [n.metadata.name for n in core.list_namespace().items if n.metadata.name.startswith("rep-")]:
-        _delete_namespace(core, leftover)
+        delete_namespace(core, leftover)
     jobs: list[tuple[str, Callable[[], dict[str, Any] | Path]]] = []
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         jobs.append((path.stem, lambda p=path: p))
@@ -110,7 +110,7 @@ def main() -> None:
                 f"{sum(v.passed for v in result.verdicts)}/{len(result.verdicts)} passed"
             print(f"[{time.monotonic() - started:6.0f}s] {name} run {run + 1}/{args.runs}: {status}", flush=True)
         if name in VARIANTS:
-            _delete_namespace(core, f"rep-{name}")
+            delete_namespace(core, f"rep-{name}")
     chaos.revert_all()
     _report(outcomes, ran, args.runs)
     if args.json:
@@ -123,28 +123,6 @@ def _variant(cluster: LocalCluster, core: client.CoreV1Api, namespace: str, demo
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         deploy_demo(cluster, core, namespace, **demo)
     return build(namespace)
-
-
-def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    from resilience_tests.waiting import wait_until
-
-    try:
-        core.delete_namespace(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_until(f"namespace {name} deleted", gone, timeout=120)
 
 
 def _report(outcomes: dict[str, dict[str, list[tuple[bool, str, str]]]], experiments: int, runs: int) -> None:

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.client import ClusterRef, api_client
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import deployment
+from tests.cluster.helpers import delete_namespace, deployment
 
 
 @pytest.fixture(scope="session")
@@ -44,16 +43,7 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
     name = "".join(c for c in name if c.isalnum() or c == "-")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    core.delete_namespace(name)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_until(f"namespace {name} deleted", gone, timeout=90)
+    delete_namespace(core, name, timeout=90)
 
 
 @pytest.fixture

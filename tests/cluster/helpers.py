@@ -117,3 +117,26 @@ def answers(port: int) -> bool:
     with RequestLoop(port, workers=1, max_requests=1, max_seconds=3) as loop:
         pass
     return bool(loop.outcomes) and loop.outcomes[0].ok
+
+
+def delete_namespace(core: client.CoreV1Api, name: str, timeout: float = 120) -> None:
+    """Delete a namespace and wait until it is gone (nothing to do if it does not exist)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from resilience_tests.waiting import wait_until
+
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(f"namespace {name} deleted", gone, timeout=timeout)
