@@ -60,12 +60,18 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     for flag, dest, help_text, kwargs in OPTIONS:
         run.add_argument(flag, dest=dest, help=help_text, **kwargs)
     run.add_argument("--pytest-args", default="", help="extra pytest arguments, quoted as one string")
-    clean = sub.add_parser("cleanup", help="revert what killed runs left in the cluster")
+    clean = sub.add_parser("cleanup", help="undo what dead runs left behind (live runs are left alone)",
+                           description="Undo the changes of runs whose lease has expired, as recorded on the objects "
+                                       "they changed; the plan is listed first.")
+    own_help = {"--dry-run": "list what cleanup would undo and change nothing",
+                "--kubeconfig": "kubeconfig of the cluster to clean (default: the running local cluster)",
+                "--local-cluster-name": "name of the local cluster to clean (default: resilience)"}
     for flag, dest, help_text, kwargs in OPTIONS:
         if flag in ("--kubeconfig", "--context", "--allow-context", "--allow-any-context", "--dry-run",
                     "--local-cluster-name"):
-            clean.add_argument(flag, dest=dest, help=help_text, **kwargs)
-    clean.add_argument("--run", dest="run_id", help="only this run id (default: every dead run)")
+            clean.add_argument(flag, dest=dest, help=own_help.get(flag, help_text), **kwargs)
+    clean.add_argument("--run", dest="run_id", metavar="RUN_ID",
+                       help="only this run (ids are shown by `resilience cleanup --dry-run`; default: every dead run)")
     clean.add_argument("--force", action="store_true",
                        help="with --run: undo that run's changes even though its lease says it is alive")
 
@@ -205,10 +211,23 @@ def _heartbeat(cluster: LocalCluster, args: argparse.Namespace, *, fail: bool) -
     return 0
 
 
+def _joined(argv: Sequence[str]) -> list[str]:
+    """``--pytest-args -v`` as written: the value after ``--pytest-args`` is its value even if it starts with
+    a dash (argparse would take it for an option of its own)."""
+    out: list[str] = []
+    items = list(argv)
+    while items:
+        item = items.pop(0)
+        if item == "--pytest-args" and items:
+            item = f"--pytest-args={items.pop(0)}"
+        out.append(item)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``resilience`` console script."""
     try:
-        args = make_parser().parse_args(argv)
+        args = make_parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
         if args.command == "cluster":
             return _run_cluster(args)
         if args.command == "run":
