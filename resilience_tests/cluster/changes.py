@@ -122,6 +122,16 @@ def _current(obj: dict[str, Any], fields: list[str], ledger: tuple[ledgers.Chang
     return values
 
 
+def _patch(obj: dict[str, Any], values: dict[str, Value], ledger: tuple[ledgers.Change, ...]) -> dict[str, Any]:
+    """The write of ``values`` with the object's new ledger, conditional on the resourceVersion read."""
+    body = field_patch(obj, values)
+    meta = body.setdefault("metadata", {})
+    meta["resourceVersion"] = (obj.get("metadata") or {}).get("resourceVersion")
+    meta.setdefault("annotations", {})[LEDGER_ANNOTATION] = ledgers.dump(ledger)
+    meta.setdefault("labels", {})[RUN_LABEL] = "true" if ledger else None
+    return body
+
+
 def _retrying() -> tenacity.Retrying:
     return tenacity.Retrying(retry=tenacity.retry_if_exception(lambda e: isinstance(e, ApiException)
                                                                and e.status == 409),
@@ -136,12 +146,7 @@ def change(kube: Kube, target: Target, wanted: dict[str, Value], *, run: str, fa
         meta = obj.get("metadata") or {}
         ledger = ledgers.parse((meta.get("annotations") or {}).get(LEDGER_ANNOTATION))
         new = ledgers.record(ledger, run, fault, _current(obj, list(wanted), ledger), wanted)
-        body = field_patch(obj, wanted)
-        body.setdefault("metadata", {})
-        body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
-        body["metadata"].setdefault("annotations", {})[LEDGER_ANNOTATION] = ledgers.dump(new)
-        body["metadata"].setdefault("labels", {})[RUN_LABEL] = "true" if new else None
-        _write(kube, target, body)
+        _write(kube, target, _patch(obj, wanted, new))
 
     _retrying()(attempt)
 
@@ -161,12 +166,7 @@ def undo(kube: Kube, target: Target, *, run: str, fault: str | None = None) -> U
             result.append(Undo({}, ledger, ()))
             return
         done = ledgers.undo(ledger, _current(obj, fields, ledger), run=run, fault=fault)
-        body = field_patch(obj, done.restore)
-        body.setdefault("metadata", {})
-        body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
-        body["metadata"].setdefault("annotations", {})[LEDGER_ANNOTATION] = ledgers.dump(done.ledger)
-        body["metadata"].setdefault("labels", {})[RUN_LABEL] = "true" if done.ledger else None
-        _write(kube, target, body)
+        _write(kube, target, _patch(obj, done.restore, done.ledger))
         result.append(done)
 
     try:

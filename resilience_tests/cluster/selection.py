@@ -208,6 +208,11 @@ class Budget:
                     "count)", hint="disrupt fewer pods or raise guardrails.max_pods (it counts every fault and round)")
             self.nodes, self.pods = all_nodes, all_pods
 
+    def reset(self) -> None:
+        """Forget what was counted (the plan's counts were a preview; the run counts again)."""
+        with self._lock:
+            self.nodes, self.pods = set(), set()
+
 
 def node_pods(pods: list[PodInfo], *, allow_kube_system: bool, what: str) -> list[PodInfo]:
     """The pods that losing or draining nodes disrupts (DaemonSet, mirror and finished pods are not; terminating

@@ -182,7 +182,8 @@ class Runner:
         result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built) + _check_lines(exp, load))
         if dry_run:
             return result
-        ctx.budget = Budget(exp.guardrails.max_nodes, exp.guardrails.max_pods)  # the plan's counts were a preview
+        if ctx.budget is not None:
+            ctx.budget.reset()  # the plan's counts were a preview
         if load is not None:
             load.preflight()  # an unreachable target stops the experiment before anything is injected
         lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone

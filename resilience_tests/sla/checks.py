@@ -19,7 +19,7 @@ from pydantic import Field, TypeAdapter
 from resilience_tests.cluster.timeline import Record
 from resilience_tests.load.samples import Failure, Totals, totals
 from resilience_tests.schema import Duration, Model, Percent
-from resilience_tests.sla.evidence import Evidence, Window
+from resilience_tests.sla.evidence import Evidence, Window, labels_of
 
 MAX_EVIDENCE = 8
 # A pod may need this long beyond its grace period to be seen exiting (kubelet and watch latency).
@@ -409,7 +409,7 @@ class RecoveryTime(_Check):
         ready: dict[str, bool] = {}
         series = []
         for record in ev.pod_records:
-            labels = dict(part.partition("=")[::2] for part in str(record.get("labels") or "").split(",") if part)
+            labels = labels_of(record)
             ready[record.name] = (bool(record.get("ready")) and not record.get("terminating")
                                   and record.change != "deleted"
                                   and (revision is None or _revision(labels) == revision))

@@ -149,12 +149,13 @@ class Evidence:
         for record in self.records:
             if record.kind != "pod":
                 continue
-            labels = _labels(str(record.get("labels") or ""))
+            labels = labels_of(record)
             if all(labels.get(k) == v for k, v in wanted.items()):
                 out.append(record)
         return sorted(out, key=lambda r: r.t)
 
 
-def _labels(text: str) -> dict[str, str]:
-    pairs = (part.partition("=") for part in text.split(",") if part)
+def labels_of(record: Record) -> dict[str, str]:
+    """The labels of a pod record (the timeline keeps them as ``k=v,...``)."""
+    pairs = (part.partition("=") for part in str(record.get("labels") or "").split(",") if part)
     return {k: v for k, _, v in pairs}
