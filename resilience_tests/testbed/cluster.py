@@ -251,6 +251,7 @@ class LocalCluster:
 
     def _start(self, topology: Topology, port: int, timeout: float, say: _Say) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)  # logs, pid files and the real nodes' keys
         say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (kwokctl)")
         timings = Timings.for_nodes(len(topology.node_names()))
         self.kwokctl.create(port, timeout, timings)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resilience_tests.errors import TestbedError
+from resilience_tests.net import free_port
+from resilience_tests.testbed.pki import lock_down
 
 SERVICE_CIDR = "10.96.0.0/16"
 
@@ -63,11 +65,47 @@ class Timings:
         return args
 
 
-def config_document(binaries: Path, port: int, timings: Timings) -> dict[str, object]:
-    """The KwokctlConfiguration used to create the control plane."""
+def etcd_tls_args(pki: Path, client_port: int, peer_port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """etcd flags for TLS with client certificates (first: kwokctl's flags to override, then new ones).
 
-    def args(mapping: dict[str, str]) -> list[dict[str, str]]:
+    kwokctl starts etcd on plain HTTP; these make both its client and peer ports
+    TLS-only and require a certificate signed by the cluster CA.
+    """
+    client = f"https://127.0.0.1:{client_port}"
+    peer = f"https://127.0.0.1:{peer_port}"
+    override = {"listen-client-urls": client, "advertise-client-urls": client, "listen-peer-urls": peer,
+                "initial-advertise-peer-urls": peer, "initial-cluster": f"node0={peer}"}
+    extra = {"cert-file": str(pki / "admin.crt"), "key-file": str(pki / "admin.key"),
+             "trusted-ca-file": str(pki / "ca.crt"), "client-cert-auth": "true",
+             "peer-cert-file": str(pki / "admin.crt"), "peer-key-file": str(pki / "admin.key"),
+             "peer-trusted-ca-file": str(pki / "ca.crt"), "peer-client-cert-auth": "true"}
+    return override, extra
+
+
+def apiserver_tls_args(pki: Path, etcd_port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """kube-apiserver flags: etcd over TLS, and a client certificate towards kubelets, whose serving
+    certificates it verifies against the cluster CA."""
+    override = {"etcd-servers": f"https://127.0.0.1:{etcd_port}"}
+    extra = {"etcd-cafile": str(pki / "ca.crt"), "etcd-certfile": str(pki / "admin.crt"),
+             "etcd-keyfile": str(pki / "admin.key"),
+             "kubelet-client-certificate": str(pki / "admin.crt"), "kubelet-client-key": str(pki / "admin.key"),
+             "kubelet-certificate-authority": str(pki / "ca.crt"),
+             # Node IPs, never a name lookup (real nodes' hostnames resolve nowhere).
+             "kubelet-preferred-address-types": "InternalIP"}
+    return override, extra
+
+
+def config_document(binaries: Path, port: int, timings: Timings, pki: Path,
+                    etcd_ports: tuple[int, int]) -> dict[str, object]:
+    """The KwokctlConfiguration used to create the control plane (``pki``: where kwokctl writes its CA)."""
+
+    def args(mapping: dict[str, str], *, override: bool = False) -> list[dict[str, object]]:
+        if override:
+            return [{"key": key, "value": value, "override": True} for key, value in mapping.items()]
         return [{"key": key, "value": value} for key, value in mapping.items()]
+
+    etcd_override, etcd_extra = etcd_tls_args(pki, *etcd_ports)
+    api_override, api_extra = apiserver_tls_args(pki, etcd_ports[0])
 
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -76,6 +114,8 @@ def config_document(binaries: Path, port: int, timings: Timings) -> dict[str, ob
             "runtime": "binary",
             "bindAddress": "127.0.0.1",
             "kubeApiserverPort": port,
+            "etcdPort": etcd_ports[0],
+            "etcdPeerPort": etcd_ports[1],
             "kubeAuthorization": True,
             "kubeAdmission": True,
             "disableQPSLimits": True,
@@ -92,7 +132,9 @@ def config_document(binaries: Path, port: int, timings: Timings) -> dict[str, ob
             "quietPull": True,
         },
         "componentsPatches": [
-            {"name": "kube-apiserver", "extraArgs": args(timings.apiserver_args())},
+            {"name": "etcd", "extraArgs": args(etcd_override, override=True) + args(etcd_extra)},
+            {"name": "kube-apiserver", "extraArgs": args(api_override, override=True)
+             + args({**timings.apiserver_args(), **api_extra})},
             {"name": "kube-controller-manager", "extraArgs": args(timings.controller_manager_args())},
         ],
     }
@@ -141,12 +183,18 @@ class Kwokctl:
         """Create and start the control plane, waiting until it is ready."""
         config = self.workdir / f"{self.name}-kwokctl.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(json.dumps(config_document(self.binaries, port, timings), indent=2))
+        etcd_ports = (free_port(), free_port())
+        config.write_text(json.dumps(config_document(self.binaries, port, timings, self.cluster_dir / "pki",
+                                                     etcd_ports), indent=2))
         self.run(
             "create", "cluster", "--config", str(config), "--kubeconfig", "",
             "--wait", f"{int(timeout)}s", "--timeout", f"{int(timeout)}s",
             timeout=timeout + 30,
         )
+        # kwokctl writes keys 0600 but its kubeconfig and directories readable by others.
+        for folder in (self.cluster_dir, self.cluster_dir / "pki"):
+            folder.chmod(0o700)
+        lock_down(self.cluster_dir)
 
     def delete(self) -> None:
         """Stop every control-plane process and delete kwokctl's state."""

@@ -41,10 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.net import free_port
 from resilience_tests.testbed import procs
 from resilience_tests.testbed.kwokctl import SERVICE_CIDR
+from resilience_tests.testbed.pki import Authority
 from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, SIM_POD_CIDR, ZONE_LABEL
 from resilience_tests.waiting import wait_until
 
@@ -56,10 +59,23 @@ NODE_IP_PREFIX = "10.241.0."
 NODE_IP_CIDR = "10.241.0.0/24"
 HOST_BRIDGE = "rt0"
 GUARD_CHAIN = "RT-GUARD"
+# Pods may answer the host (probes, load through NodePorts) but open no connection to it: not to the
+# kubelets' ports on the node IPs, nor to anything else listening on this machine.
+HOST_GUARD_CHAIN = "RT-HOST-GUARD"
 FREEZE_CHAIN = "RT-FREEZE"
 CNI_BIN = Path("/usr/lib/cni")
-# Host settings the real nodes need on (restored to their old values at teardown).
+# Host settings the real nodes need on.
 SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet")
+# Every host setting that is changed while real nodes run: ours, the kubelet's kernel tunables
+# (it sets them at start unless protectKernelDefaults) and kube-proxy's (route_localnet for
+# NodePorts on 127.0.0.1). Recorded before the first change and restored at teardown.
+RECORDED_SYSCTLS = (
+    *SYSCTLS, "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+    "net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/netfilter/nf_conntrack_tcp_be_liberal",
+    "net/ipv4/conf/default/route_localnet", "net/ipv4/conf/all/forwarding", "net/ipv4/conf/default/forwarding",
+)
 HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices", "systemd", "hugetlb")
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-PROXY-CANARY")
 # Debian package providing each command or file the real nodes need.
@@ -151,6 +167,7 @@ class RealNodes:
         self.binaries = binaries
         self.kubeconfig = kubeconfig
         self.cgroup_root = f"rt-{cluster}"
+        self.pki = kubeconfig.parent / "pki"
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -225,8 +242,10 @@ class RealNodes:
 
         The caller has checked :func:`missing_requirements`.
         """
-        host = {key: _read_sysctl(key) for key in SYSCTLS}
+        host = {key: _read_sysctl(key) for key in RECORDED_SYSCTLS}
         self._record(nodes, host)  # before any change to the host, so a crash is cleaned up
+        self.dir.chmod(0o700)
+        self._issue_identities(nodes)
         self._setup_host(nodes)
         for node in nodes:
             say(f"starting real node {node.name} ({node.zone}, pods {node.subnet}, node IP {node.ip})")
@@ -240,6 +259,27 @@ class RealNodes:
         say("starting kube-proxy (iptables mode, NodePorts on 127.0.0.1)")
         self._start_kube_proxy(nodes[0])
         self._wait_ready(nodes, timeout)
+
+    def _api_server(self) -> str:
+        try:
+            document = yaml.safe_load(self.kubeconfig.read_text())
+            return str(document["clusters"][0]["cluster"]["server"])
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+            raise TestbedError(f"cannot read the API server address from {self.kubeconfig}: {exc}") from None
+
+    def _issue_identities(self, nodes: list[RealNode]) -> None:
+        """Serving and client certificates per kubelet, a client certificate for kube-proxy (see ``pki.py``)."""
+        authority = Authority(self.pki)
+        server = self._api_server()
+        for node in nodes:
+            folder = self.node_dir(node) / "pki"
+            authority.issue(folder, "kubelet-server", common_name=f"system:node:{node.name}",
+                            groups=("system:nodes",), ips=(node.ip,), dns=(node.name,), server=True)
+            client = authority.issue(folder, "kubelet-client", common_name=f"system:node:{node.name}",
+                                     groups=("system:nodes",))
+            authority.kubeconfig(self.node_dir(node) / "kubeconfig", server, f"system:node:{node.name}", client)
+        proxy = authority.issue(self.dir / "kube-proxy", "client", common_name="system:kube-proxy")
+        authority.kubeconfig(self.dir / "kube-proxy" / "kubeconfig", server, "system:kube-proxy", proxy)
 
     def _setup_host(self, nodes: list[RealNode]) -> None:
         for key in SYSCTLS:
@@ -258,6 +298,10 @@ class RealNodes:
             ["-d", NODE_IP_CIDR, "-j", "RETURN"],
             ["-s", REAL_POD_CIDR, "-j", "REJECT"],
         ], jumps=["FORWARD"])
+        _ensure_chain("filter", HOST_GUARD_CHAIN, [
+            ["-s", REAL_POD_CIDR, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+            ["-s", REAL_POD_CIDR, "-j", "REJECT"],
+        ], jumps=["INPUT"])
         _ensure_chain("filter", FREEZE_CHAIN, [], jumps=["FORWARD", "OUTPUT"])
         for hierarchy in self._hierarchies():
             for node in nodes:
@@ -318,10 +362,11 @@ class RealNodes:
         folder = self.node_dir(node)
         config = folder / "kubelet.yaml"
         config.write_text(json.dumps(kubelet_config(node, folder, self.socket(node),
-                                                    f"/{self.cgroup_root}/{node.name}"), indent=1))
+                                                    f"/{self.cgroup_root}/{node.name}", self.pki / "ca.crt"),
+                                     indent=1))
         labels = {ZONE_LABEL: node.zone, REGION_LABEL: REGION, NODE_KIND_LABEL: "real",
                   "node.kubernetes.io/instance-type": "real"}
-        argv = [str(self.binaries / "kubelet"), f"--config={config}", f"--kubeconfig={self.kubeconfig}",
+        argv = [str(self.binaries / "kubelet"), f"--config={config}", f"--kubeconfig={folder / 'kubeconfig'}",
                 f"--root-dir={folder / 'kubelet'}", f"--hostname-override={node.name}", f"--node-ip={node.ip}",
                 "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()), "--v=1"]
         self._start_in_cgroup(f"kubelet-{node.name}", node, argv)
@@ -329,7 +374,8 @@ class RealNodes:
     def _start_kube_proxy(self, node: RealNode) -> None:
         config = self.dir / "kube-proxy.yaml"
         ports = (free_port(), free_port())
-        config.write_text(json.dumps(kube_proxy_config(node.name, self.kubeconfig, ports), indent=1))
+        config.write_text(json.dumps(kube_proxy_config(node.name, self.dir / "kube-proxy" / "kubeconfig", ports),
+                                     indent=1))
         record = procs.start("kube-proxy", [str(self.binaries / "kube-proxy"), f"--config={config}", "--v=1"],
                              run_dir=self.dir, marker=str(config))
         time.sleep(0.3)
@@ -474,7 +520,8 @@ class RealNodes:
             _run("umount", "-l", point, check=False)
 
     def _undo_host(self, nodes: list[RealNode]) -> None:
-        for chain, jumps in ((GUARD_CHAIN, ["FORWARD"]), (FREEZE_CHAIN, ["FORWARD", "OUTPUT"])):
+        for chain, jumps in ((GUARD_CHAIN, ["FORWARD"]), (HOST_GUARD_CHAIN, ["INPUT"]),
+                             (FREEZE_CHAIN, ["FORWARD", "OUTPUT"])):
             _drop_chain("iptables", "filter", chain, jumps)
         for tool in ("iptables", "ip6tables"):
             for table in ("filter", "nat", "mangle"):
@@ -551,8 +598,13 @@ def cni_config(node: RealNode, ipam_dir: Path) -> dict[str, Any]:
     }
 
 
-def kubelet_config(node: RealNode, folder: Path, sock: Path, cgroup_root: str) -> dict[str, Any]:
-    """KubeletConfiguration of one node (cgroup v1, cgroupfs, ports on the node IP)."""
+def kubelet_config(node: RealNode, folder: Path, sock: Path, cgroup_root: str, ca: Path) -> dict[str, Any]:
+    """KubeletConfiguration of one node (cgroup v1, cgroupfs, ports on the node IP).
+
+    Its API (port 10250) serves the certificate issued for the node and answers only
+    clients with a certificate of the cluster CA or a token the API server accepts,
+    for what the API server authorizes (``Webhook``): nobody anonymous.
+    """
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -566,8 +618,11 @@ def kubelet_config(node: RealNode, folder: Path, sock: Path, cgroup_root: str) -
         "healthzBindAddress": node.ip,
         "healthzPort": 10248,
         "readOnlyPort": 0,
-        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-        "authorization": {"mode": "AlwaysAllow"},
+        "tlsCertFile": str(folder / "pki" / "kubelet-server.crt"),
+        "tlsPrivateKeyFile": str(folder / "pki" / "kubelet-server.key"),
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": str(ca)}},
+        "authorization": {"mode": "Webhook"},
         "enforceNodeAllocatable": [],
         "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%",
                          "nodefs.inodesFree": "1%"},
@@ -599,7 +654,8 @@ def kube_proxy_config(hostname: str, kubeconfig: Path, ports: tuple[int, int]) -
         "metricsBindAddress": f"127.0.0.1:{ports[1]}",
         "nodePortAddresses": ["127.0.0.0/8"],
         "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "conntrack": {"maxPerCore": 0, "min": 0},
+        # Zero: leave the host's conntrack table size and timeouts as they are.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         "iptables": {"syncPeriod": "10s", "minSyncPeriod": "0s"},
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -13,6 +14,18 @@ from resilience_tests.cluster.kube import Kube
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import delete_namespace, deployment
+from tests.cluster.host import HostState, host_state
+
+
+def _host_before_the_cluster() -> HostState | None:
+    """The host as it was before this run started real nodes (None when they already ran, or without root)."""
+    if os.geteuid() != 0 or LocalCluster().real.recorded():
+        return None
+    return host_state()
+
+
+# Read while collecting, before any fixture starts the cluster.
+HOST_BEFORE = _host_before_the_cluster()
 
 
 @pytest.fixture(scope="session")

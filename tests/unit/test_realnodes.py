@@ -50,8 +50,11 @@ def test_real_node_count_is_bounded(count: int) -> None:
 
 def test_documents_hold_what_this_machine_needs(tmp_path: Path) -> None:
     (node,) = plan(["real-a1"], Topology().zone_of)
-    kubelet = kubelet_config(node, tmp_path, tmp_path / "c.sock", "/rt-x/real-a1")
+    kubelet = kubelet_config(node, tmp_path, tmp_path / "c.sock", "/rt-x/real-a1", tmp_path / "ca.crt")
     assert kubelet["failCgroupV1"] is False and kubelet["cgroupDriver"] == "cgroupfs"
+    assert kubelet["authentication"]["anonymous"] == {"enabled": False}
+    assert kubelet["authentication"]["x509"]["clientCAFile"] == str(tmp_path / "ca.crt")
+    assert kubelet["authorization"]["mode"] == "Webhook" and kubelet["readOnlyPort"] == 0
     assert kubelet["address"] == node.ip == kubelet["healthzBindAddress"]
     assert kubelet["registerWithTaints"][0]["key"] == REAL_NODE_TAINT
     toml = containerd_config(tmp_path, tmp_path / "c.sock")
@@ -61,6 +64,7 @@ def test_documents_hold_what_this_machine_needs(tmp_path: Path) -> None:
     assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": node.subnet}]]
     proxy = kube_proxy_config("real-a1", tmp_path / "kc", (1, 2))
     assert proxy["nodePortAddresses"] == ["127.0.0.0/8"] and proxy["mode"] == "iptables"
+    assert proxy["conntrack"]["tcpEstablishedTimeout"] == "0s"  # leaves the host's conntrack settings alone
 
 
 def test_missing_packages_and_kernel_features_are_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
