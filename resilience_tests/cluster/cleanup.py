@@ -116,7 +116,11 @@ def _host_restore(kube: Kube) -> Callable[[str, str], None]:
 
 
 def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState]) -> list[tuple[str, str]]:
-    """Stop Locust processes on this machine whose run is dead (they carry ``RT_RUN_ID``)."""
+    """Stop Locust processes on this machine whose run is dead (they carry ``RT_RUN_ID``).
+
+    Only those loading for a run of this cluster (``RT_CLUSTER``, the API server's URL): a run against
+    another cluster keeps its lease there, so it would look dead from here.
+    """
     import psutil
 
     stopped = []
@@ -124,10 +128,11 @@ def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState]) -> l
         try:
             if "locust" not in " ".join(proc.info["cmdline"] or []):
                 continue
-            run = proc.environ().get("RT_RUN_ID", "")
+            env = proc.environ()
+            run = env.get("RT_RUN_ID", "")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if not run or (run_id and run != run_id):
+        if not run or (run_id and run != run_id) or env.get("RT_CLUSTER", "") != kube.api.configuration.host:
             continue
         state = states.setdefault(run, run_state(kube, run))
         if state.alive:

@@ -17,6 +17,7 @@ Order of work:
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import threading
 import time
@@ -102,10 +103,14 @@ class Runner:
         registry: fault type -> fault class.
         seed: seed of every random choice.
         say: where progress lines go.
+        results_dir: where each run keeps its files (``<results_dir>/<run id>/load/``: samples and Locust's
+            logs); without one they go to a private temporary folder removed when the run ends.
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
-                 namespace: str | None = None, say: Callable[[str], None] = lambda line: None) -> None:
+                 namespace: str | None = None, say: Callable[[str], None] = lambda line: None,
+                 results_dir: Path | None = None) -> None:
+        self.results_dir = results_dir
         self.kube = kube
         self.registry = registry
         self.seed = seed
@@ -216,6 +221,8 @@ class Runner:
             if load is not None:
                 load.stop()
                 outcome = result.load = load.outcome()
+                if self.results_dir is None:
+                    shutil.rmtree(load.workdir, ignore_errors=True)
             result.ended = time.time()
             result.records = timeline.stop()
             lease.stop()
@@ -231,7 +238,11 @@ class Runner:
             self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
             ctx.namespace, self.kube.api.configuration.host, self._ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
-        return LoadRun(exp.load, url, Path(tempfile.gettempdir()) / "resilience-tests" / run_id, base, run_id=run_id)
+        if self.results_dir is not None:
+            workdir = self.results_dir / run_id / "load"
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix=f"resilience-tests-{run_id}-"))
+        return LoadRun(exp.load, url, workdir, base, run_id=run_id, cluster=self.kube.api.configuration.host)
 
     def _ingresses(self, namespace: str) -> list[Any]:
         """Ingresses of the namespace; none if this account may not list them (Services still work)."""

@@ -102,9 +102,10 @@ class LoadRun:
     """
 
     def __init__(self, spec: LoadSpec, url: str, workdir: Path, base: Path | None = None, *,
-                 run_id: str = "") -> None:
+                 run_id: str = "", cluster: str = "") -> None:
         self.spec = spec
         self.run_id = run_id
+        self.cluster = cluster
         self.url = url.rstrip("/")
         self.workdir = workdir
         self.locustfile = resolve_locustfile(spec.locustfile, base)
@@ -126,7 +127,7 @@ class LoadRun:
         """Start Locust (master + workers, or one process)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.samples_path.unlink(missing_ok=True)
-        env = {**os.environ, "RT_RUN_ID": self.run_id, "RT_SAMPLES": str(self.samples_path),
+        env = {**os.environ, "RT_RUN_ID": self.run_id, "RT_CLUSTER": self.cluster, "RT_SAMPLES": str(self.samples_path),
                "RT_SHAPE": shape_to_env(self.spec.shape), "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait),
                "RT_TIMEOUT": str(self.spec.timeout)}
         files = f"{self.locustfile},{SHAPE},{LISTENER}"

@@ -192,6 +192,34 @@ def test_cleanup_reverts_what_a_sigkilled_run_left_behind(local_cluster: LocalCl
                pending=lambda: _diff(snapshot(cluster, web), before))
 
 
+def test_cleanup_stops_load_generators_of_dead_runs_of_this_cluster_only(cluster: Kube) -> None:
+    """Stand-ins for Locust processes (their command line says locust; they carry the run's environment)."""
+    import os
+
+    from resilience_tests.cluster.leases import RunLease
+
+    live = RunLease(cluster, "live-run-1").start()
+    here = cluster.api.configuration.host
+    stand_ins = {}
+    try:
+        for label, run, server in (("dead here", "dead-run-1", here), ("dead elsewhere", "dead-run-2",
+                                                                        "https://10.9.9.9:6443"),
+                                   ("alive here", "live-run-1", here)):
+            stand_ins[label] = subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(120)", "locust"],
+                env={**os.environ, "RT_RUN_ID": run, "RT_CLUSTER": server})
+        actions = cleanup(cluster)
+        stopped = {a.run_id: a.action for a in actions if a.target == "this machine"}
+        assert stopped == {"dead-run-1": f"stopped load generator pid {stand_ins['dead here'].pid} left running"}
+        assert stand_ins["dead here"].wait(timeout=10) == -signal.SIGKILL
+        assert stand_ins["dead elsewhere"].poll() is None and stand_ins["alive here"].poll() is None
+    finally:
+        live.stop()
+        for proc in stand_ins.values():
+            proc.kill()
+            proc.wait()
+
+
 def _diff(now: dict[str, Any], before: dict[str, Any]) -> str:
     out = []
     for section in before:
