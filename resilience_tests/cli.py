@@ -113,11 +113,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _cleanup(args: argparse.Namespace) -> int:
     from resilience_tests.cluster.cleanup import cleanup
-    from resilience_tests.session import RunSession, check_allow_patterns
+    from resilience_tests.session import RunSession, check_allow_patterns, kubeconfig_from_env
 
     check_allow_patterns(args.resilience_allow_context or [], bool(args.resilience_allow_any_context))
     run = RunSession(seed=0, allow_contexts=args.resilience_allow_context or [],
-                     kubeconfig=args.resilience_kubeconfig, context=args.resilience_context,
+                     kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(), context=args.resilience_context,
                      local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
     if run.kubeconfig is None:
         local = LocalCluster(run.local_cluster_name)

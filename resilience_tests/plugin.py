@@ -22,6 +22,7 @@ from resilience_tests.session import (
     RunSession,
     check_allow_patterns,
     get_session,
+    kubeconfig_from_env,
     matches_any_context,
 )
 
@@ -86,12 +87,13 @@ def pytest_configure(config: pytest.Config) -> None:
     allowed = list(option(config, "resilience_allow_context") or [])
     try:
         check_allow_patterns(allowed, bool(option(config, "resilience_allow_any_context")))
+        kubeconfig = option(config, "resilience_kubeconfig") or kubeconfig_from_env()
     except ResilienceError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = RunSession(
         seed=int(seed) if seed not in (None, "") else random.randrange(1, 10**6),
         allow_contexts=allowed,
-        kubeconfig=option(config, "resilience_kubeconfig"),
+        kubeconfig=kubeconfig,
         context=option(config, "resilience_context"),
         namespace=option(config, "resilience_namespace"),
         dry_run=bool(option(config, "resilience_dry_run")),
@@ -182,8 +184,8 @@ def local_cluster(request: pytest.FixtureRequest) -> LocalCluster:
     Skips when ``--kubeconfig`` names another cluster.
     """
     run = get_session(request.config)
-    if option(request.config, "resilience_kubeconfig"):
-        pytest.skip("needs the local cluster; --kubeconfig points at another cluster")
+    if run.kubeconfig and not run.is_local_cluster():
+        pytest.skip("needs the local cluster; --kubeconfig (or KUBECONFIG) points at another cluster")
     try:
         return run.use_local_cluster()
     except ResilienceError as exc:

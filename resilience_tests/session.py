@@ -6,7 +6,9 @@ Lives on ``config.stash``; nothing global.
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,6 +49,20 @@ def check_allow_patterns(patterns: list[str], allow_any: bool) -> None:
                               "if you mean every cluster this kubeconfig reaches")
 
 
+def kubeconfig_from_env() -> str | None:
+    """``KUBECONFIG`` as kubectl reads it: one file or a list joined by ``:`` (files that do not exist are
+    skipped, as kubectl does); None when it is unset or empty. UsageError when it names no file that exists."""
+    value = os.environ.get("KUBECONFIG", "")
+    paths = [p for p in value.split(os.pathsep) if p.strip()]
+    if not paths:
+        return None
+    existing = [p for p in paths if Path(p).expanduser().is_file()]
+    if not existing:
+        raise UsageError(f"KUBECONFIG names {', '.join(paths)}, which does not exist",
+                         hint="fix KUBECONFIG, unset it to use the local cluster, or pass --kubeconfig FILE")
+    return os.pathsep.join(existing)
+
+
 def check_context_allowed(context: str, extra: list[str]) -> None:
     """Raise ContextNotAllowed unless ``context`` matches the defaults or ``--allow-context``."""
     patterns = [*DEFAULT_ALLOWED, *extra]
@@ -70,6 +86,16 @@ class RunSession:
     started_local: LocalCluster | None = None
     _kube: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
+
+    def is_local_cluster(self) -> bool:
+        """Whether the selected kubeconfig is the local cluster's own (e.g. KUBECONFIG exported from it)."""
+        from resilience_tests.testbed.cluster import LocalCluster
+
+        if not self.kubeconfig:
+            return True
+        mine = LocalCluster(self.local_cluster_name)
+        return Path(self.kubeconfig).expanduser().resolve() == mine.kubeconfig.resolve() and \
+            self.context in (None, mine.context)
 
     def use_local_cluster(self) -> LocalCluster:
         """Start (or reuse) the local cluster and point this session at it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,9 @@ def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TI
     Every request made through it that sets no ``_request_timeout`` of its own gets ``request_timeout``, and a
     request whose answer does not come in time is not sent again (a read is retried by the caller, if at all).
     """
-    path = Path(ref.kubeconfig).expanduser()
-    if not path.is_file():
-        raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
+    path = _files(ref.kubeconfig)
     try:
-        api = config.new_client_from_config(config_file=str(path), context=ref.context)
+        api = config.new_client_from_config(config_file=path, context=ref.context)
     except ConfigException as exc:
         raise ClusterAccessError(f"kubeconfig {path} cannot be used: {exc}",
                                  hint="check the file and --context") from None
@@ -63,12 +62,20 @@ def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TI
 
 def current_context(kubeconfig: str) -> str:
     """The current context of a kubeconfig ('' if none); ClusterAccessError if it cannot be read."""
-    path = Path(kubeconfig).expanduser()
-    if not path.is_file():
-        raise ClusterAccessError(f"kubeconfig {path} does not exist", hint="pass --kubeconfig PATH to a kubeconfig")
+    path = _files(kubeconfig)
     try:
-        _, active = config.list_kube_config_contexts(config_file=str(path))
+        _, active = config.list_kube_config_contexts(config_file=path)
     except Exception as exc:
         raise ClusterAccessError(f"kubeconfig {path} cannot be used: {str(exc).splitlines()[0]}",
                                  hint="check the file is a valid kubeconfig") from None
     return str(active["name"]) if active else ""
+
+
+def _files(kubeconfig: str) -> str:
+    """One kubeconfig, or several joined by ``:`` (merged as kubectl does); each must exist."""
+    paths = [str(Path(p).expanduser()) for p in kubeconfig.split(os.pathsep) if p]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing or not paths:
+        raise ClusterAccessError(f"kubeconfig {', '.join(missing) or repr(kubeconfig)} does not exist",
+                                 hint="pass --kubeconfig PATH to a kubeconfig")
+    return os.pathsep.join(paths)

@@ -131,6 +131,34 @@ def test_context_not_allowed_is_refused_before_connecting(pytester: pytest.Pytes
     allowed.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*"])
 
 
+def test_kubeconfig_from_the_environment_is_used_as_kubectl_uses_it(
+        pytester: pytest.Pytester, experiments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prod = _kubeconfig(pytester, "prod-eu", "https://127.0.0.1:1")
+    monkeypatch.setenv("KUBECONFIG", str(prod))
+    result = pytester.runpytest_subprocess("--experiments", str(experiments))
+    result.stdout.fnmatch_lines(["*context 'prod-eu' is not allowed for experiments*"])
+    kind = _kubeconfig(pytester, "kind-gone", "https://127.0.0.1:2")
+    monkeypatch.setenv("KUBECONFIG", f"/nonexistent/one:{kind}")  # missing files in a list are skipped
+    listed = pytester.runpytest_subprocess("--experiments", str(experiments), "--local-cluster-name", "rt-never")
+    listed.stdout.fnmatch_lines(["resilience-tests: API server https://127.0.0.1:2 is unreachable*"])
+    explicit = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(prod),
+                                             "--allow-context", "prod-*")
+    explicit.stdout.fnmatch_lines(["resilience-tests: API server https://127.0.0.1:1 is unreachable*"])
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    flag_wins = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(prod))
+    flag_wins.stdout.fnmatch_lines(["*context 'prod-eu' is not allowed*"])  # --kubeconfig wins over KUBECONFIG
+
+
+def test_kubeconfig_in_the_environment_naming_no_file_is_one_line(
+        pytester: pytest.Pytester, experiments: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    result = pytester.runpytest_subprocess("--experiments", str(experiments))
+    result.stderr.fnmatch_lines(["ERROR: KUBECONFIG names /nonexistent/kubeconfig, which does not exist; fix "
+                                 "KUBECONFIG, unset it to use the local cluster, or pass --kubeconfig FILE"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.no_fnmatch_line("*Traceback*")
+
+
 def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, experiments: Path) -> None:
     result = pytester.run("resilience", "run", str(experiments), "--seed", "7", "--pytest-args", "--co -q")
     result.stdout.fnmatch_lines(["*kill.yaml::kill-one*"])
