@@ -29,7 +29,7 @@ from resilience_tests.cluster.kube import Kube  # noqa: E402
 from resilience_tests.cluster.leases import run_state  # noqa: E402
 from resilience_tests.testbed.cluster import LocalCluster  # noqa: E402
 from resilience_tests.waiting import wait_until  # noqa: E402
-from tests.cluster.helpers import deployment  # noqa: E402
+from tests.cluster.helpers import delete_namespace, deployment  # noqa: E402
 from tests.cluster.safety import _run_id, kill_and_clean  # noqa: E402
 
 NAMESPACE = "bench-safety-net"
@@ -51,15 +51,18 @@ def main() -> None:
         "web", NAMESPACE).status.available_replicas or 0) == 6, timeout=120)
     failures = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        for trial in range(args.trials):
-            seed = args.seed + trial
-            result = kill_and_clean(cluster, kube, NAMESPACE, Path(tmp), seed)
-            print(f"[{time.monotonic() - started:6.0f}s] trial {trial + 1}/{args.trials} (seed {seed}): "
-                  f"differences: {result}", flush=True)
-            if result != "nothing":
-                failures.append((seed, result))
-        expiry = _lease_expiry(cluster, kube, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for trial in range(args.trials):
+                seed = args.seed + trial
+                result = kill_and_clean(cluster, kube, NAMESPACE, Path(tmp), seed)
+                print(f"[{time.monotonic() - started:6.0f}s] trial {trial + 1}/{args.trials} (seed {seed}): "
+                      f"differences: {result}", flush=True)
+                if result != "nothing":
+                    failures.append((seed, result))
+            expiry = _lease_expiry(cluster, kube, Path(tmp))
+    finally:  # nothing of the benchmark stays in the cluster (a later drain test would meet its pods)
+        delete_namespace(kube.core, NAMESPACE)
     print(f"\n{args.trials} trials, {len(failures)} with state differences after cleanup")
     for seed, result in failures:
         print(f"  seed {seed}: {result}")

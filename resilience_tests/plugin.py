@@ -47,6 +47,9 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
      "accept an --allow-context pattern that matches every context (such as '*')", {"action": "store_true"}),
     ("--dry-run", "resilience_dry_run", "print each experiment's plan and change nothing",
      {"action": "store_true"}),
+    ("--yes", "resilience_yes",
+     "inject faults into a context that is not a local or kind cluster without asking first (CI)",
+     {"action": "store_true"}),
     ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)",
      {"type": int, "metavar": "N"}),
     ("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse",
@@ -97,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         context=option(config, "resilience_context"),
         namespace=option(config, "resilience_namespace"),
         dry_run=bool(option(config, "resilience_dry_run")),
+        confirm_faults=not option(config, "resilience_yes"),
         local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
         real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 3,
     )

@@ -63,6 +63,26 @@ def kubeconfig_from_env() -> str | None:
     return os.pathsep.join(existing)
 
 
+def confirm_context(context: str, kubeconfig: str, *, tty: str = "/dev/tty") -> None:
+    """Before faults go into a context that is not a local (kwok-*) or kind cluster, a person types its name
+    on the terminal; without a terminal (CI) it is refused unless ``--yes``."""
+    if any(fnmatch.fnmatchcase(context, p) for p in DEFAULT_ALLOWED):
+        return
+    try:
+        fd = os.open(tty, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise UsageError(f"context {context!r} is not a local or kind cluster, and there is no terminal to "
+                         "confirm faults on it", hint="pass --yes to inject faults without asking") from None
+    # The terminal itself, not stdin: pytest holds stdin, and a person is what this asks for.
+    with open(fd, "rb", buffering=0, closefd=True) as terminal:
+        os.write(fd, f"resilience-tests: faults are about to go into context {context!r} (kubeconfig "
+                     f"{kubeconfig}). Type the context name to go on: ".encode())
+        answer = terminal.readline(1024).decode(errors="replace").strip()
+    if answer != context:
+        raise UsageError(f"not confirmed (typed {answer!r}): nothing was injected into {context!r}",
+                         hint=f"type {context} at the prompt, or pass --yes")
+
+
 def check_context_allowed(context: str, extra: list[str]) -> None:
     """Raise ContextNotAllowed unless ``context`` matches the defaults or ``--allow-context``."""
     patterns = [*DEFAULT_ALLOWED, *extra]
@@ -81,6 +101,7 @@ class RunSession:
     context: str | None = None
     namespace: str | None = None
     dry_run: bool = False
+    confirm_faults: bool = False  # ask on the terminal before faults go into a context not local or kind
     local_cluster_name: str = DEFAULT_LOCAL_CLUSTER
     real_nodes: int = 3
     started_local: LocalCluster | None = None
@@ -152,7 +173,10 @@ class RunSession:
         if self._kube is None:
             from resilience_tests.cluster.kube import Kube
 
-            self._kube = Kube.connect(self.ref())
+            ref = self.ref()
+            if self.confirm_faults and not self.dry_run:
+                confirm_context(ref.context or "", ref.kubeconfig)
+            self._kube = Kube.connect(ref)
         return self._kube
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTResponse
 from kubernetes.config.config_exception import ConfigException
 
 from resilience_tests.errors import ResilienceError
@@ -16,6 +19,27 @@ from resilience_tests.errors import ResilienceError
 
 class ClusterAccessError(ResilienceError):
     """The kubeconfig is missing or broken, or the API server cannot be reached."""
+
+
+class Forbidden(ApiException, ResilienceError):  # type: ignore[misc]
+    """The cluster refused a request (HTTP 403): one line naming who may not do what, and where to grant it.
+
+    Still an ``ApiException`` with ``status`` 403, so code that tolerates a refusal (a Service list it may
+    not read) keeps working.
+    """
+
+    def __init__(self, reason: str, body: str | None, headers: Any = None) -> None:
+        ApiException.__init__(self, status=403, reason=reason)
+        self.body, self.headers = body, headers
+        try:
+            said = str(json.loads(body or "{}").get("message") or reason)
+        except ValueError:
+            said = str(reason)
+        self.message = f"the cluster refused: {said}"
+        self.hint = "grant it to the account you run as (deploy/rbac.yaml lists what experiments need)"
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,17 @@ def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TI
     default = (request_timeout.connect_timeout, request_timeout.read_timeout)
 
     def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return send(method, url, *args, _request_timeout=_request_timeout or default, **kwargs)
+        try:
+            response = send(method, url, *args, _request_timeout=_request_timeout or default, **kwargs)
+        except ApiException as exc:  # client versions that raise in the REST layer
+            if exc.status == 403 and not isinstance(exc, Forbidden):
+                raise Forbidden(exc.reason, exc.body, exc.headers) from None
+            raise
+        if isinstance(response, RESTResponse) and response.status == 403:  # versions that raise later
+            data = response.read()
+            raise Forbidden(response.reason, data.decode(errors="replace") if isinstance(data, bytes) else data,
+                            response.headers)
+        return response
 
     rest.request = request
     rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=3, read=0, redirect=3,

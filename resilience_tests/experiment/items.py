@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ class ExperimentItem(pytest.Item):
 
     def runtest(self) -> None:
         run = get_session(self.config)
-        runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace)
+        runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say)
         self.result = runner.run(self.experiment, dry_run=run.dry_run)
         if run.dry_run:
             self.user_properties.append(("plan", "\n".join(self.result.plan)))
@@ -60,6 +62,16 @@ class ExperimentItem(pytest.Item):
         if failed:
             raise ExperimentFailed(f"{self.experiment.name}: {len(failed)} of {len(result.verdicts)} SLA checks "
                                    "failed\n" + "\n".join(v.message for v in failed))
+
+    def _say(self, line: str) -> None:
+        """A progress line on the terminal while the experiment runs (not captured: a game day watches it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(f"[resilience {time.strftime('%H:%M:%S')}] {line}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ResilienceError):

@@ -194,7 +194,11 @@ class Runner:
         lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone
         timeline.start()
         result.started = time.time()
-        self.say(f"run {run_id}: {len(built)} fault(s)")
+        self.say(f"run {run_id} started: experiment {exp.name}, {len(built)} fault(s), context "
+                 f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
+                 f"{run_id}` undoes what it changed)")
+        for line in result.plan:
+            self.say(f"plan: {line}")
         outcome: LoadOutcome | None = None
         try:
             if load is not None:
@@ -229,6 +233,12 @@ class Runner:
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         if exp.slas:
             result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
+        failed = len(result.failed_verdicts)
+        self.say(f"run {run_id} ended after {result.ended - result.started:.0f} s: "
+                 + (f"{len(result.revert_errors)} revert problem(s) (run `resilience cleanup --run {run_id}`)"
+                    if result.revert_errors else "every change reverted")
+                 + (f"; {failed} of {len(result.verdicts)} SLA checks failed" if failed else
+                    f"; {len(result.verdicts)} SLA check(s) passed" if result.verdicts else ""))
         return result
 
     def _load(self, exp: Experiment, ctx: FaultContext, run_id: str) -> LoadRun | None:

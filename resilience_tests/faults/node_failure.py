@@ -76,6 +76,10 @@ class LocalProvider:
         self.ctx = ctx
         self.fault = fault
         self.cluster = LocalCluster(cluster_name)
+        if not self.cluster.kubeconfig.exists():  # before anything is recorded or injected
+            raise FaultError(f"provider 'local' fails nodes of the local cluster {cluster_name!r} (from the context "
+                             f"name kwok-{cluster_name}), and it does not run on this machine",
+                             hint="use the local cluster's own context, or provider: generic")
 
     def fail(self, nodes: list[str]) -> None:
         _record(self.ctx, self.fault, nodes, {self.FIELD: True})

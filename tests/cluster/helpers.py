@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from kubernetes import client
 
@@ -140,3 +141,24 @@ def delete_namespace(core: client.CoreV1Api, name: str, timeout: float = 120) ->
         return False
 
     wait_until(f"namespace {name} deleted", gone, timeout=timeout)
+
+
+def service_account_kubeconfig(local_cluster: LocalCluster, core: client.CoreV1Api, path: Path, *,
+                               namespace: str = "resilience-tests", account: str = "resilience-tests",
+                               ) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount only (a token from the TokenRequest API), with the
+    local cluster's context name (faults find the local cluster's host hooks by it)."""
+    context = local_cluster.context
+    import yaml
+
+    token = core.create_namespaced_service_account_token(account, namespace, client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
+    admin = yaml.safe_load(local_cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "local", "cluster": server}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": "local", "user": account}}]}))
+    path.chmod(0o600)
+    return path

@@ -62,6 +62,23 @@ def test_run_records_faults_and_what_the_cluster_did(chaos: Chaos, web: str) -> 
     assert all(r.get("exit.app") == 0 for r in deleted), "simulated pods end with exit code 0"
 
 
+def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: LocalCluster, web: str,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "progress.yaml"
+    path.write_text(json.dumps(_experiment(web, [{"type": "scale", "replicas": 3, "duration": "1s"}])))
+    proc = subprocess.run([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
+                           str(local_cluster.kubeconfig), "--pytest-args", "-q"],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [re.sub(r"^\[resilience \d\d:\d\d:\d\d\] ", "", x) for x in proc.stdout.splitlines()
+             if x.startswith("[resilience ")]
+    started = re.match(r"run (\S+) started: experiment engine-test, 1 fault\(s\), context kwok-resilience "
+                       r"\(if this process dies, `resilience cleanup --run \1` undoes what it changed\)", lines[0])
+    assert started, lines
+    assert lines[1].startswith("plan: ") and "scale" in lines[1], lines
+    assert re.match(rf"run {re.escape(started.group(1))} ended after \d+ s: every change reverted$", lines[-1]), lines
+
+
 def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: str) -> None:
     create_pdb(cluster.policy, web, "web-pdb", "web", min_available=6)
     before = snapshot(cluster, web)

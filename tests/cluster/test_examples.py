@@ -1,17 +1,21 @@
 """Every example experiment runs cleanly against the demo app (as the main job deploys it) and leaves the
-cluster as it found it."""
+cluster as it found it, run as the least-privilege account of deploy/rbac.yaml (a ServiceAccount token only)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from resilience_tests.chaos import Chaos
+from resilience_tests.cluster.client import ClusterRef
 from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.faults.base import load_registry
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import service_account_kubeconfig
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -26,12 +30,23 @@ def demo(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
     local_cluster.kubectl("delete", "namespace", "demo", "--wait=true", "--timeout=90s", timeout=100)
 
 
+@pytest.fixture(scope="module")
+def account(local_cluster: LocalCluster, cluster: Kube, demo: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """A client that is the ServiceAccount of deploy/rbac.yaml and nothing more."""
+    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac.yaml"))
+    path = service_account_kubeconfig(local_cluster, cluster.core, tmp_path_factory.mktemp("rbac") / "kubeconfig")
+    kube = Kube.connect(ClusterRef(str(path), local_cluster.context))
+    yield kube
+    kube.close()
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_experiment_runs_and_reverts(path: Path, demo: str, chaos: Chaos, cluster: Kube,
+def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kube, cluster: Kube,
                                              local_cluster: LocalCluster) -> None:
     web = Workload("deployment", demo, "web")
     replicas = cluster.replicas(web)
-    result = chaos.run(path)
+    result = Chaos(account, load_registry()).run(path)
     assert result.errors == [] and result.revert_errors == []
     assert len(result.windows) == len(result.experiment.faults)
     assert not any(n.unschedulable for n in cluster.nodes())
@@ -41,3 +56,19 @@ def test_example_experiment_runs_and_reverts(path: Path, demo: str, chaos: Chaos
     assert cluster.replicas(web) == replicas
     wait_until("web back to all its ready replicas", lambda: not cluster.rollout_pending(web), timeout=90,
                pending=lambda: cluster.rollout_pending(web))
+
+
+def test_a_fault_the_account_may_not_do_fails_in_one_line_naming_verb_and_resource(
+        account: Kube, cluster: Kube, web: str) -> None:
+    """deploy/rbac.yaml binds the workload rights in namespace demo only: scaling elsewhere is refused."""
+    from resilience_tests.cluster.client import Forbidden
+
+    with pytest.raises(Forbidden) as refused:
+        Chaos(account, load_registry()).run({"name": "not-mine", "target": {"namespace": web,
+                                             "workload": "deployment/web"},
+                                             "faults": [{"type": "scale", "replicas": 1}], "settle": "1s"})
+    line = str(refused.value)
+    assert "\n" not in line
+    assert re.search(r'cannot (patch|get|list|watch) resource "\w+"', line), line
+    assert "system:serviceaccount:resilience-tests:resilience-tests" in line and "deploy/rbac.yaml" in line
+    assert cluster.replicas(Workload("deployment", web, "web")) == 6  # nothing changed

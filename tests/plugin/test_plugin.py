@@ -127,7 +127,7 @@ def test_context_not_allowed_is_refused_before_connecting(pytester: pytest.Pytes
                                  "pass --allow-context prod-eu if you mean to run against it*"])
     result.assert_outcomes(failed=1)
     allowed = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(kubeconfig),
-                                 "--allow-context", "prod-*")
+                                 "--allow-context", "prod-*", "--yes")
     allowed.stdout.fnmatch_lines(["*API server https://127.0.0.1:1 is unreachable*"])
 
 
@@ -142,7 +142,7 @@ def test_kubeconfig_from_the_environment_is_used_as_kubectl_uses_it(
     listed = pytester.runpytest_subprocess("--experiments", str(experiments), "--local-cluster-name", "rt-never")
     listed.stdout.fnmatch_lines(["resilience-tests: API server https://127.0.0.1:2 is unreachable*"])
     explicit = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(prod),
-                                             "--allow-context", "prod-*")
+                                             "--allow-context", "prod-*", "--yes")
     explicit.stdout.fnmatch_lines(["resilience-tests: API server https://127.0.0.1:1 is unreachable*"])
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
     flag_wins = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(prod))
@@ -157,6 +157,59 @@ def test_kubeconfig_in_the_environment_naming_no_file_is_one_line(
                                  "KUBECONFIG, unset it to use the local cluster, or pass --kubeconfig FILE"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.no_fnmatch_line("*Traceback*")
+
+
+def _pytest_in_own_session(pytester: pytest.Pytester, *args: str, answer: str | None = None) -> str:
+    """Run pytest in a new session: without a terminal, or (``answer``) with a pseudo-terminal typing it."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import termios
+
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    if answer is None:
+        proc = subprocess.run(argv, cwd=pytester.path, capture_output=True, text=True, timeout=120,
+                              start_new_session=True, check=False)
+        return proc.stdout + proc.stderr
+    controller, terminal = os.openpty()
+
+    def take_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)
+
+    with subprocess.Popen(argv, cwd=pytester.path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, preexec_fn=take_terminal,
+                          pass_fds=(terminal,)) as proc:
+        os.close(terminal)
+        asked = b""
+        while b"Type the context name" not in asked:
+            try:
+                asked += os.read(controller, 1024)
+            except OSError:  # the terminal closed: it never asked
+                return asked.decode() + proc.communicate(timeout=120)[0]
+        os.write(controller, answer.encode() + b"\n")
+        out = proc.communicate(timeout=120)[0]
+    os.close(controller)
+    return asked.decode() + out
+
+
+def test_faults_into_a_context_that_is_not_local_need_a_person_to_type_its_name(
+        pytester: pytest.Pytester, experiments: Path) -> None:
+    prod = _kubeconfig(pytester, "prod-eu", "https://127.0.0.1:1")
+    args = ("--experiments", str(experiments), "--kubeconfig", str(prod), "--allow-context", "prod-*")
+    no_terminal = _pytest_in_own_session(pytester, *args)
+    assert ("context 'prod-eu' is not a local or kind cluster, and there is no terminal to confirm faults on it; "
+            "pass --yes to inject faults without asking") in no_terminal
+    assert "FAILED experiments/kill.yaml::kill-one - context 'prod-eu' is not a local" in no_terminal
+    assert "Traceback" not in no_terminal
+    wrong = _pytest_in_own_session(pytester, *args, answer="prod")
+    assert "faults are about to go into context 'prod-eu'" in wrong
+    assert "not confirmed (typed 'prod'): nothing was injected into 'prod-eu'" in wrong
+    typed = _pytest_in_own_session(pytester, *args, answer="prod-eu")
+    assert "FAILED experiments/kill.yaml::kill-one - API server https://127.0.0.1:1" in typed  # it went on
+    dry = _pytest_in_own_session(pytester, *args, "--dry-run")
+    assert "no terminal to confirm" not in dry  # a dry run changes nothing, so it asks nothing
 
 
 def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, experiments: Path) -> None:
