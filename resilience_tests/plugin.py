@@ -50,6 +50,8 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--yes", "resilience_yes",
      "inject faults into a context that is not a local or kind cluster without asking first (CI)",
      {"action": "store_true"}),
+    ("--no-progress", "resilience_no_progress", "no status line while an experiment runs (event lines stay)",
+     {"action": "store_true"}),
     ("--seed", "resilience_seed", "seed of random choices (default: random, shown in the header)",
      {"type": int, "metavar": "N"}),
     ("--local-cluster-name", "resilience_local_cluster", "name of the local cluster to start or reuse",

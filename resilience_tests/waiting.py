@@ -7,7 +7,10 @@ deadline and a way to say what is still pending, so a timeout reads like
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import tenacity
@@ -19,6 +22,25 @@ T = TypeVar("T")
 
 class _NotYet(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A wait in progress: what it waits for, since when (monotonic), and its deadline in seconds."""
+
+    what: str
+    since: float
+    timeout: float
+
+
+_waits: dict[int, Wait] = {}
+_waits_lock = threading.Lock()
+
+
+def current_waits() -> list[Wait]:
+    """Waits in progress in any thread, oldest first (what a progress line shows)."""
+    with _waits_lock:
+        return sorted(_waits.values(), key=lambda w: w.since)
 
 
 def wait_until(
@@ -59,8 +81,18 @@ def wait_until(
             raise _NotYet
         return result
 
+    key = threading.get_ident()
+    with _waits_lock:
+        outer = _waits.get(key)
+        _waits[key] = Wait(what, time.monotonic(), timeout)
     try:
         return attempt()
     except _NotYet:
         detail = pending() if callable(pending) else pending
         raise WaitTimeoutError(what, timeout, detail) from None
+    finally:
+        with _waits_lock:
+            if outer is None:
+                _waits.pop(key, None)
+            else:
+                _waits[key] = outer

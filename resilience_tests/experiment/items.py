@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.model import Experiment, load_experiment
 from resilience_tests.experiment.runner import Runner, RunResult
 from resilience_tests.session import get_session
+
+_terminal_lock = threading.Lock()  # event lines (the run's thread) and the status line (its ticker) take turns
 
 
 class ExperimentFailed(ResilienceError):
@@ -42,8 +46,15 @@ class ExperimentItem(pytest.Item):
 
     def runtest(self) -> None:
         run = get_session(self.config)
-        runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say)
-        self.result = runner.run(self.experiment, dry_run=run.dry_run)
+        quiet = bool(self.config.getoption("resilience_no_progress", False) or
+                     self.config.getini("resilience_no_progress"))
+        runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say,
+                        progress=None if quiet else self._progress)
+        try:
+            self.result = runner.run(self.experiment, dry_run=run.dry_run)
+        finally:
+            if self._status_shown:
+                self._say("")  # clears the status line, writes nothing
         if run.dry_run:
             self.user_properties.append(("plan", "\n".join(self.result.plan)))
             return
@@ -63,15 +74,44 @@ class ExperimentItem(pytest.Item):
             raise ExperimentFailed(f"{self.experiment.name}: {len(failed)} of {len(result.verdicts)} SLA checks "
                                    "failed\n" + "\n".join(v.message for v in failed))
 
+    _status_shown = False
+    _status_written = 0.0
+    PLAIN_STATUS_EVERY = 10.0  # seconds between status lines when the output is not a terminal (CI logs)
+
+    def _terminal(self) -> tuple[Any, Any]:
+        return (self.config.pluginmanager.get_plugin("terminalreporter"),
+                self.config.pluginmanager.get_plugin("capturemanager"))
+
     def _say(self, line: str) -> None:
-        """A progress line on the terminal while the experiment runs (not captured: a game day watches it)."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        """An event line on the terminal while the experiment runs (not captured: a game day watches it)."""
+        reporter, capture = self._terminal()
         if reporter is None:
             return
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.ensure_newline()
-            reporter.write_line(f"[resilience {time.strftime('%H:%M:%S')}] {line}")
+        with _terminal_lock, capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            self._clear_status(reporter)  # the status line gives way, and comes back at the next tick
+            if line:
+                reporter.ensure_newline()
+                reporter.write_line(f"[resilience {time.strftime('%H:%M:%S')}] {line}")
+
+    def _clear_status(self, reporter: Any) -> None:
+        if self._status_shown:
+            reporter.rewrite("", erase=True)
+            reporter.write("\r")
+            self._status_shown = False
+
+    def _progress(self, line: str) -> None:
+        """The status line: rewritten in place on a terminal, a plain line every 10 s otherwise."""
+        reporter, capture = self._terminal()
+        if reporter is None:
+            return
+        if reporter.isatty():
+            with _terminal_lock, capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                reporter.ensure_newline()
+                reporter.rewrite(line[: shutil.get_terminal_size().columns - 1], erase=True)
+                self._status_shown = True
+        elif time.monotonic() - self._status_written >= self.PLAIN_STATUS_EVERY:
+            self._status_written = time.monotonic()
+            self._say(line)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ResilienceError):

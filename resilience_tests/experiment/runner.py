@@ -35,6 +35,7 @@ from resilience_tests.cluster.selection import Budget, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.model import Experiment
+from resilience_tests.experiment.progress import Progress
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
@@ -109,8 +110,10 @@ class Runner:
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, say: Callable[[str], None] = lambda line: None,
-                 results_dir: Path | None = None) -> None:
+                 results_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
         self.results_dir = results_dir
+        self.progress = progress
+        self._status: Progress | None = None
         self.kube = kube
         self.registry = registry
         self.seed = seed
@@ -199,29 +202,43 @@ class Runner:
                  f"{run_id}` undoes what it changed)")
         for line in result.plan:
             self.say(f"plan: {line}")
+        status = self._status = Progress(self.progress or (lambda line: None))
+        if self.progress is not None:
+            status.start()
         outcome: LoadOutcome | None = None
         try:
             if load is not None:
+                status.set_phase("load starting")
                 load.start()
+                status.follow_load(load.samples_path)
                 load.wait_running()
                 self.say(f"load running against {load.target}")
             result.zero = time.time()
-            if exp.steady_state and not self._steady(exp, ctx, load, result):
-                return result
+            if not exp.steady_state:
+                status.set_zero(result.zero)
+            if exp.steady_state:
+                status.set_phase("steady state")
+                if not self._steady(exp, ctx, load, result):
+                    return result
             reverts = contextlib.ExitStack()
             try:
+                status.set_phase("faults")
                 self._play(built, timeline, reverts, result)
+                status.set_phase("settling")
                 self._settle(exp.settle)
             finally:
                 # Every registered revert runs, newest first; interrupts wait until they are done.
                 reverts.callback(timeline.mark, "run", run_id, "reverting")
+                reverts.callback(status.set_phase, "reverting")
                 with reverts_shielded(self.say):
                     reverts.close()
             if load is not None and load.running():
                 left = load.started + load.spec.shape.duration - time.time()
+                status.set_phase("load running to the end of its shape")
                 self.say(f"load runs {max(left, 0):.0f} s more (to the end of its shape)")
                 load.wait_done(max(left, 0) + 30)
         finally:
+            status.stop()
             if load is not None:
                 load.stop()
                 outcome = result.load = load.outcome()
@@ -284,6 +301,8 @@ class Runner:
         """
         self._settle(exp.steady_window)
         end = result.zero = time.time()
+        if self._status is not None:
+            self._status.set_zero(end)
         outcome = None
         if load is not None:
             load.wait_final(end)
@@ -320,6 +339,8 @@ class Runner:
                 reverts.callback(self._revert, fault, label, timeline, result, starts, index)
                 starts[index] = timeline.mark("fault", label, "start").t
                 self.say(f"inject {label}")
+                if self._status is not None:
+                    self._status.fault_started(label)
                 try:
                     fault.inject()
                 except BaseException as exc:
@@ -335,6 +356,8 @@ class Runner:
             return
         start = starts.pop(index)
         self.say(f"revert {label}")
+        if self._status is not None:
+            self._status.fault_ended(label)
         error = ""
         try:
             fault.revert()

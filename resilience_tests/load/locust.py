@@ -182,7 +182,7 @@ class LoadRun:
             return last is not None and last >= second
 
         try:
-            wait_until(f"load samples up to {second}", lambda: final() or not self.running(),
+            wait_until("the answers to every request sent so far", lambda: final() or not self.running(),
                        timeout=self.spec.timeout + (15.0 if self.spec.workers else 5.0), interval=0.1,
                        max_interval=0.25)
         except WaitTimeoutError:

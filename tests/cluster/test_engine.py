@@ -76,6 +76,8 @@ def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: L
                        r"\(if this process dies, `resilience cleanup --run \1` undoes what it changed\)", lines[0])
     assert started, lines
     assert lines[1].startswith("plan: ") and "scale" in lines[1], lines
+    # Not a terminal: the status line comes as a plain line (the first at once, then every 10 s).
+    assert any(re.match(r"t[+-]\d+s \| ", line) for line in lines), lines
     assert re.match(rf"run {re.escape(started.group(1))} ended after \d+ s: every change reverted$", lines[-1]), lines
 
 
