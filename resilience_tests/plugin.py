@@ -112,6 +112,16 @@ def pytest_configure(config: pytest.Config) -> None:
                 signal.signal(sig, interrupt_on)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Experiments outside the directory pytest runs in are shown by their path under the rootdir (which the
+    header names), not as ``../../tmp/exp/x.yaml``."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not config.rootpath.is_relative_to(config.invocation_params.dir):
+        reporter.startpath = config.rootpath
+        config.cwd_relative_nodeid = lambda nodeid: nodeid  # type: ignore[method-assign] # rootdir-relative
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Close the client; stop the local cluster if this run started it."""
     run = config.stash.get(SESSION_KEY, None)

@@ -90,6 +90,17 @@ def test_missing_kubeconfig_is_one_line_and_touches_nothing(pytester: pytest.Pyt
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
+def test_experiments_outside_the_working_directory_show_their_own_path(
+        pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "kill.yaml").write_text(GOOD)
+    path = str(elsewhere / "kill.yaml")
+    result = pytester.runpytest_subprocess(path, "--experiments", path, "--rootdir", str(elsewhere),
+                                           "--kubeconfig", "/nonexistent/kubeconfig")
+    result.stdout.fnmatch_lines([f"rootdir: {elsewhere}", "kill.yaml F*"])
+    result.stdout.no_fnmatch_line("*../*kill.yaml*")
+
+
 def test_broken_kubeconfig(pytester: pytest.Pytester, experiments: Path) -> None:
     broken = pytester.makefile(".yaml", kc="apiVersion: v1\nkind: Config\nclusters: [\n")
     result = pytester.runpytest_subprocess("--experiments", str(experiments), "--kubeconfig", str(broken))
