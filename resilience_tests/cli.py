@@ -238,9 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except build.BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except ResilienceError as exc:
         first, _, rest = str(exc).partition("\n")
         print(f"error: {first}", file=sys.stderr)

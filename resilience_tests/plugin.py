@@ -163,7 +163,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     path = file_path.resolve()
     if not any(root == path or root in path.parents for root in roots):
         return None
-    from resilience_tests.experiment.items import ExperimentFile
+    from resilience_tests.items import ExperimentFile
 
     return ExperimentFile.from_parent(parent, path=file_path)
 

@@ -20,6 +20,14 @@ from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
 
 
+class NotFound(ResilienceError):
+    """The object asked for does not exist (HTTP 404)."""
+
+
+class EvictionFailed(ResilienceError):
+    """The Eviction API refused for another reason than a PodDisruptionBudget."""
+
+
 class EvictionBlocked(ResilienceError):
     """The API server refused an eviction (HTTP 429): a PodDisruptionBudget allows no disruption."""
 
@@ -112,9 +120,43 @@ class Kube:
                          unschedulable=bool(n.get("spec", {}).get("unschedulable")))
                 for n in raw_list(self.core.list_node)["items"]]
 
+    def namespace_exists(self, name: str) -> bool:
+        """Whether the namespace exists."""
+        try:
+            self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_pod(self, name: str, namespace: str, grace_period_seconds: int | None = None) -> bool:
+        """Delete a pod; False if it was gone already."""
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period_seconds)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def ingresses(self, namespace: str) -> list[Any]:
+        """Ingresses of the namespace; none if this account may not list them (or the API is not served)."""
+        try:
+            return list(self.networking.list_namespaced_ingress(namespace).items)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return []
+            raise
+
     def workload_selector(self, workload: Workload) -> str:
-        """The label selector of a workload, as a string."""
-        obj = self.read_workload(workload)
+        """The label selector of a workload, as a string; NotFound if the workload does not exist."""
+        try:
+            obj = self.read_workload(workload)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{workload} does not exist") from None
+            raise
         labels = obj.spec.selector.match_labels or {}
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
@@ -146,7 +188,9 @@ class Kube:
             if exc.status == 429:
                 reason = _api_message(exc)
                 raise EvictionBlocked(f"{namespace}/{pod}", self.blocking_pdbs(pod, namespace), reason) from None
-            raise
+            if isinstance(exc, ResilienceError):  # a refusal (Forbidden) says itself
+                raise
+            raise EvictionFailed(f"HTTP {exc.status} {exc.reason}: {_api_message(exc)}") from None
 
     def blocking_pdbs(self, pod: str, namespace: str) -> list[str]:
         """Names of PDBs selecting ``pod`` that allow no disruption now."""

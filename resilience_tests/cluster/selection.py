@@ -16,10 +16,10 @@ from typing import TypeVar
 from pydantic import Field, model_validator
 
 from resilience_tests.errors import ResilienceError
+from resilience_tests.labels import ZONE_LABEL
 from resilience_tests.schema import Model, Percent
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
-ZONE_LABEL = "topology.kubernetes.io/zone"
 _T = TypeVar("_T")
 
 

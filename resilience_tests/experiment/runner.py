@@ -25,11 +25,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from resilience_tests.cluster.kube import Kube, Workload
+from resilience_tests.cluster.kube import Kube, NotFound, Workload
 from resilience_tests.cluster.leases import RunLease
 from resilience_tests.cluster.selection import Budget, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
@@ -132,21 +129,14 @@ class Runner:
         namespace = self._namespace(exp)
         workload = Workload(target.workload_kind, namespace, target.workload_name) \
             if target.workload_kind and target.workload_name else None
-        try:
-            self.kube.core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise PreflightError(f"namespace {namespace!r} does not exist",
-                                     hint="create it or fix target.namespace") from None
-            raise
+        if not self.kube.namespace_exists(namespace):
+            raise PreflightError(f"namespace {namespace!r} does not exist", hint="create it or fix target.namespace")
         selector = target.selector or ""
         if workload is not None:
             try:
                 selector = selector or self.kube.workload_selector(workload)
-            except ApiException as exc:
-                if exc.status == 404:
-                    raise PreflightError(f"{workload} does not exist", hint="fix target.workload") from None
-                raise
+            except NotFound:
+                raise PreflightError(f"{workload} does not exist", hint="fix target.workload") from None
 
         def record(kind: str, data: dict[str, object]) -> None:
             if timeline is not None:
@@ -263,22 +253,13 @@ class Runner:
             return None
         url = exp.load.url or exp.target.url or service_url(
             self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
-            ctx.namespace, self.kube.api.configuration.host, self._ingresses(ctx.namespace))
+            ctx.namespace, self.kube.api.configuration.host, self.kube.ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
         if self.results_dir is not None:
             workdir = self.results_dir / run_id / "load"
         else:
             workdir = Path(tempfile.mkdtemp(prefix=f"resilience-tests-{run_id}-"))
         return LoadRun(exp.load, url, workdir, base, run_id=run_id, cluster=self.kube.api.configuration.host)
-
-    def _ingresses(self, namespace: str) -> list[Any]:
-        """Ingresses of the namespace; none if this account may not list them (Services still work)."""
-        try:
-            return list(self.kube.networking.list_namespaced_ingress(namespace).items)
-        except ApiException as exc:
-            if exc.status in (403, 404):
-                return []
-            raise
 
     def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
                   until: float | None = None) -> Evidence:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kubernetes.client.exceptions import ApiException
-
 from resilience_tests.cluster import changes
-from resilience_tests.cluster.kube import EvictionBlocked
+from resilience_tests.cluster.kube import EvictionBlocked, EvictionFailed
 from resilience_tests.cluster.selection import NodeInfo, NodeSelector, PodInfo, node_pods, select_nodes
 from resilience_tests.errors import WaitTimeoutError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, fault_id, revert_each, undo_or_report
@@ -132,8 +130,8 @@ class NodeDrain:
                     self.ctx.record("evicted", {"pod": key, "node": node})
                 except EvictionBlocked as exc:
                     blocked[key] = exc.pdbs
-                except ApiException as exc:
-                    raise FaultError(f"eviction of {key} failed: HTTP {exc.status} {exc.reason}") from None
+                except EvictionFailed as exc:
+                    raise FaultError(f"eviction of {key} failed: {exc}") from None
             return not pods
 
         try:

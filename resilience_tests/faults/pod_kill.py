@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import ClassVar
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 
 from resilience_tests.cluster.selection import Amount, PodInfo, select_pods
@@ -65,12 +64,7 @@ class PodKill:
         if self.ctx.budget is not None:  # every round counts against the experiment's max_pods
             self.ctx.budget.take(f"pod-kill round {round_no + 1}", pods=[p.key for p in chosen])
         for pod in chosen:
-            try:
-                self.ctx.kube.core.delete_namespaced_pod(pod.name, pod.namespace,
-                                                         grace_period_seconds=self._grace())
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            self.ctx.kube.delete_pod(pod.name, pod.namespace, self._grace())  # gone already: killed too
             self.killed.append(pod.name)
             self.ctx.record("pod-kill", {"pod": pod.name, "node": pod.node, "round": round_no})
 

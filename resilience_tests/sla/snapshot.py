@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from resilience_tests.cluster.kube import Kube, Workload, raw_list
-from resilience_tests.cluster.selection import ZONE_LABEL
+from resilience_tests.labels import ZONE_LABEL
 from resilience_tests.sla.evidence import PodSnap, Snapshot
 
 

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from resilience_tests.errors import TestbedError
+
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
@@ -40,7 +42,7 @@ KWOK_COMMANDS = ("kwok", "kwokctl")
 ALL_COMMANDS = KUBE_COMMANDS + ETCD_COMMANDS + KWOK_COMMANDS
 
 
-class BuildError(Exception):
+class BuildError(TestbedError):
     """A build step failed; the message says what to do."""
 
 

@@ -31,11 +31,12 @@ from resilience_tests.errors import (
     UsageError,
     WaitTimeoutError,
 )
+from resilience_tests.labels import HEARTBEAT_LABEL, NODE_KIND_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.realnodes import RealNode, RealNodes, plan
-from resilience_tests.testbed.topology import HEARTBEAT_LABEL, SIM_POD_CIDR, ZONE_LABEL, Topology, node_list
+from resilience_tests.testbed.topology import SIM_POD_CIDR, Topology, node_list
 from resilience_tests.waiting import wait_until
 
 DEFAULT_NAME = DEFAULT_CLUSTER_NAME
@@ -395,7 +396,7 @@ class LocalCluster:
             result.append(NodeState(
                 name=item["metadata"]["name"], zone=labels.get(ZONE_LABEL, ""), ready=ready,
                 heartbeat=labels.get(HEARTBEAT_LABEL, ""),
-                kind=labels.get("resilience-tests.io/node-kind", ""), taints=taints,
+                kind=labels.get(NODE_KIND_LABEL, ""), taints=taints,
             ))
         return result
 

@@ -44,11 +44,12 @@ from typing import Any
 import yaml
 
 from resilience_tests.errors import TestbedError, WaitTimeoutError
+from resilience_tests.labels import NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
 from resilience_tests.testbed import procs
 from resilience_tests.testbed.kwokctl import SERVICE_CIDR
 from resilience_tests.testbed.pki import Authority
-from resilience_tests.testbed.topology import NODE_KIND_LABEL, REGION, REGION_LABEL, SIM_POD_CIDR, ZONE_LABEL
+from resilience_tests.testbed.topology import REGION, SIM_POD_CIDR
 from resilience_tests.waiting import wait_until
 
 REAL_POD_CIDR = "10.244.0.0/16"

@@ -10,11 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from resilience_tests.errors import UsageError
+from resilience_tests.labels import HEARTBEAT_LABEL, NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
-REGION_LABEL = "topology.kubernetes.io/region"
-NODE_KIND_LABEL = "resilience-tests.io/node-kind"
-HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
 REGION = "local-1"
 MAX_ZONES = len(string.ascii_lowercase)
 MAX_NODES = 5000

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from resilience_tests.errors import UsageError
-from resilience_tests.testbed.topology import HEARTBEAT_LABEL, ZONE_LABEL, Topology, node_list
+from resilience_tests.labels import HEARTBEAT_LABEL, ZONE_LABEL
+from resilience_tests.testbed.topology import Topology, node_list
 
 
 def test_default_shape_has_three_zones_of_two_nodes() -> None:

@@ -1,4 +1,4 @@
-"""Experiments as pytest items: one YAML file, one test."""
+"""Experiments as pytest items: one YAML file, one test (the pytest glue, next to plugin.py)."""
 
 from __future__ import annotations
 

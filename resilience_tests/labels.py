@@ -1,0 +1,10 @@
+"""Label keys every layer speaks of (one definition each)."""
+
+from __future__ import annotations
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+# Which kind of node of the local cluster: "simulated" (kwok) or "real" (a kubelet).
+NODE_KIND_LABEL = "resilience-tests.io/node-kind"
+# kwok manages (and heartbeats) only nodes of the local cluster carrying it with "on".
+HEARTBEAT_LABEL = "resilience-tests.io/heartbeat"
