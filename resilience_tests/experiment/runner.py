@@ -179,13 +179,24 @@ class Runner:
         load = self._load(exp, ctx, run_id)
         result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built) + _check_lines(exp, load))
         if dry_run:
+            self._discard(load)
             return result
-        if ctx.budget is not None:
-            ctx.budget.reset()  # the plan's counts were a preview
-        if load is not None:
-            load.preflight()  # an unreachable target stops the experiment before anything is injected
-        lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone
-        timeline.start()
+        lease: RunLease | None = None
+        ready = False
+        try:
+            if ctx.budget is not None:
+                ctx.budget.reset()  # the plan's counts were a preview
+            if load is not None:
+                load.preflight()  # an unreachable target stops the experiment before anything is injected
+            lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone
+            timeline.start()
+            ready = True
+        finally:
+            if not ready:  # nothing was injected: give back the lease, stop the watches, drop the files
+                timeline.stop()
+                if lease is not None:
+                    lease.stop()
+                self._discard(load)
         result.started = time.time()
         self.say(f"run {run_id} started: experiment {exp.name}, {len(built)} fault(s), context "
                  f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
@@ -232,8 +243,7 @@ class Runner:
             if load is not None:
                 load.stop()
                 outcome = result.load = load.outcome()
-                if self.results_dir is None:
-                    shutil.rmtree(load.workdir, ignore_errors=True)
+                self._discard(load)
             result.ended = time.time()
             result.records = timeline.stop()
             lease.stop()
@@ -247,6 +257,11 @@ class Runner:
                  + (f"; {failed} of {len(result.verdicts)} SLA checks failed" if failed else
                     f"; {len(result.verdicts)} SLA check(s) passed" if result.verdicts else ""))
         return result
+
+    def _discard(self, load: LoadRun | None) -> None:
+        """Remove a run's private load folder (kept when the run has a results directory)."""
+        if load is not None and self.results_dir is None:
+            shutil.rmtree(load.workdir, ignore_errors=True)
 
     def _load(self, exp: Experiment, ctx: FaultContext, run_id: str) -> LoadRun | None:
         if exp.load is None:

@@ -4,6 +4,7 @@ cluster as it found it, run as the least-privilege account of deploy/rbac.yaml (
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +73,7 @@ def test_a_fault_the_account_may_not_do_fails_in_one_line_naming_verb_and_resour
     assert re.search(r'cannot (patch|get|list|watch) resource "\w+"', line), line
     assert "system:serviceaccount:resilience-tests:resilience-tests" in line and "deploy/rbac.yaml" in line
     assert cluster.replicas(Workload("deployment", web, "web")) == 6  # nothing changed
+    # The run gave its lease back and stopped its watches: nothing of it lives on in this process.
+    assert [t.name for t in threading.enumerate() if t.name.startswith(("lease-run-not-mine", "timeline-"))] == []
+    leases = cluster.coordination.list_namespaced_lease("resilience-tests").items
+    assert not [x.metadata.name for x in leases if x.metadata.name.startswith("run-not-mine")]
