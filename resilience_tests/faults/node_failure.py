@@ -116,8 +116,28 @@ class KindProvider:
             raise FaultError(f"docker {verb} {' '.join(nodes)} failed: {proc.stderr.strip()[:300]}")
 
     def fail(self, nodes: list[str]) -> None:
+        self._check(nodes)  # before anything is recorded or paused
         _record(self.ctx, self.fault, nodes, {self.FIELD: True})
         self._docker("pause", nodes)
+
+    def _check(self, nodes: list[str]) -> None:
+        """Each node has a running container of its name (kind names a node's container after the node)."""
+        proc = subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.State.Status}}", *nodes],
+                              capture_output=True, text=True, timeout=60, check=False)
+        found = dict(line.lstrip("/").split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+        missing = [n for n in nodes if n not in found]
+        if missing and not found and "No such" not in proc.stderr:  # the engine itself did not answer
+            raise FaultError(f"docker cannot inspect {' '.join(nodes)}: "
+                             f"{(proc.stderr.strip().splitlines() or ['no answer'])[-1][:300]}",
+                             hint="start Docker, or set DOCKER_HOST to the engine kind runs on")
+        if missing:
+            raise FaultError(f"no docker container for node(s) {', '.join(missing)} (a kind node's container "
+                             "has the node's name)", hint="check the context is the kind cluster's, or use "
+                                                          "provider: generic")
+        stopped = [f"{n} ({found[n]})" for n in nodes if found[n] != "running"]
+        if stopped:
+            raise FaultError(f"the container of node(s) {', '.join(stopped)} is not running",
+                             hint="start it, or pick other nodes")
 
     def restore(self, nodes: list[str]) -> None:
         _restoring(self.ctx, self.fault, nodes, self.FIELD, lambda mine: self._docker("unpause", mine))
