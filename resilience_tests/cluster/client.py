@@ -21,6 +21,14 @@ class ClusterAccessError(ResilienceError):
     """The kubeconfig is missing or broken, or the API server cannot be reached."""
 
 
+def api_message(body: str | None, reason: str | None) -> str:
+    """The message of an API server's Status answer (its reason when the body holds none)."""
+    try:
+        return str(json.loads(body or "{}").get("message") or reason)
+    except (ValueError, AttributeError):
+        return str(reason)
+
+
 class Forbidden(ApiException, ResilienceError):  # type: ignore[misc]
     """The cluster refused a request (HTTP 403): one line naming who may not do what, and where to grant it.
 
@@ -31,11 +39,7 @@ class Forbidden(ApiException, ResilienceError):  # type: ignore[misc]
     def __init__(self, reason: str, body: str | None, headers: Any = None) -> None:
         ApiException.__init__(self, status=403, reason=reason)
         self.body, self.headers = body, headers
-        try:
-            said = str(json.loads(body or "{}").get("message") or reason)
-        except ValueError:
-            said = str(reason)
-        self.message = f"the cluster refused: {said}"
+        self.message = f"the cluster refused: {api_message(body, reason)}"
         self.hint = "grant it to the account you run as (deploy/rbac.yaml lists what experiments need)"
 
     def __str__(self) -> str:

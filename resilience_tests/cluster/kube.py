@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client
+from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client, api_message
 from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
 
@@ -275,10 +275,7 @@ def raw_list(lister: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message", exc.reason))
-    except ValueError:
-        return str(exc.reason)
+    return api_message(exc.body, exc.reason)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from resilience_tests.testbed.realnodes import RealNodes
 from resilience_tests.waiting import wait_until
 
 
@@ -74,13 +75,6 @@ def docker_engine() -> Iterator[DockerEngine]:
             proc.wait(timeout=10)
         time.sleep(0.5)  # its containerd follows it down
         log.close()
-        _unmount_under(folder)
+        RealNodes._unmount_under(folder)  # the containers' overlay and network-namespace mounts
         shutil.rmtree(folder, ignore_errors=True)
 
-
-def _unmount_under(folder: Path) -> None:
-    prefix = str(folder.resolve()) + "/"
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split()[4].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
