@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.cluster.leases import RunLease
 from resilience_tests.errors import UsageError
+from resilience_tests.experiment.journal import Journal
 from resilience_tests.experiment.model import Experiment, load_experiment, parse_experiment
-from resilience_tests.experiment.runner import Runner, RunResult, new_run_id
+from resilience_tests.experiment.runner import Runner, new_run_id
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.schema import explain
@@ -78,7 +79,7 @@ class Chaos:
             self._active.remove(fault)
             fault.revert()
 
-    def run(self, experiment: Experiment | dict[str, Any] | str | Path, *, dry_run: bool = False) -> RunResult:
+    def run(self, experiment: Experiment | dict[str, Any] | str | Path, *, dry_run: bool = False) -> Journal:
         """Run an experiment given as a model, a mapping or a YAML path."""
         if isinstance(experiment, str | Path):
             experiment = load_experiment(experiment, self.registry)

@@ -11,12 +11,16 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resilience_tests.errors import ResilienceError, UsageError
 from resilience_tests.plugin import OPTIONS
 from resilience_tests.testbed import build
 from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalCluster
 from resilience_tests.testbed.topology import Topology
+
+if TYPE_CHECKING:
+    from resilience_tests.reporting.html import Built
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +64,17 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     for flag, dest, help_text, kwargs in OPTIONS:
         run.add_argument(flag, dest=dest, help=help_text, **kwargs)
     run.add_argument("--pytest-args", default="", help="extra pytest arguments, quoted as one string")
+    run.add_argument("--reports", default="reports", metavar="DIR",
+                     help="results go to DIR/<run id>/ (default reports); ignored with --results-dir")
+    run.add_argument("--no-report", action="store_true",
+                     help="keep the results but do not build the HTML report at the end")
+    report = sub.add_parser("report", help="build the HTML report of a run's results (Allure 3)",
+                            description="Build one self-contained HTML file from a run's Allure results, with the "
+                                        "history of earlier runs (reports/history.jsonl); print its path.")
+    report.add_argument("results", nargs="?", type=Path, metavar="RESULTS_DIR",
+                        help="a folder `resilience run` wrote (default: the newest under reports/)")
+    report.add_argument("--reports", default="reports", type=Path, metavar="DIR",
+                        help="where to look for the newest run (default reports)")
     clean = sub.add_parser("cleanup", help="undo what dead runs left behind (live runs are left alone)",
                            description="Undo the changes of runs whose lease has expired, as recorded on the objects "
                                        "they changed; the plan is listed first.")
@@ -108,7 +123,41 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
-    return int(pytest.main(["-p", "no:cacheprovider", *_pytest_args(args)]))
+    from resilience_tests.reporting.results import ALLURE_RESULTS, new_results_id
+
+    argv = _pytest_args(args)
+    results = Path(args.resilience_results_dir) if args.resilience_results_dir else \
+        Path(args.reports) / new_results_id()
+    if not args.resilience_results_dir:
+        argv += ["--results-dir", str(results)]
+    if "--alluredir" not in " ".join(argv):
+        argv += ["--alluredir", str(results / ALLURE_RESULTS)]
+    code = int(pytest.main(["-p", "no:cacheprovider", *argv]))
+    if not (results / ALLURE_RESULTS).is_dir() or args.resilience_dry_run:
+        return code
+    if args.no_report:
+        print(f"results: {results} (build the report with `resilience report {results}`)")
+        return code
+    try:
+        print(f"report: {_report(results).index}")
+    except ResilienceError as exc:
+        print(f"results: {results}; the HTML report was not built: {str(exc).splitlines()[0]}", file=sys.stderr)
+    return code
+
+
+def _report(results: Path) -> Built:
+    from resilience_tests.reporting import html
+
+    return html.build(results)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from resilience_tests.reporting import html
+
+    results = html.find_results(args.results, args.reports)
+    built = html.build(results)
+    print(f"report: {built.index} ({built.tests} experiment(s), {built.size / 1e6:.1f} MB, {built.seconds:.1f} s)")
+    return 0
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -234,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "cleanup":
             return _cleanup(args)
+        if args.command == "report":
+            return _report_command(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,15 +13,63 @@ from typing import Any
 import pytest
 
 from resilience_tests.errors import ResilienceError
+from resilience_tests.experiment.journal import Journal
 from resilience_tests.experiment.model import Experiment, load_experiment
-from resilience_tests.experiment.runner import Runner, RunResult
+from resilience_tests.experiment.runner import Runner
+from resilience_tests.reporting.redact import redact
+from resilience_tests.reporting.results import results_dir
 from resilience_tests.session import get_session
 
 _terminal_lock = threading.Lock()  # event lines (the run's thread) and the status line (its ticker) take turns
 
 
 class ExperimentFailed(ResilienceError):
-    """The experiment ran but a fault or revert failed."""
+    """The experiment ran but did not pass: the message says why, its first words say which way."""
+
+
+class SLAViolated(ExperimentFailed, AssertionError):
+    """The hypothesis failed: an SLA check measured a value beyond its threshold (a test failure, not an error)."""
+
+
+class SteadyStateNotMet(ExperimentFailed):
+    """The system was not in its steady state before any fault: the hypothesis was not tested."""
+
+
+class RevertFailed(ExperimentFailed):
+    """A change the run made could not be undone: the cluster may still be changed."""
+
+
+class ExperimentError(ExperimentFailed):
+    """A fault could not be injected or the run stopped with an error."""
+
+
+class ExperimentInterrupted(ExperimentFailed):
+    """The run was interrupted (Ctrl-C, SIGTERM, SIGHUP) after its faults were reverted."""
+
+
+def journal_failure(journal: Journal) -> ExperimentFailed | None:
+    """What a journal's outcome raises in its test, None when it passed. A failed revert comes first and names
+    any SLA violation too: a failed cleanup is never reported as a failed hypothesis, nor hidden behind one."""
+    name = journal.experiment.name
+    failed = journal.failed_verdicts
+    violations = "\n".join(v.message for v in failed)
+    outcome = journal.outcome
+    if outcome == "revert-failed":
+        extra = f"\nand {len(failed)} check(s) failed:\n{violations}" if failed else ""
+        return RevertFailed(f"revert failed: {name}: {'; '.join(journal.revert_errors)} (undo what is left with "
+                            f"`resilience cleanup --run {journal.run_id}`){extra}")
+    if outcome == "interrupted":
+        reverted = [w.label for w in journal.windows if w.end is not None and not w.error]
+        return ExperimentInterrupted(f"interrupted: {name}: {journal.aborted}; reverted: "
+                                     f"{', '.join(reverted) or 'nothing was injected'}")
+    if outcome == "error":
+        return ExperimentError(f"experiment error: {name}: {'; '.join(journal.errors)}")
+    if outcome == "steady-state-not-met":
+        return SteadyStateNotMet(f"steady state not met: {name}: {journal.aborted}\n{violations}")
+    if outcome == "sla-violated":
+        return SLAViolated(f"SLA violated: {name}: {len(failed)} of {len(journal.verdicts)} SLA checks failed\n"
+                           f"{violations}")
+    return None
 
 
 class ExperimentFile(pytest.File):
@@ -41,38 +89,36 @@ class ExperimentItem(pytest.Item):
     def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.experiment = experiment
-        self.result: RunResult | None = None
+        self.journal: Journal | None = None
         self.add_marker(pytest.mark.experiment(faults=[f.type for f in experiment.faults]))
 
     def runtest(self) -> None:
         run = get_session(self.config)
         quiet = bool(self.config.getoption("resilience_no_progress", False) or
                      self.config.getini("resilience_no_progress"))
+        results = results_dir(self.config)
         runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say,
-                        progress=None if quiet else self._progress)
+                        progress=None if quiet else self._progress,
+                        results_dir=results / "experiments" if results else None)
+        interrupted: KeyboardInterrupt | None = None
         try:
-            self.result = runner.run(self.experiment, dry_run=run.dry_run)
+            runner.run(self.experiment, dry_run=run.dry_run)
+        except KeyboardInterrupt as exc:
+            if runner.journal is None:
+                raise
+            interrupted = exc
         finally:
             if self._status_shown:
                 self._say("")  # clears the status line, writes nothing
-        if run.dry_run:
-            self.user_properties.append(("plan", "\n".join(self.result.plan)))
-            return
-        result = self.result
-        for verdict in result.steady:
-            self.user_properties.append((f"steady-state {verdict.key}", verdict.message))
-        for verdict in result.verdicts:
-            self.user_properties.append((f"verdict {verdict.key}", verdict.message))
-        problems = result.errors + result.revert_errors
-        if problems:
-            raise ExperimentFailed(f"{self.experiment.name}: {'; '.join(problems)}")
-        if result.aborted:
-            details = "\n".join(v.message for v in result.steady if not v.passed)
-            raise ExperimentFailed(f"{self.experiment.name}: {result.aborted}\n{details}")
-        failed = result.failed_verdicts
-        if failed:
-            raise ExperimentFailed(f"{self.experiment.name}: {len(failed)} of {len(result.verdicts)} SLA checks "
-                                   "failed\n" + "\n".join(v.message for v in failed))
+            self.journal = runner.journal
+            if self.journal is not None:
+                self.config.hook.pytest_resilience_journal(config=self.config, item=self, journal=self.journal)
+        if interrupted is not None:
+            # Reported as this experiment's outcome (with what was reverted); pytest stops after it.
+            self.session.shouldstop = f"interrupted during {self.experiment.name}: {interrupted}"
+        failure = journal_failure(self.journal) if self.journal is not None else None
+        if failure is not None:
+            raise failure
 
     _status_shown = False
     _status_written = 0.0
@@ -84,6 +130,7 @@ class ExperimentItem(pytest.Item):
 
     def _say(self, line: str) -> None:
         """An event line on the terminal while the experiment runs (not captured: a game day watches it)."""
+        line = redact(line)
         reporter, capture = self._terminal()
         if reporter is None:
             return

@@ -59,6 +59,9 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--real-nodes", "resilience_real_nodes",
      "real kubelet nodes of the local cluster when this run starts it (default 3; 0 for none)",
      {"type": int, "metavar": "N"}),
+    ("--results-dir", "resilience_results_dir",
+     "keep each experiment's journal, timeline plot and load files, and summary.json, under DIR "
+     "(`resilience run` uses reports/<run id>/)", {"metavar": "DIR"}),
     ("--keep-cluster", "resilience_keep_cluster",
      "leave the local cluster running at the end if this run started it", {"action": "store_true"}),
 ]
@@ -84,8 +87,15 @@ def option(config: pytest.Config, ini: str) -> Any:
     return value
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """The plugin's own hooks (``pytest_resilience_journal``)."""
+    from resilience_tests import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register markers, build the run session and make SIGTERM and SIGHUP revert like Ctrl-C."""
+    """Register markers, build the run session, start reporting and make SIGTERM and SIGHUP revert like Ctrl-C."""
     config.addinivalue_line("markers", "experiment(faults): a collected resilience experiment")
     config.addinivalue_line("markers", "cluster: needs a Kubernetes cluster")
     seed = option(config, "resilience_seed")
@@ -106,6 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
         local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
         real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 3,
     )
+    from resilience_tests.reporting.plugin import ReportingPlugin
+
+    config.pluginmanager.register(ReportingPlugin(config), "resilience-reporting")
     with contextlib.suppress(ValueError):  # not in the main thread
         for sig in (signal.SIGTERM, signal.SIGHUP):  # a cancelled CI job, a closed SSH session
             if signal.getsignal(sig) is signal.SIG_DFL:
@@ -166,30 +179,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from resilience_tests.items import ExperimentFile
 
     return ExperimentFile.from_parent(parent, path=file_path)
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Each experiment's SLA verdicts, one line each, passed or not; with --dry-run, each plan."""
-    if get_session(config).dry_run:
-        for report in terminalreporter.stats.get("passed", []):
-            plan = dict(report.user_properties).get("plan")
-            if plan:
-                terminalreporter.write_sep("-", f"plan: {report.nodeid}")
-                terminalreporter.write_line(plan)
-        return
-    verdict_keys = ("verdict ", "steady-state ")
-    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
-               if r.when == "call" and any(str(k).startswith(verdict_keys) for k, _ in r.user_properties)]
-    if not reports:
-        return
-    terminalreporter.write_sep("=", "SLA verdicts")
-    for report in sorted(reports, key=lambda r: str(r.nodeid)):
-        terminalreporter.write_line(report.nodeid)
-        for key, message in report.user_properties:
-            if str(key).startswith(verdict_keys):
-                prefix = "steady state: " if str(key).startswith("steady-state ") else ""
-                line = str(message).splitlines()[0]
-                terminalreporter.write_line(f"  {prefix}{line}", red="FAILED" in line, green="FAILED" not in line)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ file, the key path and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -82,6 +82,8 @@ class Experiment(Model):
 
     name: str
     description: str = ""
+    severity: Literal["blocker", "critical", "normal", "minor", "trivial"] = "normal"
+    tags: tuple[str, ...] = ()
     target: Target
     guardrails: Guardrails = Guardrails()
     settle: Duration = 5.0

@@ -17,20 +17,23 @@ Order of work:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from resilience_tests.cluster.kube import Kube, NotFound, Workload
 from resilience_tests.cluster.leases import RunLease
-from resilience_tests.cluster.selection import Budget, parse_label_selector
+from resilience_tests.cluster.selection import Budget, NodeInfo, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
+from resilience_tests.experiment.journal import ClusterFacts, FaultWindow, Journal, Phase
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.experiment.progress import Progress
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
@@ -46,27 +49,18 @@ class PreflightError(ResilienceError):
     """The experiment cannot start; nothing was changed in the cluster."""
 
 
-@dataclass(frozen=True)
-class FaultWindow:
-    """When a fault was active."""
-
-    index: int
-    type: str
-    start: float
-    end: float | None
-    error: str = ""
-
-
 @dataclass
 class RunResult:
-    """What a run observed; the input of SLA checks and reports."""
+    """What a run observed so far (the runner's working copy); :meth:`freeze` makes it the run's journal."""
 
     experiment: Experiment
     run_id: str
     plan: list[str]
+    facts: ClusterFacts = field(default_factory=ClusterFacts)
     started: float = 0.0
     ended: float = 0.0
     zero: float = 0.0  # the start of the fault schedule: ``at: 0``, the origin of every offset shown
+    phases: list[Phase] = field(default_factory=list)
     windows: list[FaultWindow] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -76,16 +70,31 @@ class RunResult:
     steady: list[Verdict] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     aborted: str = ""
+    interrupted: bool = False
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
         """Steady-state and SLA verdicts that did not pass."""
         return [v for v in (*self.steady, *self.verdicts) if not v.passed]
 
-    @property
-    def dry_run(self) -> bool:
-        """True when nothing was run (plan only)."""
-        return self.started == 0.0
+    def freeze(self) -> Journal:
+        """The run's journal."""
+        touched: dict[str, list[str]] = {}
+        for record in self.records:
+            fault = record.get("fault")
+            if record.kind == "action" and fault:
+                what = ", ".join(f"{k} {v}" for k, v in record.details if k in TOUCH_KEYS)
+                touched.setdefault(str(fault), []).append(f"{record.name}: {what}" if what else record.name)
+        windows = tuple(dataclasses.replace(w, touched=tuple(touched.get(w.label, ()))) for w in self.windows)
+        return Journal(experiment=self.experiment, run_id=self.run_id, plan=tuple(self.plan), facts=self.facts,
+                       started=self.started, ended=self.ended, zero=self.zero,
+                       phases=tuple(sorted(self.phases, key=lambda p: p.start)),
+                       windows=windows, records=tuple(self.records), load=self.load, steady=tuple(self.steady),
+                       verdicts=tuple(self.verdicts), errors=tuple(self.errors),
+                       revert_errors=tuple(self.revert_errors), aborted=self.aborted, interrupted=self.interrupted)
+
+
+TOUCH_KEYS = ("pod", "node", "nodes", "workload", "action", "zone")
 
 
 def new_run_id(name: str) -> str:
@@ -116,6 +125,9 @@ class Runner:
         self.seed = seed
         self.namespace = namespace
         self.say = say
+        self.journal: Journal | None = None  # the last run's, also when it ended with an exception
+        self._result: RunResult | None = None
+        self._acting = ""  # the fault being injected or reverted: its actions are recorded as its own
 
     def _namespace(self, exp: Experiment) -> str:
         namespace = exp.target.namespace or self.namespace
@@ -140,7 +152,8 @@ class Runner:
 
         def record(kind: str, data: dict[str, object]) -> None:
             if timeline is not None:
-                timeline.mark("action", kind, "done", **{k: str(v) for k, v in data.items()})
+                timeline.mark("action", kind, "done", fault=self._acting or None,
+                              **{k: str(v) for k, v in data.items()})
 
         guard = exp.guardrails
         return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
@@ -165,25 +178,75 @@ class Runner:
         ctx = self._context(exp, "dry-run", None)
         return _plan_lines(self._build(exp, ctx))
 
-    def run(self, exp: Experiment, *, dry_run: bool = False) -> RunResult:
-        """Run ``exp`` (or only plan it) and return what was observed.
+    def run(self, exp: Experiment, *, dry_run: bool = False) -> Journal:
+        """Run ``exp`` (or only plan it) and return its journal.
 
         With a ``load`` section, Locust starts first (after one request proved the target answers), the
         ``steady_state`` checks are evaluated over ``steady_window`` of load, and only if they pass are the
         faults injected. The load then runs to the end of its shape; the SLA checks judge the whole run.
+
+        Whatever happens, :attr:`journal` holds what the run saw once it returns or raises (None when it
+        stopped before its plan was made): an interrupted run's journal says so and lists what was reverted.
         """
+        self.journal = self._result = None
+        try:
+            self._run(exp, dry_run)
+        except BaseException as exc:
+            result = self._result
+            if result is not None:
+                if isinstance(exc, KeyboardInterrupt):
+                    result.interrupted = True
+                    result.aborted = result.aborted or f"interrupted: {exc or 'KeyboardInterrupt'}"
+                elif not result.errors:
+                    result.errors.append(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if self._result is not None:
+                self.journal = self._result.freeze()
+        assert self.journal is not None
+        return self.journal
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[_PhaseNote]:
+        """Record a phase of the run with its real start and end; an exception marks it broken."""
+        note, start = _PhaseNote(), time.time()
+        try:
+            yield note
+        except BaseException as exc:
+            note.status, note.detail = "broken", note.detail or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if self._result is not None:
+                self._result.phases.append(Phase(name, start, time.time(), note.status, note.detail))
+
+    def _facts(self) -> ClusterFacts:
+        """The cluster as it is now; what cannot be read stays empty (a run needs no right to list nodes)."""
+        version = ""
+        nodes: list[NodeInfo] = []
+        with contextlib.suppress(ResilienceError):
+            version = self.kube.server_version()
+        with contextlib.suppress(ResilienceError):
+            nodes = self.kube.nodes()
+        return ClusterFacts(context=self.kube.ref.context or "", server=str(self.kube.api.configuration.host),
+                            version=version, nodes=len(nodes), zones=len({n.zone for n in nodes if n.zone}),
+                            seed=self.seed, node_zones=tuple(sorted((n.name, n.zone) for n in nodes if n.zone)))
+
+    def _run(self, exp: Experiment, dry_run: bool) -> None:
         run_id = new_run_id(exp.name)
+        preflight_started = time.time()
         timeline = Timeline(self.kube, self._namespace(exp))
         ctx = self._context(exp, run_id, timeline)
         built = self._build(exp, ctx)
         load = self._load(exp, ctx, run_id)
-        result = RunResult(experiment=exp, run_id=run_id, plan=_plan_lines(built) + _check_lines(exp, load))
+        result = self._result = RunResult(experiment=exp, run_id=run_id,
+                                          plan=_plan_lines(built) + _check_lines(exp, load))
         if dry_run:
             self._discard(load)
-            return result
+            return
         lease: RunLease | None = None
         ready = False
         try:
+            result.facts = self._facts()
             if ctx.budget is not None:
                 ctx.budget.reset()  # the plan's counts were a preview
             if load is not None:
@@ -192,6 +255,8 @@ class Runner:
             timeline.start()
             ready = True
         finally:
+            result.phases.append(Phase("preflight", preflight_started, time.time(),
+                                       "passed" if ready else "broken"))
             if not ready:  # nothing was injected: give back the lease, stop the watches, drop the files
                 timeline.stop()
                 if lease is not None:
@@ -210,23 +275,27 @@ class Runner:
         try:
             if load is not None:
                 status.set_phase("load starting")
-                load.start()
-                status.follow_load(load.samples_path)
-                load.wait_running()
+                with self._phase("load start"):
+                    load.start()
+                    status.follow_load(load.samples_path)
+                    load.wait_running()
                 self.say(f"load running against {load.target}")
             result.zero = time.time()
             if not exp.steady_state:
                 status.set_zero(result.zero)
             if exp.steady_state:
                 status.set_phase("steady state")
-                if not self._steady(exp, ctx, load, result):
-                    return result
+                with self._phase("steady state") as note:
+                    if not self._steady(exp, ctx, load, result):
+                        note.status, note.detail = "failed", result.aborted
+                        return
             reverts = contextlib.ExitStack()
             try:
                 status.set_phase("faults")
                 self._play(built, timeline, reverts, result)
                 status.set_phase("settling")
-                self._settle(exp.settle)
+                with self._phase("settle"):
+                    self._settle(exp.settle)
             finally:
                 # Every registered revert runs, newest first; interrupts wait until they are done.
                 reverts.callback(timeline.mark, "run", run_id, "reverting")
@@ -237,7 +306,8 @@ class Runner:
                 left = load.started + load.spec.shape.duration - time.time()
                 status.set_phase("load running to the end of its shape")
                 self.say(f"load runs {max(left, 0):.0f} s more (to the end of its shape)")
-                load.wait_done(max(left, 0) + 30)
+                with self._phase("load to the end of its shape"):
+                    load.wait_done(max(left, 0) + 30)
         finally:
             status.stop()
             if load is not None:
@@ -246,17 +316,20 @@ class Runner:
                 self._discard(load)
             result.ended = time.time()
             result.records = timeline.stop()
-            lease.stop()
-        result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
-        if exp.slas:
-            result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
-        failed = len(result.failed_verdicts)
+            if lease is not None:
+                lease.stop()
+        with self._phase("SLA checks") as note:
+            result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
+            if exp.slas:
+                result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
+            failed = len(result.failed_verdicts)
+            if failed:
+                note.status, note.detail = "failed", f"{failed} of {len(result.verdicts)} failed"
         self.say(f"run {run_id} ended after {result.ended - result.started:.0f} s: "
                  + (f"{len(result.revert_errors)} revert problem(s) (run `resilience cleanup --run {run_id}`)"
                     if result.revert_errors else "every change reverted")
                  + (f"; {failed} of {len(result.verdicts)} SLA checks failed" if failed else
                     f"; {len(result.verdicts)} SLA check(s) passed" if result.verdicts else ""))
-        return result
 
     def _discard(self, load: LoadRun | None) -> None:
         """Remove a run's private load folder (kept when the run has a results directory)."""
@@ -338,7 +411,8 @@ class Runner:
                 if self._status is not None:
                     self._status.fault_started(label)
                 try:
-                    fault.inject()
+                    with self._phase(f"inject {label}"), self._acting_as(label):
+                        fault.inject()
                 except BaseException as exc:
                     timeline.mark("fault", label, "error", error=str(exc)[:300])
                     result.errors.append(f"{label}: {exc}")
@@ -355,18 +429,34 @@ class Runner:
         if self._status is not None:
             self._status.fault_ended(label)
         error = ""
-        try:
-            fault.revert()
-        except Exception as exc:
-            error = f"{label}: revert failed: {exc}"
-            result.revert_errors.append(error)
+        with self._phase(f"revert {label}") as note, self._acting_as(label):
+            try:
+                fault.revert()
+            except Exception as exc:
+                error = f"{label}: revert failed: {exc}"
+                result.revert_errors.append(error)
+                note.status, note.detail = "broken", error
         end = timeline.mark("fault", label, "end", error=error or None).t
         result.windows.append(FaultWindow(index, label.split(":", 1)[1], start, end, error))
+
+    @contextlib.contextmanager
+    def _acting_as(self, label: str) -> Iterator[None]:
+        self._acting = label
+        try:
+            yield
+        finally:
+            self._acting = ""
 
     @staticmethod
     def _settle(seconds: float) -> None:
         if seconds > 0:
             threading.Event().wait(seconds)
+
+
+@dataclass
+class _PhaseNote:
+    status: Literal["passed", "failed", "broken"] = "passed"
+    detail: str = ""
 
 
 def _plan_lines(built: list[tuple[FaultParams, Fault, list[str]]]) -> list[str]:

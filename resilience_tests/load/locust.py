@@ -131,7 +131,9 @@ class LoadRun:
                "RT_SHAPE": shape_to_env(self.spec.shape), "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait),
                "RT_TIMEOUT": str(self.spec.timeout)}
         files = f"{self.locustfile},{SHAPE},{LISTENER}"
-        base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary"]
+        # Locust's own statistics (stats_stats.csv, stats_failures.csv...) go next to the samples.
+        base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary",
+                "--csv", str(self.workdir / "stats")]
         if self.spec.workers:
             port = free_port()
             master = [*base, "--host", self.url, "--master", "--master-bind-host", self.spec.master_bind_host,

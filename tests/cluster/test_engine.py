@@ -51,7 +51,7 @@ def _experiment(namespace: str, faults: list[dict[str, Any]], **extra: Any) -> d
 def test_run_records_faults_and_what_the_cluster_did(chaos: Chaos, web: str) -> None:
     result = chaos.run(_experiment(web, [{"type": "pod-kill", "at": "1s", "count": 1},
                                          {"type": "scale", "at": "2s", "replicas": 3, "duration": "3s"}]))
-    assert result.errors == [] and result.revert_errors == []
+    assert result.errors == () and result.revert_errors == ()
     assert [(w.type, w.end is not None) for w in sorted(result.windows, key=lambda w: w.index)] == [
         ("pod-kill", True), ("scale", True)]
     scale = next(w for w in result.windows if w.type == "scale")
@@ -129,7 +129,7 @@ def test_namespace_option_applies_when_the_experiment_names_none(cluster: Kube, 
     chaos = Chaos(cluster, load_registry(), namespace=web)
     result = chaos.run({**_experiment(web, [{"type": "pod-kill", "count": 1}]),
                         "target": {"workload": "deployment/web"}, "settle": "4s"})
-    assert result.errors == [] and any(r.kind == "pod" and r.change == "deleted" for r in result.records)
+    assert result.errors == () and any(r.kind == "pod" and r.change == "deleted" for r in result.records)
 
 
 def test_timeline_event_latency_and_resume_after_api_server_restart(local_cluster: LocalCluster, cluster: Kube,

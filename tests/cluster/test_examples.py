@@ -48,7 +48,7 @@ def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kub
     web = Workload("deployment", demo, "web")
     replicas = cluster.replicas(web)
     result = Chaos(account, load_registry()).run(path)
-    assert result.errors == [] and result.revert_errors == []
+    assert result.errors == () and result.revert_errors == ()
     assert len(result.windows) == len(result.experiment.faults)
     assert not any(n.unschedulable for n in cluster.nodes())
     simulated = [n for n in cluster.nodes() if n.labels.get("resilience-tests.io/node-kind") == "simulated"]

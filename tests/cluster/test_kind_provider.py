@@ -65,7 +65,7 @@ def test_a_kind_node_is_paused_for_the_fault_and_unpaused_at_the_revert(
     finally:
         stop.set()
         watcher.join(timeout=10)
-    assert run.errors == [] and run.revert_errors == []
+    assert run.errors == () and run.revert_errors == ()
     assert "paused" in states, states
     assert engine.state(NODE) == "running"  # unpaused at the revert
     assert snapshot(cluster, web) == before

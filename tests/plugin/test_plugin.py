@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -232,31 +233,76 @@ def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, exp
     missing.stderr.fnmatch_lines(["error: experiment path no/such/dir does not exist; give a YAML file or a directory"])
 
 
-def test_sla_verdicts_are_summarised_one_line_each_passed_or_failed(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        def test_good(record_property):
-            record_property("steady-state error-rate", "error-rate passed: measured 0.00%, required <= 1%, window x")
-            record_property("verdict latency", "latency passed: measured p99 12ms, required <= 500ms, window whole")
+JOURNAL_TESTS = """
+    import pytest
+    from resilience_tests.experiment.journal import ClusterFacts, Journal, Phase
+    from resilience_tests.experiment.model import parse_experiment
+    from resilience_tests.faults.base import load_registry
+    from resilience_tests.sla.checks import Verdict
 
-        def test_bad(record_property):
-            record_property("verdict zone-spread", "zone-spread FAILED: measured 1 zones, required >= 2\\n  - detail")
-            assert False
+    EXP = parse_experiment({"name": "kill", "target": {"namespace": "demo"},
+                            "faults": [{"type": "pod-kill", "at": "1s"}]}, load_registry())
+    OK = Verdict("latency", True, "p99 12 ms", "<= 500 ms", "whole", key="latency")
+    BAD = Verdict("zone-spread", False, "1 zone", ">= 2 zones", "snapshot", ("detail",), key="zone-spread")
 
-        def test_plain():
-            pass
-        """)
+    def report(request, **kw):
+        journal = Journal(experiment=EXP, run_id="kill-" + request.node.name, plan=("[0] at 1 s: pod-kill",),
+                          facts=ClusterFacts("kwok-x", "https://u:hunter2@127.0.0.1:1", "v1.36.0", 3, 3, 1),
+                          started=100.0, ended=110.0, zero=101.0, phases=(Phase("preflight", 99.0, 100.0),), **kw)
+        request.config.hook.pytest_resilience_journal(config=request.config, item=request.node, journal=journal)
+
+    def test_good(request):
+        report(request, steady=(OK,), verdicts=(OK,))
+
+    def test_bad(request):
+        report(request, verdicts=(OK, BAD))
+        assert False
+
+    def test_plain():
+        pass
+"""
+
+
+def test_sla_verdicts_are_summarised_from_journals_one_line_each(pytester: pytest.Pytester) -> None:
+    """The terminal section reads typed verdicts from each journal (the plugin's own hook), never text."""
+    pytester.makepyfile(JOURNAL_TESTS)
     result = pytester.runpytest_subprocess()
     result.stdout.fnmatch_lines([
         "*= SLA verdicts =*",
-        "test_sla_verdicts_are_summarised_one_line_each_passed_or_failed.py::test_bad",
-        "  zone-spread FAILED: measured 1 zones, required >= 2",
-        "test_sla_verdicts_are_summarised_one_line_each_passed_or_failed.py::test_good",
-        "  steady state: error-rate passed: measured 0.00%, required <= 1%, window x",
-        "  latency passed: measured p99 12ms, required <= 500ms, window whole",
+        "test_sla_verdicts_are_summarised_from_journals_one_line_each.py::test_bad: sla-violated",
+        "  latency passed: measured p99 12 ms, required <= 500 ms, window whole",
+        "  zone-spread FAILED: measured 1 zone, required >= 2 zones, window snapshot",
+        "test_sla_verdicts_are_summarised_from_journals_one_line_each.py::test_good: passed",
+        "  steady state: latency passed: measured p99 12 ms, required <= 500 ms, window whole",
     ])
-    assert "test_plain" not in result.stdout.str().split("SLA verdicts")[1]
-    assert "  - detail" not in result.stdout.str().split("SLA verdicts")[1]
+    section = result.stdout.str().split("SLA verdicts")[1]
+    assert "test_plain" not in section and "  - detail" not in section
+    assert list(pytester.path.rglob("*.json")) == []  # no --results-dir, no --alluredir: no file written
+
+
+def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(JOURNAL_TESTS)
+    result = pytester.runpytest_subprocess("--results-dir", "out", "--alluredir", "out/allure-results",
+                                           "--junitxml", "out/junit.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    out = pytester.path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["version"] == 1 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
+    assert sorted(p.parent.name for p in out.glob("experiments/*/journal.json")) == ["kill-test_bad", "kill-test_good"]
+    assert len(list(out.glob("experiments/*/timeline.png"))) == 2
+    results = [json.loads(p.read_text()) for p in (out / "allure-results").glob("*-result.json")]
+    bad = next(r for r in results if r["name"] == "test_bad")
+    assert {"name": "outcome", "value": "sla-violated"} in bad["labels"]
+    assert bad["steps"][0]["name"] == "preflight (at -2.0 s, 1.0 s)"
+    assert bad["steps"][0]["start"] == 99000 and bad["steps"][0]["stop"] == 100000  # the phase's real times
+    assert {"timeline", "journal", "verdicts"} <= {a["name"] for a in bad["attachments"]}
+    props = (out / "allure-results" / "environment.properties").read_text()
+    assert "context=kwok-x" in props and "kubernetes.version=v1.36.0" in props and "zones=3" in props
+    junit = (out / "junit.xml").read_text()
+    assert 'name="verdict zone-spread"' in junit and 'name="outcome" value="sla-violated"' in junit
+    for path in out.rglob("*"):  # the server URL's password is in no file
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path
 
 
 def test_a_dry_run_never_starts_the_local_cluster(pytester: pytest.Pytester, experiments: Path) -> None:

@@ -59,7 +59,8 @@ def test_unknown_fault_type_lists_the_known_ones() -> None:
     ({"faults": []}, "faults: Tuple should have at least 1 item"),
     ({"guardrails": {"max_nodes": -1}}, "guardrails.max_nodes: Input should be greater than or equal to 0"),
     ({"settle": "soon"}, "settle: 'soon' is not a duration"),
-    ({"colour": "red"}, "colour: unknown key; allowed keys: description, faults, guardrails, load, name, settle, slas"),
+    ({"colour": "red"},
+     "colour: unknown key; allowed keys: description, faults, guardrails, load, name, settle, severity, slas"),
 ])
 def test_bad_values_are_explained(change: dict[str, object], expected: str) -> None:
     with pytest.raises(ExperimentError, match=expected.replace("(", r"\(")):

@@ -1,0 +1,173 @@
+"""The HTML report: Allure 3's command-line tool turns a run's Allure results into one self-contained file.
+
+The tool is the npm package ``allure``, pinned by ``allure3/package.json`` and its lock file, and installed
+with ``npm ci`` into ``$RESILIENCE_CACHE/allure/<lock digest>/`` (default ``~/.cache/resilience-tests``), never
+into the repo: ``python3 -m resilience_tests.reporting.html --install`` (scripts/setup runs it). History is
+carried between runs in ``reports/history.jsonl`` so a nightly job's report shows trends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.reporting import summary
+from resilience_tests.reporting.allure import allure3_categories
+from resilience_tests.reporting.results import ALLURE_RESULTS, HISTORY_FILE, HTML_DIR, SUMMARY_FILE
+
+PINNED = Path(__file__).parent / "allure3"
+INSTALL_HINT = "run `python3 -m resilience_tests.reporting.html --install` (or scripts/setup)"
+GENERATE_TIMEOUT_S = 600
+
+
+class ReportError(ResilienceError):
+    """The report could not be built."""
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("RESILIENCE_CACHE") or Path.home() / ".cache" / "resilience-tests")
+
+
+def tool_dir() -> Path:
+    """Where the pinned tool is installed: one folder per lock file, so a new pin never reuses an old install."""
+    digest = hashlib.sha256((PINNED / "package-lock.json").read_bytes()).hexdigest()[:12]
+    return _cache_root() / "allure" / digest
+
+
+def tool_path() -> Path:
+    return tool_dir() / "node_modules" / ".bin" / "allure"
+
+
+def install(*, quiet: bool = False) -> Path:
+    """Install the pinned Allure tool with ``npm ci`` (idempotent); return its path."""
+    tool = tool_path()
+    if tool.exists():
+        return tool
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ReportError("npm is not installed, and the HTML report needs Node.js and npm",
+                          hint="install them (Debian: `apt-get install nodejs npm`), then " + INSTALL_HINT)
+    target = tool_dir()
+    staging = Path(tempfile.mkdtemp(prefix="allure-", dir=target.parent if target.parent.exists() else None))
+    try:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(PINNED / name, staging / name)
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=staging,
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise ReportError(f"npm ci of the Allure tool failed (exit {done.returncode}): {tail}",
+                              hint="check npm's registry access, then " + INSTALL_HINT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not quiet:
+        print(f"Allure tool installed: {tool}")
+    return tool
+
+
+def _node_ok() -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    return node
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built report."""
+
+    index: Path
+    seconds: float
+    size: int
+    tests: int
+
+
+def find_results(path: Path | None, reports: Path = Path("reports")) -> Path:
+    """The results folder to report on: ``path``, or the newest run under ``reports/``."""
+    if path is None:
+        runs = sorted((p for p in reports.glob("*/") if (p / ALLURE_RESULTS).is_dir()),
+                      key=lambda p: p.stat().st_mtime) if reports.is_dir() else []
+        if not runs:
+            raise UsageError(f"no results under {reports}/", hint="run experiments first: `resilience run`")
+        return runs[-1]
+    if not path.exists():
+        raise UsageError(f"results folder {path} does not exist", hint="give a folder `resilience run` wrote")
+    if path.name == ALLURE_RESULTS:
+        path = path.parent
+    return path
+
+
+def build(results: Path, *, history: Path | None = None, name: str | None = None) -> Built:
+    """Build ``<results>/html/index.html`` from ``<results>/allure-results``; history in ``history`` (default:
+    ``history.jsonl`` next to the results folder)."""
+    allure_results = results / ALLURE_RESULTS
+    if not allure_results.is_dir() or not any(allure_results.glob("*-result.json")):
+        raise UsageError(f"{results} holds no Allure results (nothing in {allure_results})",
+                         hint="run experiments with `resilience run` (or pytest --alluredir DIR --results-dir DIR)")
+    if (results / SUMMARY_FILE).exists():
+        summary.read(results / SUMMARY_FILE)  # refuses results of another version, in one line
+    if _node_ok() is None:
+        raise UsageError("node is not installed, and the HTML report needs Node.js",
+                         hint="install Node.js and npm, then " + INSTALL_HINT)
+    tool = tool_path()
+    if not tool.exists():
+        raise UsageError(f"the Allure tool is not installed (looked for {tool})", hint=INSTALL_HINT)
+    output = results / HTML_DIR
+    history = history or results.parent / HISTORY_FILE
+    config = {"name": name or f"resilience-tests: {results.name}", "output": str(output),
+              "historyPath": str(history), "categories": allure3_categories(),
+              "plugins": {"awesome": {"options": {"singleFile": True, "reportName": name or results.name,
+                                                  "groupBy": ["feature", "story"]}}}}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="resilience-report-") as scratch:
+        rc = Path(scratch) / "allurerc.json"
+        rc.write_text(json.dumps(config))
+        tmp_out = Path(scratch) / "out"
+        env = {**os.environ, "NO_COLOR": "1", "CI": "1"}
+        try:
+            done = subprocess.run([str(tool), "generate", "--config", str(rc), "--output", str(tmp_out),
+                                   str(allure_results)], cwd=scratch, capture_output=True, text=True, env=env,
+                                  timeout=GENERATE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"the Allure tool did not finish in {GENERATE_TIMEOUT_S} s",
+                              hint="try again; report the results folder if it keeps happening") from None
+        index = tmp_out / "index.html"
+        if done.returncode != 0 or not index.exists():
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise ReportError(f"the Allure tool failed (exit {done.returncode}): {tail}",
+                              hint="see the message above; results stay in " + str(results))
+        if output.exists():
+            shutil.rmtree(output)
+        shutil.move(str(tmp_out), output)
+    tests = len(list(allure_results.glob("*-result.json")))
+    final = output / "index.html"
+    return Built(final, time.monotonic() - started, final.stat().st_size, tests)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--install"]:
+        try:
+            install()
+        except ResilienceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    print("usage: python3 -m resilience_tests.reporting.html --install", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

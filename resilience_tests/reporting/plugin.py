@@ -1,0 +1,131 @@
+"""The reporting side of the pytest plugin: every output of a run is made here, from its journal.
+
+Receives each experiment's journal through ``pytest_resilience_journal`` and writes: JUnit properties, the
+journal JSON, the timeline plot and the load files (with ``--results-dir``), Allure steps, labels and
+attachments (with ``--alluredir``), the terminal's "SLA verdicts" section, ``summary.json``, and Allure's
+``environment.properties`` and ``categories.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience_tests.experiment.journal import Journal
+from resilience_tests.reporting import summary
+from resilience_tests.reporting.redact import Redactor
+from resilience_tests.reporting.results import SUMMARY_FILE, experiment_dir, results_dir
+
+
+class ReportingPlugin:
+    """Collects the session's journals and writes what they say where it was asked for."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results = results_dir(config)
+        self.journals: list[tuple[str, Journal]] = []
+        self.redactor = Redactor()
+
+    # ------------------------------------------------------------- per experiment
+    @pytest.hookimpl
+    def pytest_resilience_journal(self, config: pytest.Config, item: pytest.Item, journal: Journal) -> None:
+        self.journals.append((item.nodeid, journal))
+        self._learn_secrets(journal)
+        for key, value in _junit_properties(journal):
+            item.user_properties.append((key, self.redactor.text(value)))
+        if journal.dry_run and not journal.interrupted:
+            return
+        folder = experiment_dir(self.results, journal.run_id) if self.results else None
+        files: dict[str, Path] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.redactor.tree(folder / "load")  # Locust's own logs and stats: written outside our control
+            files["journal"] = self._write_json(folder / "journal.json", journal.to_json())
+        allure = _allure_active(config)
+        if folder is not None or allure:
+            scratch = None if folder is not None else Path(tempfile.mkdtemp(prefix="resilience-plot-"))
+            try:
+                try:
+                    from resilience_tests.reporting.plot import timeline_png
+
+                    files["plot"] = timeline_png(journal, (folder or scratch or Path()) / "timeline.png")
+                except Exception as exc:  # a plot that cannot be drawn must not hide the verdicts
+                    item.user_properties.append(("plot error", f"{type(exc).__name__}: {exc}"))
+                if allure:
+                    from resilience_tests.reporting.allure import attach_journal
+
+                    attach_journal(journal, self.redactor, files, folder)
+            finally:
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+
+    def _learn_secrets(self, journal: Journal) -> None:
+        """Values of this run known to be secret: a load URL's password, the client's credentials."""
+        exp = journal.experiment
+        self.redactor.add_url(exp.load.url if exp.load else None)
+        self.redactor.add_url(exp.target.url)
+        self.redactor.add_url(journal.facts.server)
+
+    def _write_json(self, path: Path, data: Any) -> Path:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.redactor.data(data), indent=1, default=str))
+        os.replace(tmp, path)
+        return path
+
+    # ------------------------------------------------------------- session end
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.results is not None and self.journals:
+            self.results.mkdir(parents=True, exist_ok=True)
+            self._write_json(self.results / SUMMARY_FILE,
+                             summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop)))
+        if _allure_active(self.config) and self.journals:
+            from resilience_tests.reporting.allure import write_environment
+
+            write_environment(Path(self.config.option.allure_report_dir), [j for _, j in self.journals],
+                              self.redactor)
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        """Each experiment's SLA verdicts, one line each, passed or not; with --dry-run, each plan."""
+        planned = [(n, j) for n, j in self.journals if j.dry_run and not j.interrupted]
+        for nodeid, journal in planned:
+            terminalreporter.write_sep("-", f"plan: {nodeid}")
+            terminalreporter.write_line(self.redactor.text("\n".join(journal.plan)))
+        judged = sorted(((n, j) for n, j in self.journals if j.steady or j.verdicts or j.revert_errors),
+                        key=lambda pair: pair[0])
+        if judged:
+            terminalreporter.write_sep("=", "SLA verdicts")
+            for nodeid, journal in judged:
+                terminalreporter.write_line(f"{nodeid}: {journal.outcome}", bold=True)
+                for error in journal.revert_errors:
+                    terminalreporter.write_line(f"  revert FAILED: {self.redactor.text(error)}", red=True)
+                for prefix, verdicts in (("steady state: ", journal.steady), ("", journal.verdicts)):
+                    for verdict in verdicts:
+                        line = self.redactor.text(verdict.message.splitlines()[0])
+                        terminalreporter.write_line(f"  {prefix}{line}", red=not verdict.passed,
+                                                    green=verdict.passed)
+        if self.results is not None and self.journals:
+            terminalreporter.write_line(f"resilience-tests: results in {self.results}")
+
+
+def _junit_properties(journal: Journal) -> list[tuple[str, str]]:
+    """What JUnit XML carries of a journal: the plan of a dry run, else outcome and verdicts."""
+    if journal.dry_run and not journal.interrupted:
+        return [("plan", "\n".join(journal.plan))]
+    props = [("run id", journal.run_id), ("outcome", journal.outcome)]
+    props += [(f"steady-state {v.key}", v.message) for v in journal.steady]
+    props += [(f"verdict {v.key}", v.message) for v in journal.verdicts]
+    props += [("revert error", e) for e in journal.revert_errors]
+    return props
+
+
+def _allure_active(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "allure_report_dir", None)) and \
+        config.pluginmanager.get_plugin("allure_listener") is not None
