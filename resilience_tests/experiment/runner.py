@@ -279,7 +279,7 @@ class Runner:
                     load.start()
                     status.follow_load(load.samples_path)
                     load.wait_running()
-                self.say(f"load running against {load.target}")
+                self.say(f"load running against {load.shown_target}")
             result.zero = time.time()
             if not exp.steady_state:
                 status.set_zero(result.zero)
@@ -474,7 +474,7 @@ def _check_lines(exp: Experiment, load: LoadRun | None) -> list[str]:
         spec = load.spec
         workers = f", {spec.workers} workers" if spec.workers else ""
         lines.append(f"load: {spec.shape.type} shape ({spec.shape.peak_users} users at most, "
-                     f"{spec.shape.duration:.0f} s) from {load.locustfile.name} against {load.target}{workers}")
+                     f"{spec.shape.duration:.0f} s) from {load.locustfile.name} against {load.shown_target}{workers}")
     lines += [f"steady state: {c.label} over {exp.steady_window:g} s before any fault" for c in exp.steady_state]
     lines += [f"SLA: {c.label} ({c.window})" for c in exp.slas]
     return lines

@@ -9,6 +9,7 @@ remote workers may join the same master with ``--master-host`` (see docs/load.md
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,16 +80,37 @@ def resolve_locustfile(name: str, base: Path | None) -> Path:
                      hint="give a path relative to the experiment file, or a file in loadprofiles/")
 
 
+def without_password(url: str) -> str:
+    """``url`` as it may be shown: a password in it replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def check_target(url: str, timeout: float = 5.0) -> None:
-    """One GET to the load target; raise LoadError if nothing answers (any HTTP status counts as an answer)."""
+    """One GET to the load target; raise LoadError if nothing answers (any HTTP status counts as an answer).
+
+    Credentials in the URL (``http://user:password@host/``) are sent as HTTP basic auth, as Locust sends them.
+    """
+    parts = urllib.parse.urlsplit(url)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET", headers=headers),
+                                    timeout=timeout) as resp:
             resp.read(1024)
     except urllib.error.HTTPError:
         return
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise LoadError(f"load target {url} does not answer: {reason}",
+        raise LoadError(f"load target {without_password(url)} does not answer: {reason}",
                         hint="check load.url (or the target's Ingress or Service) and that the app is up") from None
 
 
@@ -117,7 +140,13 @@ class LoadRun:
 
     @property
     def target(self) -> str:
+        """The URL requests go to (with any password in it)."""
         return self.url + (self.spec.path if self.spec.path.startswith("/") else "/" + self.spec.path)
+
+    @property
+    def shown_target(self) -> str:
+        """The target as plans and event lines show it: without a password."""
+        return without_password(self.target)
 
     def preflight(self) -> None:
         """Check the target answers before anything is injected."""
@@ -129,14 +158,15 @@ class LoadRun:
         self.samples_path.unlink(missing_ok=True)
         env = {**os.environ, "RT_RUN_ID": self.run_id, "RT_CLUSTER": self.cluster, "RT_SAMPLES": str(self.samples_path),
                "RT_SHAPE": shape_to_env(self.spec.shape), "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait),
-               "RT_TIMEOUT": str(self.spec.timeout)}
+               "RT_TIMEOUT": str(self.spec.timeout),
+               "LOCUST_HOST": self.url}  # not on the command line, where any local user could read a password
         files = f"{self.locustfile},{SHAPE},{LISTENER}"
         # Locust's own statistics (stats_stats.csv, stats_failures.csv...) go next to the samples.
         base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary",
                 "--csv", str(self.workdir / "stats")]
         if self.spec.workers:
             port = free_port()
-            master = [*base, "--host", self.url, "--master", "--master-bind-host", self.spec.master_bind_host,
+            master = [*base, "--master", "--master-bind-host", self.spec.master_bind_host,
                       "--master-bind-port", str(port), "--expect-workers", str(self.spec.workers),
                       "--expect-workers-max-wait", "60"]
             self._spawn("locust-master", master, env)
@@ -145,7 +175,7 @@ class LoadRun:
                           "--master-port", str(port)]
                 self._spawn(f"locust-worker-{i + 1}", worker, env)
         else:
-            self._spawn("locust", [*base, "--host", self.url], env)
+            self._spawn("locust", base, env)
         self.started = time.time()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:

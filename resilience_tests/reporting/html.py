@@ -129,7 +129,7 @@ def build(results: Path, *, history: Path | None = None, name: str | None = None
     config = {"name": name or f"resilience-tests: {results.name}", "output": str(output),
               "historyPath": str(history), "categories": allure3_categories(),
               "plugins": {"awesome": {"options": {"singleFile": True, "reportName": name or results.name,
-                                                  "groupBy": ["feature", "story"]}}}}
+                                                  "groupBy": ["feature"]}}}}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="resilience-report-") as scratch:
         rc = Path(scratch) / "allurerc.json"

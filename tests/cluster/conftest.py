@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -15,6 +16,8 @@ from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import delete_namespace, deployment
 from tests.cluster.host import HostState, host_state
+
+ROOT = Path(__file__).parents[2]
 
 
 def _host_before_the_cluster() -> HostState | None:
@@ -66,6 +69,16 @@ def web(cluster: Kube, namespace: str) -> str:
     wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
         "web", namespace).status.available_replicas or 0) == 6, timeout=60)
     return namespace
+
+
+@pytest.fixture(scope="module")
+def demo(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
+    """The demo app as the main job deploys it (namespace demo, NodePort 127.0.0.1:30080), removed afterwards."""
+    manifest = "demo.yaml" if local_cluster.real.recorded() else "demo-simulated.yaml"
+    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / manifest))
+    local_cluster.kubectl("-n", "demo", "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
+    yield "demo"
+    local_cluster.kubectl("delete", "namespace", "demo", "--wait=true", "--timeout=90s", timeout=100)
 
 
 @pytest.fixture(scope="session")

@@ -23,15 +23,6 @@ EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def demo(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
-    manifest = "demo.yaml" if local_cluster.real.recorded() else "demo-simulated.yaml"
-    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / manifest))
-    local_cluster.kubectl("-n", "demo", "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
-    yield "demo"
-    local_cluster.kubectl("delete", "namespace", "demo", "--wait=true", "--timeout=90s", timeout=100)
-
-
-@pytest.fixture(scope="module")
 def account(local_cluster: LocalCluster, cluster: Kube, demo: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A client that is the ServiceAccount of deploy/rbac.yaml and nothing more."""
@@ -49,6 +40,8 @@ def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kub
     replicas = cluster.replicas(web)
     result = Chaos(account, load_registry()).run(path)
     assert result.errors == () and result.revert_errors == ()
+    assert result.experiment.slas, "every example asserts SLAs"
+    assert result.outcome == "passed", "\n".join(v.message for v in result.failed_verdicts)
     assert len(result.windows) == len(result.experiment.faults)
     assert not any(n.unschedulable for n in cluster.nodes())
     simulated = [n for n in cluster.nodes() if n.labels.get("resilience-tests.io/node-kind") == "simulated"]
