@@ -107,6 +107,9 @@ class ExperimentItem(pytest.Item):
             if runner.journal is None:
                 raise
             interrupted = exc
+        except ResilienceError:
+            if runner.journal is None:
+                raise  # the journal's error is raised below, by its outcome
         finally:
             if self._status_shown:
                 self._say("")  # clears the status line, writes nothing
@@ -148,6 +151,7 @@ class ExperimentItem(pytest.Item):
 
     def _progress(self, line: str) -> None:
         """The status line: rewritten in place on a terminal, a plain line every 10 s otherwise."""
+        line = redact(line)
         reporter, capture = self._terminal()
         if reporter is None:
             return

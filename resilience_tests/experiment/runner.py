@@ -185,20 +185,24 @@ class Runner:
         ``steady_state`` checks are evaluated over ``steady_window`` of load, and only if they pass are the
         faults injected. The load then runs to the end of its shape; the SLA checks judge the whole run.
 
-        Whatever happens, :attr:`journal` holds what the run saw once it returns or raises (None when it
-        stopped before its plan was made): an interrupted run's journal says so and lists what was reverted.
+        Whatever happens, :attr:`journal` holds what the run saw once it returns or raises: an interrupted
+        run's journal says so and lists what was reverted; one that failed its preflight names the error.
         """
         self.journal = self._result = None
+        started = time.time()
         try:
             self._run(exp, dry_run)
         except BaseException as exc:
             result = self._result
-            if result is not None:
-                if isinstance(exc, KeyboardInterrupt):
-                    result.interrupted = True
-                    result.aborted = result.aborted or f"interrupted: {exc or 'KeyboardInterrupt'}"
-                elif not result.errors:
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
+            if result is None:  # stopped before its plan was made: nothing was changed
+                result = self._result = RunResult(experiment=exp, run_id=new_run_id(exp.name), plan=[])
+                result.phases.append(Phase("preflight", started, time.time(), "broken", str(exc)))
+            if isinstance(exc, KeyboardInterrupt):
+                result.interrupted = True
+                result.aborted = result.aborted or f"interrupted: {exc or 'KeyboardInterrupt'}"
+            elif not result.errors:
+                result.errors.append(str(exc) if isinstance(exc, ResilienceError) else
+                                     f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if self._result is not None:

@@ -33,14 +33,15 @@ class ReportError(ResilienceError):
     """The report could not be built."""
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """The cache the tool is installed under (``$RESILIENCE_CACHE``, default ``~/.cache/resilience-tests``)."""
     return Path(os.environ.get("RESILIENCE_CACHE") or Path.home() / ".cache" / "resilience-tests")
 
 
 def tool_dir() -> Path:
     """Where the pinned tool is installed: one folder per lock file, so a new pin never reuses an old install."""
     digest = hashlib.sha256((PINNED / "package-lock.json").read_bytes()).hexdigest()[:12]
-    return _cache_root() / "allure" / digest
+    return cache_root() / "allure" / digest
 
 
 def tool_path() -> Path:
@@ -77,13 +78,6 @@ def install(*, quiet: bool = False) -> Path:
     return tool
 
 
-def _node_ok() -> str | None:
-    node = shutil.which("node")
-    if node is None:
-        return None
-    return node
-
-
 @dataclass(frozen=True)
 class Built:
     """A built report."""
@@ -112,13 +106,14 @@ def find_results(path: Path | None, reports: Path = Path("reports")) -> Path:
 def build(results: Path, *, history: Path | None = None, name: str | None = None) -> Built:
     """Build ``<results>/html/index.html`` from ``<results>/allure-results``; history in ``history`` (default:
     ``history.jsonl`` next to the results folder)."""
+    results = results.resolve()
     allure_results = results / ALLURE_RESULTS
     if not allure_results.is_dir() or not any(allure_results.glob("*-result.json")):
         raise UsageError(f"{results} holds no Allure results (nothing in {allure_results})",
                          hint="run experiments with `resilience run` (or pytest --alluredir DIR --results-dir DIR)")
     if (results / SUMMARY_FILE).exists():
         summary.read(results / SUMMARY_FILE)  # refuses results of another version, in one line
-    if _node_ok() is None:
+    if shutil.which("node") is None:
         raise UsageError("node is not installed, and the HTML report needs Node.js",
                          hint="install Node.js and npm, then " + INSTALL_HINT)
     tool = tool_path()
@@ -147,7 +142,7 @@ def build(results: Path, *, history: Path | None = None, name: str | None = None
         if done.returncode != 0 or not index.exists():
             tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
             raise ReportError(f"the Allure tool failed (exit {done.returncode}): {tail}",
-                              hint="see the message above; results stay in " + str(results))
+                              hint=f"the results stay in {results}")
         if output.exists():
             shutil.rmtree(output)
         shutil.move(str(tmp_out), output)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from resilience_tests.reporting.html import cache_root as report_cache_root
+
 pytest_plugins = ["pytester"]
 
 GOOD = """
@@ -303,6 +305,28 @@ def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytest
     for path in out.rglob("*"):  # the server URL's password is in no file
         if path.is_file():
             assert b"hunter2" not in path.read_bytes(), path
+
+
+REPORT_TOOL_CACHE = str(report_cache_root())  # read before pytester points HOME elsewhere
+
+
+def test_report_builds_one_html_file_and_carries_history_between_runs(pytester: pytest.Pytester,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`resilience report` on results of two runs: one self-contained HTML file each, and the second knows the
+    first (reports/history.jsonl), so a nightly job shows trends."""
+    monkeypatch.setenv("RESILIENCE_CACHE", REPORT_TOOL_CACHE)
+    pytester.makepyfile(JOURNAL_TESTS)
+    for run in ("reports/run-1", "reports/run-2"):
+        pytester.runpytest_subprocess("--results-dir", run, "--alluredir", f"{run}/allure-results")
+        result = pytester.run("resilience", "report", run)
+        assert result.ret == 0, result.stderr.str()
+        index = pytester.path / run / "html" / "index.html"
+        result.stdout.fnmatch_lines([f"report: {index} (3 experiment(s), * MB, * s)"])
+        assert index.stat().st_size > 500_000 and not list(index.parent.glob("*.js"))  # scripts inline
+    history = (pytester.path / "reports" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+    newest = pytester.run("resilience", "report")  # no folder: the newest run
+    newest.stdout.fnmatch_lines(["report: */reports/run-2/html/index.html *"])
 
 
 def test_a_dry_run_never_starts_the_local_cluster(pytester: pytest.Pytester, experiments: Path) -> None:

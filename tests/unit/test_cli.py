@@ -72,3 +72,55 @@ def test_pytest_args_are_taken_as_written() -> None:
         args = make_parser().parse_args(_joined(argv))
         assert _pytest_args(args)[-2:] == ["-v", "-x"], argv
     assert _joined(["run", "--pytest-args"]) == ["run", "--pytest-args"]  # argparse then says what is missing
+
+
+def _results_with_one_test(root: Path) -> Path:
+    results = root / "reports" / "20261128-000000-abcd"
+    (results / "allure-results").mkdir(parents=True)
+    (results / "allure-results" / "x-result.json").write_text('{"name": "x", "status": "passed"}')
+    return results
+
+
+@pytest.mark.parametrize(("setup", "expected"), [
+    ("missing", "results folder {root}/nope does not exist; give a folder `resilience run` wrote"),
+    ("no-reports", "no results under reports/; run experiments first: `resilience run`"),
+    ("empty", "holds no Allure results"),
+    ("old-version", "was written by summary version 0; this resilience-tests"),
+    ("no-tool", "the Allure tool is not installed"),
+    ("no-node", "node is not installed, and the HTML report needs Node.js"),
+])
+def test_report_bad_input_is_one_line_saying_what_to_do(setup: str, expected: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESILIENCE_CACHE", str(tmp_path / "cache"))  # no tool installed there
+    argv = ["report"]
+    if setup == "missing":
+        argv.append(str(tmp_path / "nope"))
+    elif setup == "empty":
+        (tmp_path / "reports" / "run").mkdir(parents=True)
+        argv.append("reports/run")
+    elif setup != "no-reports":
+        results = _results_with_one_test(tmp_path)
+        if setup == "old-version":
+            (results / "summary.json").write_text('{"version": 0}')
+        if setup == "no-node":
+            monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert expected.format(root=tmp_path) in line
+    if setup == "no-tool":
+        assert "python3 -m resilience_tests.reporting.html --install" in line
+    assert not (tmp_path / "reports" / "20261128-000000-abcd" / "html").exists()
+
+
+def test_installing_the_report_tool_without_npm_names_the_install_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilience_tests.reporting import html
+
+    monkeypatch.setenv("RESILIENCE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(html.ReportError, match="npm is not installed") as refused:
+        html.install()
+    assert "apt-get install nodejs npm" in str(refused.value)
+    assert not (tmp_path / "cache" / "allure").exists() or not any((tmp_path / "cache" / "allure").iterdir())
