@@ -19,9 +19,12 @@ from resilience_tests.experiment.model import Experiment
 from resilience_tests.load.locust import LoadOutcome
 from resilience_tests.load.samples import percentile, totals
 from resilience_tests.sla.checks import Verdict
+from resilience_tests.sla.evidence import FaultWindow
 
 JOURNAL_VERSION = 1
 """Raised whenever a field changes meaning or is removed; readers refuse versions they do not know."""
+
+__all__ = ["JOURNAL_VERSION", "ClusterFacts", "FaultWindow", "Journal", "Phase", "load_summary", "verdict_json"]
 
 Outcome = Literal["passed", "planned", "sla-violated", "steady-state-not-met", "error", "revert-failed",
                   "interrupted"]
@@ -53,22 +56,6 @@ class Phase:
     end: float
     status: Literal["passed", "failed", "broken"] = "passed"
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class FaultWindow:
-    """When a fault was active, what it touched and how its revert went."""
-
-    index: int
-    type: str
-    start: float
-    end: float | None
-    error: str = ""
-    touched: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        return f"{self.index}:{self.type}"
 
 
 @dataclass(frozen=True)

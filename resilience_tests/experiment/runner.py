@@ -41,7 +41,7 @@ from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
 from resilience_tests.sla.checks import Verdict, evaluate
-from resilience_tests.sla.evidence import Evidence, FaultSpan, Snapshot
+from resilience_tests.sla.evidence import Evidence, Snapshot
 from resilience_tests.sla.snapshot import take_snapshot
 
 
@@ -360,7 +360,7 @@ class Runner:
             started=started, ended=until or (outcome.ended if outcome else result.ended) or time.time(),
             zero=result.zero,
             samples=list(outcome.samples) if outcome else [], records=list(result.records),
-            faults=[FaultSpan(w.index, w.type, w.start, w.end or result.ended) for w in result.windows],
+            faults=list(result.windows),
             snapshot=result.snapshot, selector=parse_label_selector(ctx.target_selector),
             load_complete=None if outcome is None else outcome.complete,
             load_problem=outcome.problem if outcome else "")
@@ -379,10 +379,7 @@ class Runner:
         outcome = None
         if load is not None:
             load.wait_final(end)
-            # The load is still running: judge what it saw so far as complete.
-            outcome = LoadOutcome(list(load.reader.samples), load.running(), "" if load.running() else
-                                  f"Locust stopped during the steady-state window: {load.log_tail()}",
-                                  load.started, end)
+            outcome = load.outcome_so_far(end)
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         # result.records is still empty: the timeline is handed over when the run ends.
         result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=end))

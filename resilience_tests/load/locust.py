@@ -267,6 +267,14 @@ class LoadRun:
                        f"{self.log_tail()}")
         return LoadOutcome(self.reader.samples, not problem, problem, self.started, ended)
 
+    def outcome_so_far(self, until: float) -> LoadOutcome:
+        """What the still running load saw until ``until``, judged complete while Locust runs (the steady-state
+        window's view)."""
+        running = self.running()
+        return LoadOutcome(list(self.reader.samples), running,
+                           "" if running else f"Locust stopped during the steady-state window: {self.log_tail()}",
+                           self.started, until)
+
     def log_tail(self, lines: int = 3) -> str:
         """Last lines of the master's log (one line, for error messages)."""
         name = "locust-master.log" if self.spec.workers else "locust.log"

@@ -13,14 +13,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from resilience_tests.experiment.journal import Journal
-from resilience_tests.reporting import summary
 from resilience_tests.reporting.redact import Redactor
 from resilience_tests.reporting.results import SUMMARY_FILE, experiment_dir, results_dir
+
+if TYPE_CHECKING:  # loaded on every pytest start: the heavy modules wait until an experiment ends
+    from resilience_tests.experiment.journal import Journal
 
 
 class ReportingPlugin:
@@ -82,6 +83,8 @@ class ReportingPlugin:
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.results is not None and self.journals:
+            from resilience_tests.reporting import summary
+
             self.results.mkdir(parents=True, exist_ok=True)
             self._write_json(self.results / SUMMARY_FILE,
                              summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop)))

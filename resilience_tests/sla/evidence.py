@@ -77,13 +77,22 @@ def window_problem(spec: str, faults: list[tuple[int, str]] | tuple[tuple[int, s
 
 
 @dataclass(frozen=True)
-class FaultSpan:
-    """When one fault was active."""
+class FaultWindow:
+    """When one fault was active (``end`` None: its revert never ran), what it touched and how its revert went.
+
+    The one window type: the runner records it, the checks judge by it, the journal and reports show it.
+    """
 
     index: int
     type: str
     start: float
-    end: float
+    end: float | None
+    error: str = ""
+    touched: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}:{self.type}"
 
 
 @dataclass
@@ -99,7 +108,7 @@ class Evidence:
     ended: float
     samples: list[Sample] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
-    faults: list[FaultSpan] = field(default_factory=list)
+    faults: list[FaultWindow] = field(default_factory=list)
     snapshot: Snapshot | None = None
     selector: dict[str, str] = field(default_factory=dict)
     load_complete: bool | None = None  # None: the experiment ran no load
@@ -123,7 +132,7 @@ class Evidence:
         or ``fault:TYPE`` (the first fault of that type, e.g. ``fault:rollout``).
         """
         first = min((f.start for f in self.faults), default=self.ended)
-        last = max((f.end for f in self.faults), default=self.ended)
+        last = max((self._end(f) for f in self.faults), default=self.ended)
         if spec == "whole":
             return Window(spec, self.started, self.ended)
         if spec == "before":
@@ -136,10 +145,14 @@ class Evidence:
             key = spec.split(":", 1)[1]
             chosen = [f for f in self.faults if (str(f.index) == key or f.type == key)]
             if chosen:
-                return Window(spec, chosen[0].start, chosen[0].end)
+                return Window(spec, chosen[0].start, self._end(chosen[0]))
         # Windows are validated when the experiment is parsed; this is a fault that never started.
         raise UsageError(window_problem(spec, [(f.index, f.type) for f in self.faults])
                          or f"window {spec!r}: its fault did not run")
+
+    def _end(self, fault: FaultWindow) -> float:
+        """A fault's end; one never reverted lasts to the end of the run."""
+        return fault.end if fault.end is not None else self.ended
 
     @functools.cached_property
     def pod_records(self) -> list[Record]:

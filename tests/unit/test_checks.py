@@ -7,7 +7,7 @@ import pytest
 from resilience_tests.cluster.timeline import Record
 from resilience_tests.load.samples import Sample
 from resilience_tests.sla.checks import evaluate, parse_check
-from resilience_tests.sla.evidence import Evidence, FaultSpan, PodSnap, Snapshot
+from resilience_tests.sla.evidence import Evidence, FaultWindow, PodSnap, Snapshot
 
 T0 = 1_000.0
 SELECTOR = {"app": "web"}
@@ -32,7 +32,7 @@ def pod(t: float, name: str, change: str = "updated", **state: object) -> Record
 def evidence(samples: list[Sample] | None = None, records: list[Record] | None = None,
              snapshot: Snapshot | None = None, complete: bool | None = True) -> Evidence:
     return Evidence(started=T0, ended=T0 + 60, samples=samples if samples is not None else load(),
-                    records=records or [], faults=[FaultSpan(0, "rollout", T0 + 10, T0 + 30)],
+                    records=records or [], faults=[FaultWindow(0, "rollout", T0 + 10, T0 + 30)],
                     snapshot=snapshot, selector=SELECTOR, load_complete=complete)
 
 
@@ -186,7 +186,7 @@ def test_a_slow_rollout_fails_recovery_time_by_default() -> None:
                  for i, z in enumerate(("zone-a", "zone-b", "zone-c", "zone-a")))
     snap = Snapshot(T0 + 60, pods, 4, ("zone-a", "zone-b", "zone-c"))
     ev = evidence(records=old + new + gone, snapshot=snap)
-    ev.faults = [FaultSpan(0, "rollout", T0 + 10, T0 + 50)]
+    ev.faults = [FaultWindow(0, "rollout", T0 + 10, T0 + 50)]
     default = verdict({"type": "recovery-time", "window": "fault:rollout", "max": "10s"}, ev)
     assert not default.passed and default.measured == "38.0s", default.message
     assert "revision pod-template-hash=new" in default.message
@@ -239,7 +239,7 @@ def test_a_window_in_which_users_only_waited_still_fails() -> None:
     """A fault window that falls entirely inside the hang: nothing was sent in it, the requests waited on were
     sent before it and failed. Every load check must fail rather than see an empty, clean window."""
     ev = evidence(outage())
-    ev.faults = [FaultSpan(0, "zone-outage", T0 + 22, T0 + 30)]
+    ev.faults = [FaultWindow(0, "zone-outage", T0 + 22, T0 + 30)]
     for check in ({"type": "no-failed-requests"}, {"type": "error-rate", "max": "1%"},
                   {"type": "availability", "min": "50%"}):
         result = verdict({**check, "window": "fault:0"}, ev)
