@@ -42,7 +42,7 @@ SCALE = """name: bench-scale-{i}
 target: {{namespace: demo, workload: deployment/web}}
 load: {{shape: {{type: constant, users: 4, duration: 6s}}}}
 faults: [{{type: scale, at: 1s, replicas: 3, duration: 2s}}]
-settle: 1s
+settle: 4s
 slas:
   - {{type: error-rate, max: 50%}}
   - {{type: recovery-time, window: "fault:scale", from: end, max: 60s}}
@@ -67,8 +67,11 @@ def run(folder: Path, extra: list[str], times: Path, kubeconfig: str, context: s
                            str(folder / "experiments"), "--experiments", str(folder / "experiments"),
                            "--kubeconfig", kubeconfig, "--context", context, "--rootdir", str(folder), *extra],
                           cwd=folder, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"the experiments failed:\n{done.stdout[-3000:]}")
+    if done.returncode not in (0, 1):  # 1: a verdict failed, which costs the report nothing more
+        sys.exit(f"the experiments did not run:\n{done.stdout[-3000:]}")
+    if done.returncode == 1:
+        print("note: some verdicts failed:", *[line for line in done.stdout.splitlines() if "FAILED" in line][:5],
+              sep="\n  ")
     return time.monotonic() - started
 
 

@@ -32,6 +32,7 @@ class ReportingPlugin:
         self.results = results_dir(config)
         self.journals: list[tuple[str, Journal]] = []
         self.redactor = Redactor()
+        self.problems: list[str] = []
 
     # ------------------------------------------------------------- per experiment
     @pytest.hookimpl
@@ -42,6 +43,14 @@ class ReportingPlugin:
             item.user_properties.append((key, self.redactor.text(value)))
         if journal.dry_run and not journal.interrupted:
             return
+        try:
+            self._write(config, item, journal)
+        except Exception as exc:  # a full disk or a folder we may not write: the verdicts still stand
+            message = f"the report of {journal.experiment.name} is incomplete: {type(exc).__name__}: {exc}"
+            item.user_properties.append(("report error", message))
+            item.warn(pytest.PytestWarning(self.redactor.text(message)))
+
+    def _write(self, config: pytest.Config, item: pytest.Item, journal: Journal) -> None:
         folder = experiment_dir(self.results, journal.run_id) if self.results else None
         files: dict[str, Path] = {}
         if folder is not None:
@@ -82,17 +91,20 @@ class ReportingPlugin:
     # ------------------------------------------------------------- session end
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.results is not None and self.journals:
-            from resilience_tests.reporting import summary
+        try:
+            if self.results is not None and self.journals:
+                from resilience_tests.reporting import summary
 
-            self.results.mkdir(parents=True, exist_ok=True)
-            self._write_json(self.results / SUMMARY_FILE,
-                             summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop)))
-        if _allure_active(self.config) and self.journals:
-            from resilience_tests.reporting.allure import write_environment
+                self.results.mkdir(parents=True, exist_ok=True)
+                self._write_json(self.results / SUMMARY_FILE,
+                                 summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop)))
+            if _allure_active(self.config) and self.journals:
+                from resilience_tests.reporting.allure import write_environment
 
-            write_environment(Path(self.config.option.allure_report_dir), [j for _, j in self.journals],
-                              self.redactor)
+                write_environment(Path(self.config.option.allure_report_dir), [j for _, j in self.journals],
+                                  self.redactor)
+        except Exception as exc:  # shown with the verdicts: they stand whatever became of the files
+            self.problems.append(f"the run's summary could not be written: {type(exc).__name__}: {exc}")
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
@@ -114,7 +126,9 @@ class ReportingPlugin:
                         line = self.redactor.text(verdict.message.splitlines()[0])
                         terminalreporter.write_line(f"  {prefix}{line}", red=not verdict.passed,
                                                     green=verdict.passed)
-        if self.results is not None and self.journals:
+        for problem in self.problems:
+            terminalreporter.write_line(f"resilience-tests: {self.redactor.text(problem)}", yellow=True)
+        if self.results is not None and self.journals and not self.problems:
             terminalreporter.write_line(f"resilience-tests: results in {self.results}")
 
 

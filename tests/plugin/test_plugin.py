@@ -307,6 +307,16 @@ def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytest
             assert b"hunter2" not in path.read_bytes(), path
 
 
+def test_a_results_folder_that_cannot_be_written_leaves_the_verdicts_standing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(JOURNAL_TESTS)
+    (pytester.path / "taken").write_text("a file where the results folder should go")
+    result = pytester.runpytest_subprocess("--results-dir", "taken")
+    result.assert_outcomes(passed=2, failed=1)  # as without a results folder
+    result.stdout.fnmatch_lines(["*PytestWarning: the report of kill is incomplete: *Error*", "*= SLA verdicts =*",
+                                 "resilience-tests: the run's summary could not be written: *"])
+    assert "hunter2" not in result.stdout.str()
+
+
 REPORT_TOOL_CACHE = str(report_cache_root())  # read before pytester points HOME elsewhere
 
 
