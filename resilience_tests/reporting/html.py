@@ -48,11 +48,31 @@ def tool_path() -> Path:
     return tool_dir() / "node_modules" / ".bin" / "allure"
 
 
+NODE_MAJOR = 20
+
+
+def check_node() -> None:
+    """Node.js must be there and new enough for the Allure tool."""
+    node = shutil.which("node")
+    if node is None:
+        raise UsageError("node is not installed, and the HTML report needs Node.js",
+                         hint=f"install Node.js {NODE_MAJOR} or newer with npm, then " + INSTALL_HINT)
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        major = int(version.lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return  # let the tool itself say what is wrong
+    if major < NODE_MAJOR:
+        raise UsageError(f"Node.js {version} is too old for the Allure tool",
+                         hint=f"install Node.js {NODE_MAJOR} or newer (NodeSource or nvm), then " + INSTALL_HINT)
+
+
 def install(*, quiet: bool = False) -> Path:
     """Install the pinned Allure tool with ``npm ci`` (idempotent); return its path."""
     tool = tool_path()
     if tool.exists():
         return tool
+    check_node()
     npm = shutil.which("npm")
     if npm is None:
         raise ReportError("npm is not installed, and the HTML report needs Node.js and npm",
@@ -113,9 +133,7 @@ def build(results: Path, *, history: Path | None = None, name: str | None = None
                          hint="run experiments with `resilience run` (or pytest --alluredir DIR --results-dir DIR)")
     if (results / SUMMARY_FILE).exists():
         summary.read(results / SUMMARY_FILE)  # refuses results of another version, in one line
-    if shutil.which("node") is None:
-        raise UsageError("node is not installed, and the HTML report needs Node.js",
-                         hint="install Node.js and npm, then " + INSTALL_HINT)
+    check_node()
     tool = tool_path()
     if not tool.exists():
         raise UsageError(f"the Allure tool is not installed (looked for {tool})", hint=INSTALL_HINT)

@@ -116,11 +116,31 @@ def test_report_bad_input_is_one_line_saying_what_to_do(setup: str, expected: st
 
 def test_installing_the_report_tool_without_npm_names_the_install_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
     from resilience_tests.reporting import html
 
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node (scripts/setup)")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "node").symlink_to(node)  # node without npm
     monkeypatch.setenv("RESILIENCE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(html.ReportError, match="npm is not installed") as refused:
         html.install()
     assert "apt-get install nodejs npm" in str(refused.value)
+
+
+def test_a_node_too_old_for_the_report_tool_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bin").mkdir()
+    old = tmp_path / "bin" / "node"
+    old.write_text("#!/bin/sh\necho v18.19.0\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.chdir(tmp_path)
+    _results_with_one_test(tmp_path)
+    assert main(["report"]) == 2
+    assert "Node.js v18.19.0 is too old for the Allure tool; install Node.js 20 or newer" in _one_error_line(capsys)
     assert not (tmp_path / "cache" / "allure").exists() or not any((tmp_path / "cache" / "allure").iterdir())
