@@ -58,9 +58,10 @@ def read(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable summary ({exc})", hint="rerun the experiments") from None
-    version = data.get("version") if isinstance(data, dict) else None
-    if version != SUMMARY_VERSION:
-        raise UsageError(f"{path} was written by summary version {version}; this resilience-tests "
-                         f"{__version__} reads version {SUMMARY_VERSION}",
+    versions = (data.get("version"), data.get("journal_version")) if isinstance(data, dict) else (None, None)
+    if versions != (SUMMARY_VERSION, JOURNAL_VERSION):
+        raise UsageError(f"{path} was written by summary version {versions[0]} (journal version {versions[1]}); "
+                         f"this resilience-tests {__version__} reads summary version {SUMMARY_VERSION} (journal "
+                         f"version {JOURNAL_VERSION})",
                          hint="rerun the experiments, or use the resilience-tests version that wrote them")
     return dict(data)

@@ -85,7 +85,7 @@ def _results_with_one_test(root: Path) -> Path:
     ("missing", "results folder {root}/nope does not exist; give a folder `resilience run` wrote"),
     ("no-reports", "no results under reports/; run experiments first: `resilience run`"),
     ("empty", "holds no Allure results"),
-    ("old-version", "was written by summary version 0; this resilience-tests"),
+    ("old-version", "was written by summary version 0 (journal version None); this resilience-tests"),
     ("no-tool", "the Allure tool is not installed"),
     ("no-node", "node is not installed, and the HTML report needs Node.js"),
 ])

@@ -117,6 +117,9 @@ def test_summary_counts_outcomes_and_refuses_another_version(tmp_path: Path) -> 
     path.write_text(json.dumps({**data, "version": 99}))
     with pytest.raises(UsageError, match="written by summary version 99"):
         summary.read(path)
+    path.write_text(json.dumps({**data, "journal_version": 0}))  # an older journal
+    with pytest.raises(UsageError, match=r"\(journal version 0\); this resilience-tests"):
+        summary.read(path)
 
 
 def test_tables_show_offsets_from_the_fault_schedule() -> None:
