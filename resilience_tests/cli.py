@@ -68,6 +68,17 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                      help="results go to DIR/<run id>/ (default reports); ignored with --results-dir")
     run.add_argument("--no-report", action="store_true",
                      help="keep the results but do not build the HTML report at the end")
+    audit = sub.add_parser("audit", help="check workloads against resilience rules (manifests or a live namespace)",
+                           description="Audit manifest files and folders, standard input (-), or a live namespace "
+                                       "against the resilience rules (docs/audit.md). Exit code 1 when anything "
+                                       "was found or could not be read.")
+    audit.add_argument("targets", nargs="+", metavar="NAMESPACE|PATH|-",
+                       help="a manifest file or folder, - for standard input, or a namespace of the cluster")
+    audit.add_argument("--format", choices=("table", "json", "sarif"), default="table",
+                       help="output format (default table)")
+    for flag, dest, help_text, kwargs in OPTIONS:
+        if flag in ("--kubeconfig", "--context", "--local-cluster-name"):
+            audit.add_argument(flag, dest=dest, help=help_text, **kwargs)
     report = sub.add_parser("report", help="build the HTML report of a run's results (Allure 3)",
                             description="Build one self-contained HTML file from a run's Allure results, with the "
                                         "history of earlier runs (reports/history.jsonl); print its path.")
@@ -192,6 +203,44 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from resilience_tests.audit import report, rules, sources
+    from resilience_tests.audit.model import Inventory
+
+    paths = [t for t in args.targets if t == "-" or Path(t).exists() or t.endswith(sources.SUFFIXES) or "/" in t]
+    namespaces = [t for t in args.targets if t not in paths]
+    inventory, problems = sources.read_paths(paths) if paths else (Inventory(), [])
+    if namespaces:  # reading only: any context may be audited, no --allow-context needed
+        from resilience_tests.cluster.client import ClusterRef, current_context
+        from resilience_tests.cluster.kube import Kube
+        from resilience_tests.session import kubeconfig_from_env
+
+        kubeconfig, context = args.resilience_kubeconfig or kubeconfig_from_env(), args.resilience_context
+        if kubeconfig is None:
+            local = LocalCluster(args.resilience_local_cluster or DEFAULT_NAME)
+            if local.state() != "running":
+                raise UsageError(f"{', '.join(namespaces)}: no such file, and no cluster to read a namespace from",
+                                 hint="give manifest paths, or --kubeconfig to audit a live namespace")
+            kubeconfig, context = str(local.kubeconfig), local.context
+        kube = Kube.connect(ClusterRef(kubeconfig, context or current_context(kubeconfig)))
+        try:
+            for namespace in namespaces:
+                live, trouble = sources.read_namespace(kube, namespace)
+                inventory.objects += live.objects
+                inventory.zones = live.zones or inventory.zones
+                problems += trouble
+        finally:
+            kube.close()
+    findings = rules.audit(inventory)
+    if args.format == "json":
+        sys.stdout.write(report.as_json(findings, problems, len(inventory.objects), rules.RULES))
+    elif args.format == "sarif":
+        sys.stdout.write(report.as_sarif(findings, problems, rules.RULES))
+    else:
+        sys.stdout.write(report.table(findings, problems, len(inventory.objects)))
+    return 1 if problems or any(not f.skipped for f in findings) else 0
+
+
 def _print_status(status: ClusterStatus) -> None:
     print(f"cluster {status.name}: {status.state}")
     if status.state == "absent":
@@ -285,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cleanup(args)
         if args.command == "report":
             return _report_command(args)
+        if args.command == "audit":
+            return _audit(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -120,6 +120,28 @@ class Kube:
                          unschedulable=bool(n.get("spec", {}).get("unschedulable")))
                 for n in raw_list(self.core.list_node)["items"]]
 
+    def audit_objects(self, namespace: str) -> list[dict[str, Any]]:
+        """What the resilience audit reads of a namespace, as the server sent it (each item with its kind):
+        workloads and bare pods, Services, PodDisruptionBudgets, HorizontalPodAutoscalers, NetworkPolicies,
+        ResourceQuotas and LimitRanges."""
+        autoscaling = client.AutoscalingV2Api(self.api)
+        listers = (("Deployment", self.apps.list_namespaced_deployment),
+                   ("StatefulSet", self.apps.list_namespaced_stateful_set),
+                   ("DaemonSet", self.apps.list_namespaced_daemon_set),
+                   ("Pod", self.core.list_namespaced_pod), ("Service", self.core.list_namespaced_service),
+                   ("PodDisruptionBudget", self.policy.list_namespaced_pod_disruption_budget),
+                   ("HorizontalPodAutoscaler", autoscaling.list_namespaced_horizontal_pod_autoscaler),
+                   ("NetworkPolicy", self.networking.list_namespaced_network_policy),
+                   ("ResourceQuota", self.core.list_namespaced_resource_quota),
+                   ("LimitRange", self.core.list_namespaced_limit_range))
+        found: list[dict[str, Any]] = []
+        for kind, lister in listers:
+            for item in raw_list(lister, namespace)["items"]:
+                if kind == "Pod" and (item.get("metadata") or {}).get("ownerReferences"):
+                    continue  # pods of a workload are audited through it
+                found.append({**item, "kind": kind})
+        return found
+
     def namespace_exists(self, name: str) -> bool:
         """Whether the namespace exists."""
         try:
