@@ -1,0 +1,92 @@
+"""Audit time for N workloads read from manifest files (goal for 1,000: under 2 s).
+
+Writes N Deployments (half of them hardened, half with the usual gaps), each with a Service and a
+PodDisruptionBudget, into one multi-document file and into N small files, then times reading plus auditing
+(best of a few rounds, in this process, so the import of the package is not counted).
+
+    python3 benchmarks/bench_audit.py [--workloads 1000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from resilience_tests.audit import sources
+from resilience_tests.audit.rules import audit
+
+
+def bundle(i: int) -> list[dict[str, object]]:
+    name, labels = f"app-{i}", {"app": f"app-{i}"}
+    container: dict[str, object] = {"name": "app", "image": f"shop/app:{i}", "ports": [{"containerPort": 8080}]}
+    if i % 2 == 0:
+        probe = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5}
+        container.update(readinessProbe=probe, livenessProbe={**probe, "failureThreshold": 3},
+                         resources={"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+                         lifecycle={"preStop": {"exec": {"command": ["sleep", "5"]}}},
+                         securityContext={"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                          "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}})
+    spread = [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+               "labelSelector": {"matchLabels": labels}}
+              for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")] if i % 2 == 0 else []
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": f"ns-{i % 20}"},
+         "spec": {"replicas": 3 if i % 2 == 0 else 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"containers": [container], "topologySpreadConstraints": spread,
+                                        "automountServiceAccountToken": False}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": f"ns-{i % 20}"},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name,
+                                                                             "namespace": f"ns-{i % 20}"},
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
+    ]
+
+
+def timed(paths: list[str], rounds: int) -> tuple[float, int, int]:
+    best, findings, objects = float("inf"), 0, 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        inventory, problems = sources.read_paths(paths)
+        found = audit(inventory)
+        best = min(best, time.perf_counter() - started)
+        findings, objects = len(found), len(inventory.objects)
+        assert not problems, problems[:3]
+    return best, objects, findings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        root = Path(tmp)
+        docs = [doc for i in range(args.workloads) for doc in bundle(i)]
+        one = root / "all.yaml"
+        one.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        many = root / "many"
+        many.mkdir()
+        for i in range(args.workloads):
+            (many / f"app-{i}.yaml").write_text(yaml.safe_dump_all(bundle(i), sort_keys=False))
+        for label, paths in (("one multi-document file", [str(one)]), (f"{args.workloads} files", [str(many)])):
+            seconds, objects, findings = timed(paths, args.rounds)
+            print(f"{args.workloads} workloads ({objects} objects) from {label}: {seconds:.2f} s "
+                  f"(best of {args.rounds}), {findings} findings; {one.stat().st_size / 1e6:.1f} MB of YAML")
+        started = time.perf_counter()
+        inventory, _ = sources.read_paths([str(one)])
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        audit(inventory)
+        print(f"of which reading YAML {read:.2f} s, rules {time.perf_counter() - started:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
