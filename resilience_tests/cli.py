@@ -205,32 +205,24 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from resilience_tests.audit import report, rules, sources
-    from resilience_tests.audit.model import Inventory
+    from resilience_tests.audit_items import read_targets
+    from resilience_tests.session import RunSession, kubeconfig_from_env
 
-    paths = [t for t in args.targets if t == "-" or Path(t).exists() or t.endswith(sources.SUFFIXES) or "/" in t]
-    namespaces = [t for t in args.targets if t not in paths]
-    inventory, problems = sources.read_paths(paths) if paths else (Inventory(), [])
-    if namespaces:  # reading only: any context may be audited, no --allow-context needed
-        from resilience_tests.cluster.client import ClusterRef, current_context
-        from resilience_tests.cluster.kube import Kube
-        from resilience_tests.session import kubeconfig_from_env
-
-        kubeconfig, context = args.resilience_kubeconfig or kubeconfig_from_env(), args.resilience_context
-        if kubeconfig is None:
-            local = LocalCluster(args.resilience_local_cluster or DEFAULT_NAME)
-            if local.state() != "running":
+    namespaces = [t for t in args.targets
+                  if not (t == "-" or Path(t).exists() or t.endswith(sources.SUFFIXES) or "/" in t)]
+    run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
+                     context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
+    try:
+        kube = None
+        if namespaces:  # reading only: any context may be audited, no --allow-context needed
+            try:
+                kube = run.reader()
+            except UsageError:
                 raise UsageError(f"{', '.join(namespaces)}: no such file, and no cluster to read a namespace from",
-                                 hint="give manifest paths, or --kubeconfig to audit a live namespace")
-            kubeconfig, context = str(local.kubeconfig), local.context
-        kube = Kube.connect(ClusterRef(kubeconfig, context or current_context(kubeconfig)))
-        try:
-            for namespace in namespaces:
-                live, trouble = sources.read_namespace(kube, namespace)
-                inventory.objects += live.objects
-                inventory.zones = live.zones or inventory.zones
-                problems += trouble
-        finally:
-            kube.close()
+                                 hint="give manifest paths, or --kubeconfig to audit a live namespace") from None
+        inventory, problems = read_targets(args.targets, kube)
+    finally:
+        run.close()
     findings = rules.audit(inventory)
     if args.format == "json":
         sys.stdout.write(report.as_json(findings, problems, len(inventory.objects), rules.RULES))

@@ -62,6 +62,9 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--results-dir", "resilience_results_dir",
      "keep each experiment's journal, timeline plot and load files, and summary.json, under DIR "
      "(`resilience run` uses reports/<run id>/)", {"metavar": "DIR"}),
+    ("--audit", "resilience_audit",
+     "also audit these manifests (file, folder, -) or live namespaces: a test per object and rule (repeatable)",
+     {"action": "append", "metavar": "TARGET"}),
     ("--keep-cluster", "resilience_keep_cluster",
      "leave the local cluster running at the end if this run started it", {"action": "store_true"}),
 ]
@@ -98,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers, build the run session, start reporting and make SIGTERM and SIGHUP revert like Ctrl-C."""
     config.addinivalue_line("markers", "experiment(faults): a collected resilience experiment")
     config.addinivalue_line("markers", "cluster: needs a Kubernetes cluster")
+    config.addinivalue_line("markers", "audit(rule, severity): a rule of the resilience audit on one object")
     seed = option(config, "resilience_seed")
     allowed = list(option(config, "resilience_allow_context") or [])
     try:
@@ -179,6 +183,28 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from resilience_tests.items import ExperimentFile
 
     return ExperimentFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add the audit's tests (``--audit``) before selection (-k, -m) sees the items."""
+    targets = list(option(config, "resilience_audit") or [])
+    if not targets:
+        return
+    from resilience_tests.audit_items import AuditTarget
+
+    kube = None
+    if any(not (t == "-" or Path(t).exists() or "/" in t or t.endswith((".yaml", ".yml", ".json"))) for t in targets):
+        try:
+            kube = get_session(config).reader()
+        except ResilienceError as exc:
+            raise pytest.UsageError(f"--audit of a namespace needs a cluster: {exc}") from None
+    collector = AuditTarget.from_parent(session, name="audit", targets=targets, kube=kube)
+    added = list(collector.collect())
+    items.extend(added)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and isinstance(getattr(reporter, "_numcollected", None), int):
+        reporter._numcollected += len(added)  # so "collected N items" counts them
 
 
 @pytest.fixture(scope="session")

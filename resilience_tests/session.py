@@ -106,6 +106,7 @@ class RunSession:
     real_nodes: int = 3
     started_local: LocalCluster | None = None
     _kube: Kube | None = None
+    _reader: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
 
     def is_local_cluster(self) -> bool:
@@ -179,11 +180,30 @@ class RunSession:
             self._kube = Kube.connect(ref)
         return self._kube
 
+    def reader(self) -> Kube:
+        """A client that only reads (the audit): no context guardrail, no question asked, and the local cluster
+        only if it already runs (reading never starts one)."""
+        if self._reader is None:
+            from resilience_tests.cluster.client import ClusterRef, current_context
+            from resilience_tests.cluster.kube import Kube
+            from resilience_tests.testbed.cluster import LocalCluster
+
+            kubeconfig, context = self.kubeconfig, self.context
+            if kubeconfig is None:
+                local = LocalCluster(self.local_cluster_name)
+                if local.state() != "running":
+                    raise UsageError(f"no cluster to read from: the local cluster {self.local_cluster_name!r} is "
+                                     "not running", hint="pass --kubeconfig, or start it with `resilience cluster up`")
+                kubeconfig, context = str(local.kubeconfig), local.context
+            self._reader = Kube.connect(ClusterRef(kubeconfig, context or current_context(kubeconfig)))
+        return self._reader
+
     def close(self) -> None:
-        """Release the client."""
-        if self._kube is not None:
-            self._kube.close()
-            self._kube = None
+        """Release the clients."""
+        for client in (self._kube, self._reader):
+            if client is not None:
+                client.close()
+        self._kube = self._reader = None
 
 
 SESSION_KEY = pytest.StashKey[RunSession]()

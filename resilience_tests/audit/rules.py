@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from resilience_tests.audit.model import SKIP_PREFIX, Finding, Inventory, Obj, Rule
+from resilience_tests.audit.model import SKIP_PREFIX, Finding, Inventory, Location, Obj, Rule
 from resilience_tests.labels import ZONE_LABEL
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -820,3 +820,27 @@ def audit(inventory: Inventory) -> list[Finding]:
     carriers = [w.obj for w in workloads] + inventory.of("PodDisruptionBudget", "HorizontalPodAutoscaler")
     findings += [_finding("RT000", obj, message) for obj in carriers for message in _skip_without_reason(obj)]
     return sorted(findings, key=lambda f: (f.location.source, f.location.line, f.rule.id))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Something the audit judges (a workload, a PDB or HPA, a namespace) and the rules that judge it."""
+
+    ref: str
+    location: Location
+    rules: tuple[str, ...]
+
+
+def subjects(inventory: Inventory) -> list[Subject]:
+    """Every object and namespace the audit judged, with the rules it was judged by (a test per pair)."""
+    workloads = _workloads(inventory)
+    found = [Subject(w.obj.ref, w.obj.location, (*_WORKLOAD_CHECKS, "RT000")) for w in workloads]
+    for kind in dict.fromkeys(kind for kind, _ in _OBJECT_CHECKS.values()):
+        ids = tuple(rule_id for rule_id, (k, _) in _OBJECT_CHECKS.items() if k == kind)
+        found += [Subject(obj.ref, obj.location, (*ids, "RT000")) for obj in inventory.of(kind)]
+    first: dict[str, Obj] = {}
+    for w in workloads:
+        if w.obj.kind in CONTROLLERS:
+            first.setdefault(w.obj.namespace, w.obj)
+    found += [Subject(f"Namespace {ns}", carrier.location, tuple(_NAMESPACE_CHECKS)) for ns, carrier in first.items()]
+    return found

@@ -350,3 +350,47 @@ def test_a_dry_run_never_starts_the_local_cluster(pytester: pytest.Pytester, exp
     result.stdout.no_fnmatch_line("*Traceback*")
     result.assert_outcomes(failed=1)
     assert LocalCluster(name).state() == "absent"
+
+
+AUDITED = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  annotations: {resilience-tests.io/skip-rt808: "images are pinned by the deploy pipeline"}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "shop/web:latest"}]
+"""
+
+
+def test_audit_findings_are_tests_one_per_object_and_rule(pytester: pytest.Pytester) -> None:
+    from resilience_tests.audit.rules import RULES, subjects
+    from resilience_tests.audit.sources import Inventory, parse
+
+    (pytester.path / "web.yaml").write_text(AUDITED)
+    objects, _ = parse(AUDITED, "web.yaml")
+    expected = sum(len(s.rules) for s in subjects(Inventory(objects)))
+    result = pytester.runpytest_subprocess("--audit", "web.yaml", "--junitxml", "junit.xml", "-rfs")
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] + outcomes["failed"] + outcomes["skipped"] == expected
+    result.stdout.fnmatch_lines([
+        "FAILED *Deployment shop/web::RT201 replicas - *",
+        "*RT808 skipped: images are pinned by the deploy pipeline*",
+    ])
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'classname=".audit.Deployment shop/web" name="RT201 replicas"' in junit
+    assert "web.yaml:6: " in junit and "(proved by experiment kill-two-pods)" in junit
+    selected = pytester.runpytest_subprocess("--audit", "web.yaml", "-k", "RT101")
+    selected.assert_outcomes(failed=1)
+    assert len(RULES) > 30
