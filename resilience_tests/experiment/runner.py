@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from resilience_tests.audit.model import Finding
 from resilience_tests.cluster.kube import Kube, NotFound, Workload
 from resilience_tests.cluster.leases import RunLease
 from resilience_tests.cluster.selection import Budget, NodeInfo, parse_label_selector
@@ -40,7 +41,7 @@ from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Faul
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
-from resilience_tests.sla.checks import Verdict, evaluate
+from resilience_tests.sla.checks import AuditClean, Check, Verdict, evaluate
 from resilience_tests.sla.evidence import Evidence, Snapshot
 from resilience_tests.sla.snapshot import take_snapshot
 
@@ -325,7 +326,7 @@ class Runner:
         with self._phase("SLA checks") as note:
             result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
             if exp.slas:
-                result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome))
+                result.verdicts = evaluate(exp.slas, self._evidence(result, ctx, outcome, checks=exp.slas))
             failed = len(result.failed_verdicts)
             if failed:
                 note.status, note.detail = "failed", f"{failed} of {len(result.verdicts)} failed"
@@ -354,8 +355,9 @@ class Runner:
         return LoadRun(exp.load, url, workdir, base, run_id=run_id, cluster=self.kube.api.configuration.host)
 
     def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
-                  until: float | None = None) -> Evidence:
+                  until: float | None = None, checks: tuple[Check, ...] = ()) -> Evidence:
         started = outcome.started if outcome and outcome.started else result.started
+        audit, audit_at = self._audit(ctx) if any(isinstance(c, AuditClean) for c in checks) else (None, 0.0)
         return Evidence(
             started=started, ended=until or (outcome.ended if outcome else result.ended) or time.time(),
             zero=result.zero,
@@ -363,7 +365,27 @@ class Runner:
             faults=list(result.windows),
             snapshot=result.snapshot, selector=parse_label_selector(ctx.target_selector),
             load_complete=None if outcome is None else outcome.complete,
-            load_problem=outcome.problem if outcome else "")
+            load_problem=outcome.problem if outcome else "", audit=audit, audit_at=audit_at)
+
+    def _audit(self, ctx: FaultContext) -> tuple[tuple[Finding, ...] | None, float]:
+        """The resilience audit of the target as it is now: findings on its workload (every workload of the
+        namespace without one) and on its namespace; None when its objects cannot be read."""
+        from resilience_tests.audit.model import Inventory, Location, Obj
+        from resilience_tests.audit.rules import audit
+
+        at = time.time()
+        where = Location(f"cluster:{self.kube.ref.context or '(current)'}/{ctx.namespace}")
+        try:
+            objects = [Obj(data, where) for data in self.kube.audit_objects(ctx.namespace)]
+            zones = tuple(sorted({n.zone for n in self.kube.nodes() if n.zone}))
+        except ResilienceError:
+            return None, at
+        findings = audit(Inventory(objects, zones))
+        if ctx.workload is not None:
+            kind = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
+            mine = (f"{kind[ctx.workload.kind]} {ctx.namespace}/{ctx.workload.name}", f"Namespace {ctx.namespace}")
+            findings = [f for f in findings if f.obj in mine]
+        return tuple(findings), at
 
     def _steady(self, exp: Experiment, ctx: FaultContext, load: LoadRun | None, result: RunResult) -> bool:
         """Evaluate the steady-state checks before injecting; False (and the reason in the result) if they fail.
@@ -382,7 +404,8 @@ class Runner:
             outcome = load.outcome_so_far(end)
         result.snapshot = take_snapshot(self.kube, ctx.namespace, ctx.target_selector, ctx.workload)
         # result.records is still empty: the timeline is handed over when the run ends.
-        result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=end))
+        result.steady = evaluate(exp.steady_state, self._evidence(result, ctx, outcome, until=end,
+                                                                  checks=exp.steady_state))
         failed = [v for v in result.steady if not v.passed]
         if failed:
             result.aborted = "steady state not met before any fault: " + "; ".join(

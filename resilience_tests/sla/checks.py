@@ -435,8 +435,34 @@ class RecoveryTime(_Check):
         return candidate, max(0.0, end - candidate)
 
 
+class AuditClean(_Check):
+    """The target passes the resilience audit (docs/audit.md): no finding at or above ``severity`` on its workload
+    or namespace (findings skipped by an annotation with a reason do not count), optionally only ``rules``."""
+
+    type: Literal["audit"] = "audit"
+    severity: Literal["high", "medium", "low"] = "high"
+    rules: tuple[str, ...] = ()
+
+    def evaluate(self, ev: Evidence) -> Verdict:
+        at = ev.audit_at or ev.ended
+        window = Window("snapshot", at, at)
+        if ev.audit is None:
+            return self._verdict(ev, window, False, "not audited", "an audit of the target",
+                                 ["the run could not read the target's objects"])
+        ranks = {"high": 0, "medium": 1, "low": 2}
+        wanted = {r.upper() for r in self.rules}
+        found = [f for f in ev.audit if not f.skipped and ranks[f.rule.severity] <= ranks[self.severity]
+                 and (not wanted or f.rule.id in wanted)]
+        lines = [f"{f.rule.id} {f.rule.name} ({f.rule.severity}) {f.obj}: {f.message}" for f in found[:MAX_EVIDENCE]]
+        if len(found) > MAX_EVIDENCE:
+            lines.append(f"... and {len(found) - MAX_EVIDENCE} more")
+        scope = f"rules {', '.join(sorted(wanted))}" if wanted else "every rule"
+        return self._verdict(ev, window, not found, f"{len(found)} finding(s) at {self.severity} or above",
+                             f"none ({scope})", lines)
+
+
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread
-                  | SurvivesZoneLoss | GracefulShutdown | RecoveryTime, Field(discriminator="type")]
+                  | SurvivesZoneLoss | GracefulShutdown | RecoveryTime | AuditClean, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Check] = TypeAdapter(Check)
 LOAD_CHECKS = (NoFailedRequests, ErrorRate, Latency, Availability, Throughput, GracefulShutdown)
 """Checks that read load samples."""

@@ -9,6 +9,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
+from resilience_tests.audit.model import Finding
 from resilience_tests.cluster.timeline import Record
 from resilience_tests.errors import UsageError
 from resilience_tests.load.samples import Sample
@@ -114,6 +115,8 @@ class Evidence:
     load_complete: bool | None = None  # None: the experiment ran no load
     load_problem: str = ""
     zero: float = 0.0
+    audit: tuple[Finding, ...] | None = None  # the audit of the target, when a check asks for it
+    audit_at: float = 0.0
 
     @property
     def origin(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,33 @@ def test_a_namespace_without_a_cluster_is_one_line(tmp_path: Path, monkeypatch: 
 def test_obj_refs_default_the_namespace() -> None:
     obj = Obj({"kind": "Deployment", "metadata": {"name": "web"}}, Location("x.yaml", 3))
     assert obj.ref == "Deployment default/web" and str(obj.location) == "x.yaml:3"
+
+
+def _evidence(findings: tuple[object, ...] | None) -> object:
+    from resilience_tests.sla.evidence import Evidence
+
+    return Evidence(started=100.0, ended=160.0, zero=110.0, audit=findings, audit_at=105.0)  # type: ignore[arg-type]
+
+
+def test_the_audit_check_fails_on_findings_at_or_above_its_severity_and_passes_without() -> None:
+    from resilience_tests.experiment.model import parse_experiment
+    from resilience_tests.faults.base import load_registry
+
+    exp = parse_experiment({"name": "x", "target": {"namespace": "shop", "workload": "deployment/web"},
+                            "steady_state": [{"type": "audit"}, {"type": "audit", "severity": "low"},
+                                             {"type": "audit", "severity": "low", "rules": ["rt101"]}],
+                            "faults": [{"type": "pod-kill", "at": "1s"}]}, load_registry())
+    high, low, only_rt101 = exp.steady_state
+    findings, _ = _findings()
+    mine = tuple(f for f in findings if f.obj == "Deployment shop/web")  # type: ignore[attr-defined]
+    verdict = high.evaluate(_evidence(mine))  # type: ignore[arg-type]
+    assert not verdict.passed and verdict.measured == "2 finding(s) at high or above"  # RT101, RT201
+    assert verdict.window == "snapshot (-5.0s..-5.0s)" and verdict.threshold == "none (every rule)"
+    assert any(line.startswith("RT201 replicas (high) Deployment shop/web: ") for line in verdict.evidence)
+    assert low.evaluate(_evidence(mine)).measured == f"{len(mine)} finding(s) at low or above"  # type: ignore[arg-type]
+    assert only_rt101.evaluate(_evidence(mine)).measured == "1 finding(s) at low or above"  # type: ignore[arg-type]
+    assert high.evaluate(_evidence(())).passed  # type: ignore[arg-type]
+    skipped = tuple(replace(f, skipped="by design") for f in mine)  # type: ignore[type-var]
+    assert high.evaluate(_evidence(skipped)).passed  # type: ignore[arg-type]
+    unread = high.evaluate(_evidence(None))  # type: ignore[arg-type]
+    assert not unread.passed and unread.measured == "not audited"
