@@ -543,6 +543,10 @@ def _graceful_shutdown(w: Workload) -> Iterator[str]:
             yield (f"no container has a preStop hook and terminationGracePeriodSeconds {grace} is not above the "
                    f"readiness window ({period}s x {threshold} = {period * threshold}s): endpoints may still route "
                    "to a terminating pod; add a preStop sleep of a few seconds")
+        else:
+            yield ("no container has a preStop hook: unless the app keeps serving after SIGTERM until its endpoints "
+                   "are gone, requests fail in every rollout and drain; add a preStop sleep of a few seconds, or "
+                   f"annotate {SKIP_PREFIX}rt401 with why the app drains on its own")
     for c in hooked:
         sleep = _pre_stop_sleep(c)
         if sleep is not None and sleep >= grace:

@@ -239,7 +239,7 @@ CASES = [
               lambda d: put(pod_spec(d), "priorityClassName", "business-critical"))),
     Case("RT401", both(lambda d: drop(container(d), "lifecycle"),
                        lambda d: put(pod_spec(d), "terminationGracePeriodSeconds", 15)),  # 15 <= 5s x 3
-         lambda d: drop(container(d), "lifecycle")),  # 30 > 5s x 3
+         lambda d: put(container(d), "lifecycle.preStop", {"sleep": {"seconds": 3}})),  # 3 < 30
     Case("RT501", lambda d: remove(d, "PodDisruptionBudget"),
          lambda d: put(find(d, "PodDisruptionBudget"), "spec.selector",
                        {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]})),
@@ -621,3 +621,12 @@ def test_malformed_manifests_are_audited_without_crashing(junk: Any) -> None:
     ]
     findings = run(docs)
     assert findings and all("\n" not in f.message for f in findings)
+
+
+def test_no_pre_stop_is_a_finding_even_with_a_long_grace_period_unless_a_reason_says_the_app_drains() -> None:
+    (finding,) = run(changed(lambda d: drop(container(d), "lifecycle")))  # grace 30 > 5s x 3
+    assert finding.rule.id == "RT401" and "no container has a preStop hook: unless the app keeps serving" in \
+        finding.message
+    (skipped,) = run(changed(both(lambda d: drop(container(d), "lifecycle"),
+                                  lambda d: annotate(d, SKIP_PREFIX + "rt401", "drains for 10 s after SIGTERM"))))
+    assert skipped.skipped == "drains for 10 s after SIGTERM"
