@@ -492,6 +492,8 @@ def _pinned(w: Workload) -> Iterator[str]:
     if w.obj.kind == "DaemonSet":  # a DaemonSet runs on the nodes it selects by design
         return
     node_name = w.pod.get("nodeName")
+    if w.obj.kind == "Pod":  # a live bare pod has the node the scheduler chose: only an authored nodeName counts
+        node_name = _dict(_applied_spec(w.obj)).get("nodeName")
     if node_name:
         yield (f"{w.pod_path}.nodeName {node_name} pins the pods to one node: when it drains or fails they "
                "cannot run anywhere else; remove nodeName")

@@ -109,9 +109,9 @@ def test_live_namespace_and_its_manifests_give_the_same_findings(local_cluster: 
     assert _key(from_cluster) == _key(from_files)
     found = {(f.rule.id, f.obj) for f in from_cluster}
     for expected in [("RT201", f"Deployment {namespace}/single"), ("RT204", f"Deployment {namespace}/pinned"),
-                     ("RT502", f"PodDisruptionBudget {namespace}/pinned"),
+                     ("RT502", f"Deployment {namespace}/pinned"),
                      ("RT503", f"PodDisruptionBudget {namespace}/orphan"),
-                     ("RT601", f"Deployment {namespace}/pinned"), ("RT801", f"Deployment {namespace}/pinned"),
+                     ("RT801", f"Deployment {namespace}/pinned"),
                      ("RT806", f"Pod {namespace}/loner"), ("RT808", f"Deployment {namespace}/pinned"),
                      ("RT701", f"HorizontalPodAutoscaler {namespace}/single"),
                      ("RT903", f"Namespace {namespace}")]:

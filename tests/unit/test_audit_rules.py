@@ -630,3 +630,12 @@ def test_no_pre_stop_is_a_finding_even_with_a_long_grace_period_unless_a_reason_
     (skipped,) = run(changed(both(lambda d: drop(container(d), "lifecycle"),
                                   lambda d: annotate(d, SKIP_PREFIX + "rt401", "drains for 10 s after SIGTERM"))))
     assert skipped.skipped == "drains for 10 s after SIGTERM"
+
+
+def test_a_live_bare_pod_is_not_pinned_by_the_node_the_scheduler_gave_it() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "demo"},
+           "spec": {"nodeName": "sim-a1", "containers": [{"name": "c", "image": "x:1"}]}}
+    live = Inventory([Obj(pod, Location("cluster:kwok-resilience/demo"))])
+    assert "RT204" not in {f.rule.id for f in audit(live)}
+    authored = Inventory([Obj(pod, Location("pod.yaml", 1))])
+    assert "RT204" in {f.rule.id for f in audit(authored)}
