@@ -174,3 +174,46 @@ def test_the_audit_check_fails_on_findings_at_or_above_its_severity_and_passes_w
     assert high.evaluate(_evidence(skipped)).passed  # type: ignore[arg-type]
     unread = high.evaluate(_evidence(None))  # type: ignore[arg-type]
     assert not unread.passed and unread.measured == "not audited"
+
+
+def test_the_demo_app_as_the_main_job_deploys_it_passes_the_audit(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).parents[2] / "deploy" / "demo.yaml"
+    assert main(["audit", str(demo)]) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.endswith("0 finding(s) (0 high, 0 medium, 0 low)\n")
+
+
+def _demo_variant(change: object) -> list[str]:
+    import copy
+
+    import yaml
+
+    demo = Path(__file__).parents[2] / "deploy" / "demo.yaml"
+    docs = [d for d in yaml.safe_load_all(demo.read_text()) if d]
+    docs = copy.deepcopy(docs)
+    change(docs)  # type: ignore[operator]
+    objects, _ = sources.parse(yaml.safe_dump_all(docs), "demo-variant.yaml")
+    return sorted({f.rule.id for f in audit(sources.Inventory(objects)) if not f.skipped})
+
+
+def _web(docs: list[dict[str, object]]) -> dict[str, object]:
+    return next(d for d in docs if d["kind"] == "Deployment")
+
+
+def _container(docs: list[dict[str, object]]) -> dict[str, object]:
+    return _web(docs)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index,no-any-return]
+
+
+@pytest.mark.parametrize(("misbehaviour", "change", "rule"), [
+    ("exits at once on SIGTERM, no preStop", lambda docs: _container(docs).pop("lifecycle"), "RT401"),
+    ("no readiness probe", lambda docs: _container(docs).pop("readinessProbe"), "RT101"),
+    ("one replica", lambda docs: _web(docs)["spec"].update(replicas=1), "RT201"),  # type: ignore[attr-defined]
+    ("pinned to a zone", lambda docs: _web(docs)["spec"]["template"]["spec"].update(  # type: ignore[index]
+        nodeSelector={"topology.kubernetes.io/zone": "zone-a"}), "RT204"),
+    ("a PDB that blocks every drain", lambda docs: next(d for d in docs if d["kind"] == "PodDisruptionBudget")[
+        "spec"].update(maxUnavailable=0), "RT502"),  # type: ignore[index]
+])
+def test_each_misbehaving_variant_of_the_demo_app_fails_the_rule_of_its_misbehaviour(
+        misbehaviour: str, change: object, rule: str) -> None:
+    assert _demo_variant(lambda docs: None) == []
+    found = _demo_variant(change)
+    assert rule in found, (misbehaviour, found)
