@@ -30,8 +30,8 @@ def read_targets(targets: list[str], kube: Any = None) -> tuple[Any, list[Any]]:
     from resilience_tests.audit import sources
     from resilience_tests.audit.model import Inventory
 
-    paths = [t for t in targets if t == "-" or Path(t).exists() or t.endswith(sources.SUFFIXES) or "/" in t]
-    namespaces = [t for t in targets if t not in paths]
+    paths = [t for t in targets if sources.is_path(t)]
+    namespaces = [t for t in targets if not sources.is_path(t)]
     inventory, problems = sources.read_paths(paths) if paths else (Inventory(), [])
     for namespace in namespaces:
         live, trouble = sources.read_namespace(kube, namespace)

@@ -208,8 +208,7 @@ def _audit(args: argparse.Namespace) -> int:
     from resilience_tests.audit_items import read_targets
     from resilience_tests.session import RunSession, kubeconfig_from_env
 
-    namespaces = [t for t in args.targets
-                  if not (t == "-" or Path(t).exists() or t.endswith(sources.SUFFIXES) or "/" in t)]
+    namespaces = [t for t in args.targets if not sources.is_path(t)]
     run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
                      context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
     try:

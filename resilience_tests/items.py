@@ -17,7 +17,7 @@ from resilience_tests.experiment.journal import Journal
 from resilience_tests.experiment.model import Experiment, load_experiment
 from resilience_tests.experiment.runner import Runner
 from resilience_tests.reporting.redact import redact
-from resilience_tests.reporting.results import results_dir
+from resilience_tests.reporting.results import EXPERIMENTS, results_dir
 from resilience_tests.session import get_session
 
 _terminal_lock = threading.Lock()  # event lines (the run's thread) and the status line (its ticker) take turns
@@ -59,7 +59,7 @@ def journal_failure(journal: Journal) -> ExperimentFailed | None:
         return RevertFailed(f"revert failed: {name}: {'; '.join(journal.revert_errors)} (undo what is left with "
                             f"`resilience cleanup --run {journal.run_id}`){extra}")
     if outcome == "interrupted":
-        reverted = [w.label for w in journal.windows if w.end is not None and not w.error]
+        reverted = [w.label for w in journal.windows if w.reverted]
         return ExperimentInterrupted(f"interrupted: {name}: {journal.aborted}; reverted: "
                                      f"{', '.join(reverted) or 'nothing was injected'}")
     if outcome == "error":
@@ -99,7 +99,7 @@ class ExperimentItem(pytest.Item):
         results = results_dir(self.config)
         runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say,
                         progress=None if quiet else self._progress,
-                        results_dir=results / "experiments" if results else None)
+                        results_dir=results / EXPERIMENTS if results else None)
         interrupted: KeyboardInterrupt | None = None
         try:
             runner.run(self.experiment, dry_run=run.dry_run)

@@ -191,10 +191,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     targets = list(option(config, "resilience_audit") or [])
     if not targets:
         return
+    from resilience_tests.audit.sources import is_path
     from resilience_tests.audit_items import AuditTarget
 
     kube = None
-    if any(not (t == "-" or Path(t).exists() or "/" in t or t.endswith((".yaml", ".yml", ".json"))) for t in targets):
+    if not all(is_path(t) for t in targets):
         try:
             kube = get_session(config).reader()
         except ResilienceError as exc:

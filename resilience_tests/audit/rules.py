@@ -807,6 +807,16 @@ def _skip_without_reason(obj: Obj) -> Iterator[str]:
                    f'e.g. {key}: "<why>"')
 
 
+def _namespace_carriers(workloads: list[Workload]) -> dict[str, Obj]:
+    """Namespace -> its first controller, where the namespace's findings are reported (only namespaces that hold
+    a Deployment, StatefulSet or DaemonSet are judged)."""
+    first: dict[str, Obj] = {}
+    for w in workloads:
+        if w.obj.kind in CONTROLLERS:
+            first.setdefault(w.obj.namespace, w.obj)
+    return first
+
+
 def audit(inventory: Inventory) -> list[Finding]:
     """Every finding of every rule over an inventory, sorted by location then rule id."""
     workloads = _workloads(inventory)
@@ -815,11 +825,7 @@ def audit(inventory: Inventory) -> list[Finding]:
     for rule_id, (kind, object_check) in _OBJECT_CHECKS.items():
         findings += [_finding(rule_id, obj, message)
                      for obj in inventory.of(kind) for message in object_check(obj, inventory)]
-    first: dict[str, Obj] = {}  # namespace -> its first controller, where its namespace findings are reported
-    for w in workloads:
-        if w.obj.kind in CONTROLLERS:
-            first.setdefault(w.obj.namespace, w.obj)
-    for namespace, carrier in first.items():
+    for namespace, carrier in _namespace_carriers(workloads).items():
         findings += [_finding(rule_id, carrier, message, obj=f"Namespace {namespace}")
                      for rule_id, namespace_check in _NAMESPACE_CHECKS.items()
                      for message in namespace_check(namespace, inventory)]
@@ -844,9 +850,6 @@ def subjects(inventory: Inventory) -> list[Subject]:
     for kind in dict.fromkeys(kind for kind, _ in _OBJECT_CHECKS.values()):
         ids = tuple(rule_id for rule_id, (k, _) in _OBJECT_CHECKS.items() if k == kind)
         found += [Subject(obj.ref, obj.location, (*ids, "RT000")) for obj in inventory.of(kind)]
-    first: dict[str, Obj] = {}
-    for w in workloads:
-        if w.obj.kind in CONTROLLERS:
-            first.setdefault(w.obj.namespace, w.obj)
-    found += [Subject(f"Namespace {ns}", carrier.location, tuple(_NAMESPACE_CHECKS)) for ns, carrier in first.items()]
+    found += [Subject(f"Namespace {ns}", carrier.location, tuple(_NAMESPACE_CHECKS))
+              for ns, carrier in _namespace_carriers(workloads).items()]
     return found

@@ -88,6 +88,12 @@ def _add(obj: Obj, objects: list[Obj], problems: list[Problem]) -> None:
                                                "(a custom resource?): skipped"))
 
 
+def is_path(target: str) -> bool:
+    """Whether an audit target names manifests (``-``, an existing path, a YAML/JSON name or anything with a
+    slash) rather than a live namespace."""
+    return target == "-" or Path(target).exists() or target.endswith(SUFFIXES) or "/" in target
+
+
 def read_paths(paths: Iterable[str]) -> tuple[Inventory, list[Problem]]:
     """Objects of files, folders (their YAML and JSON files, recursively) and ``-`` (standard input)."""
     inventory = Inventory()

@@ -24,7 +24,8 @@ from resilience_tests.sla.evidence import FaultWindow
 JOURNAL_VERSION = 1
 """Raised whenever a field changes meaning or is removed; readers refuse versions they do not know."""
 
-__all__ = ["JOURNAL_VERSION", "ClusterFacts", "FaultWindow", "Journal", "Phase", "load_summary", "verdict_json"]
+__all__ = ["JOURNAL_VERSION", "ClusterFacts", "FaultWindow", "Journal", "Phase", "load_summary", "verdict_json",
+           "window_json"]
 
 Outcome = Literal["passed", "planned", "sla-violated", "steady-state-not-met", "error", "revert-failed",
                   "interrupted"]
@@ -144,8 +145,7 @@ class Journal:
             "started": self.started, "ended": self.ended, "zero": self.zero,
             "duration_s": round(self.ended - self.started, 3) if self.ended else 0.0,
             "phases": [dataclasses.asdict(p) for p in self.phases],
-            "faults": [{**dataclasses.asdict(w), "label": w.label, "touched": list(w.touched),
-                        "reverted": w.end is not None and not w.error} for w in self.windows],
+            "faults": [window_json(w) for w in self.windows],
             "steady_state": [verdict_json(v) for v in self.steady],
             "slas": [verdict_json(v) for v in self.verdicts],
             "errors": list(self.errors),
@@ -159,6 +159,12 @@ class Journal:
         if samples and self.load is not None:
             data["samples"] = [s.to_json() for s in self.load.samples]
         return data
+
+
+def window_json(window: FaultWindow) -> dict[str, Any]:
+    """A fault window as JSON: when it was active, what it touched, whether it was reverted."""
+    return {**dataclasses.asdict(window), "label": window.label, "touched": list(window.touched),
+            "reverted": window.reverted}
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:

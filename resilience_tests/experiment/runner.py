@@ -370,17 +370,17 @@ class Runner:
     def _audit(self, ctx: FaultContext) -> tuple[tuple[Finding, ...] | None, float]:
         """The resilience audit of the target as it is now: findings on its workload (every workload of the
         namespace without one) and on its namespace; None when its objects cannot be read."""
-        from resilience_tests.audit.model import Inventory, Location, Obj
         from resilience_tests.audit.rules import audit
+        from resilience_tests.audit.sources import read_namespace
 
         at = time.time()
-        where = Location(f"cluster:{self.kube.ref.context or '(current)'}/{ctx.namespace}")
         try:
-            objects = [Obj(data, where) for data in self.kube.audit_objects(ctx.namespace)]
-            zones = tuple(sorted({n.zone for n in self.kube.nodes() if n.zone}))
+            inventory, problems = read_namespace(self.kube, ctx.namespace)
         except ResilienceError:
             return None, at
-        findings = audit(Inventory(objects, zones))
+        if problems:
+            return None, at
+        findings = audit(inventory)
         if ctx.workload is not None:
             kind = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
             mine = (f"{kind[ctx.workload.kind]} {ctx.namespace}/{ctx.workload.name}", f"Namespace {ctx.namespace}")

@@ -80,13 +80,18 @@ def resolve_locustfile(name: str, base: Path | None) -> Path:
                      hint="give a path relative to the experiment file, or a file in loadprofiles/")
 
 
+def _with_userinfo(parts: urllib.parse.SplitResult, userinfo: str) -> str:
+    """The URL of ``parts`` with its user information replaced (``""``: none)."""
+    host = parts.hostname or ""
+    netloc = (f"{userinfo}@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + \
+        (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def without_password(url: str) -> str:
     """``url`` as it may be shown: a password in it replaced by ``***``."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url if parts.password is None else _with_userinfo(parts, f"{parts.username}:***")
 
 
 def check_target(url: str, timeout: float = 5.0) -> None:
@@ -99,9 +104,7 @@ def check_target(url: str, timeout: float = 5.0) -> None:
     if parts.username is not None:
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        url = _with_userinfo(parts, "")
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET", headers=headers),
                                     timeout=timeout) as resp:

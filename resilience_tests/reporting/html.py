@@ -78,7 +78,8 @@ def install(*, quiet: bool = False) -> Path:
         raise ReportError("npm is not installed, and the HTML report needs Node.js and npm",
                           hint="install them (Debian: `apt-get install nodejs npm`), then " + INSTALL_HINT)
     target = tool_dir()
-    staging = Path(tempfile.mkdtemp(prefix="allure-", dir=target.parent if target.parent.exists() else None))
+    target.parent.mkdir(parents=True, exist_ok=True)  # staged next to it: os.replace cannot cross filesystems
+    staging = Path(tempfile.mkdtemp(prefix="allure-", dir=target.parent))
     try:
         for name in ("package.json", "package-lock.json"):
             shutil.copy(PINNED / name, staging / name)
@@ -88,7 +89,6 @@ def install(*, quiet: bool = False) -> Path:
             tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
             raise ReportError(f"npm ci of the Allure tool failed (exit {done.returncode}): {tail}",
                               hint="check npm's registry access, then " + INSTALL_HINT)
-        target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             os.replace(staging, target)
     finally:

@@ -27,6 +27,7 @@ HISTORY_FILE = "history.jsonl"
 SUMMARY_FILE = "summary.json"
 ALLURE_RESULTS = "allure-results"
 HTML_DIR = "html"
+EXPERIMENTS = "experiments"
 
 
 def new_results_id() -> str:
@@ -42,4 +43,4 @@ def results_dir(config: pytest.Config) -> Path | None:
 
 def experiment_dir(results: Path, run_id: str) -> Path:
     """Where one experiment's journal, plot and load files go."""
-    return results / "experiments" / run_id
+    return results / EXPERIMENTS / run_id

@@ -9,7 +9,7 @@ from typing import Any
 
 from resilience_tests import __version__
 from resilience_tests.errors import UsageError
-from resilience_tests.experiment.journal import JOURNAL_VERSION, Journal, verdict_json
+from resilience_tests.experiment.journal import JOURNAL_VERSION, Journal, verdict_json, window_json
 
 SUMMARY_VERSION = 1
 
@@ -42,8 +42,7 @@ def _experiment(j: Journal) -> dict[str, Any]:
         "duration_s": round(j.ended - j.started, 3) if j.ended and j.started else 0.0,
         "context": j.facts.context,
         "seed": j.facts.seed,
-        "faults": [{"label": w.label, "start": w.start, "end": w.end, "reverted": w.end is not None and not w.error,
-                    "error": w.error} for w in j.windows],
+        "faults": [window_json(w) for w in j.windows],
         "revert_errors": list(j.revert_errors),
         "errors": list(j.errors),
         "aborted": j.aborted,

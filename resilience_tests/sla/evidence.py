@@ -95,6 +95,11 @@ class FaultWindow:
     def label(self) -> str:
         return f"{self.index}:{self.type}"
 
+    @property
+    def reverted(self) -> bool:
+        """Whether its revert ran and worked."""
+        return self.end is not None and not self.error
+
 
 @dataclass
 class Evidence:
