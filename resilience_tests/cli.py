@@ -7,6 +7,7 @@ stderr and an exit code (0 ok, 1 failed, 2 bad usage).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +21,9 @@ from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalC
 from resilience_tests.testbed.topology import Topology
 
 if TYPE_CHECKING:
+    from resilience_tests.audit.model import Finding
+    from resilience_tests.audit.prove import Placement, Unproved
+    from resilience_tests.audit.prove import Result as ProofResult
     from resilience_tests.reporting.html import Built
 
 
@@ -76,9 +80,17 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                        help="a manifest file or folder, - for standard input, or a namespace of the cluster")
     audit.add_argument("--format", choices=("table", "json", "sarif"), default="table",
                        help="output format (default table)")
+    audit.add_argument("--prove", nargs="?", const="all", metavar="RULES",
+                       help="run, against the live namespace, the experiment that proves each finding (all rules "
+                            "with one, or those listed: RT201,RT204) and report it confirmed or not")
     for flag, dest, help_text, kwargs in OPTIONS:
-        if flag in ("--kubeconfig", "--context", "--local-cluster-name"):
-            audit.add_argument(flag, dest=dest, help=help_text, **kwargs)
+        if flag in ("--kubeconfig", "--context", "--local-cluster-name", "--allow-context", "--allow-any-context",
+                    "--dry-run", "--yes", "--seed", "--no-progress"):
+            audit.add_argument(flag, dest=dest, help=help_text + (" (with --prove)" if flag in (
+                "--allow-context", "--allow-any-context", "--dry-run", "--yes", "--seed", "--no-progress") else ""),
+                **kwargs)
+    audit.add_argument("--reports", default="reports", metavar="DIR",
+                       help="with --prove: the proofs' experiments and results go to DIR/<run id>/ (default reports)")
     report = sub.add_parser("report", help="build the HTML report of a run's results (Allure 3)",
                             description="Build one self-contained HTML file from a run's Allure results, with the "
                                         "history of earlier runs (reports/history.jsonl); print its path.")
@@ -117,36 +129,49 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
         if not Path(path).exists():
             raise UsageError(f"experiment path {path} does not exist", hint="give a YAML file or a directory")
         argv += [path, "--experiments", path]
+    return argv + _option_args(args) + shlex.split(args.pytest_args)
+
+
+def _option_args(args: argparse.Namespace) -> list[str]:
+    """The plugin's options given on the command line, as pytest arguments."""
+    argv: list[str] = []
     for flag, dest, _, kwargs in OPTIONS:
         value = getattr(args, dest, None)
-        if value in (None, False, []):
+        if value in (None, False, []) or flag == "--experiments":
             continue
         if kwargs.get("action") == "store_true":
             argv.append(flag)
         elif kwargs.get("action") == "append":
-            for item in value:
-                argv += [flag, str(item)]
-        elif flag != "--experiments":
+            argv += [part for item in value for part in (flag, str(item))]
+        else:
             argv += [flag, str(value)]
-    return argv + shlex.split(args.pytest_args)
+    return argv
 
 
 def _run(args: argparse.Namespace) -> int:
-    import pytest
-
-    from resilience_tests.reporting.results import ALLURE_RESULTS, new_results_id
+    from resilience_tests.reporting.results import new_results_id
 
     argv = _pytest_args(args)
-    results = Path(args.resilience_results_dir) if args.resilience_results_dir else \
-        Path(args.reports) / new_results_id()
-    if not args.resilience_results_dir:
-        argv += ["--results-dir", str(results)]
+    given = bool(args.resilience_results_dir)
+    results = Path(args.resilience_results_dir) if given else Path(args.reports) / new_results_id()
+    return _session(argv, results, add_results_dir=not given, dry_run=bool(args.resilience_dry_run),
+                    no_report=args.no_report)
+
+
+def _session(argv: list[str], results: Path, *, add_results_dir: bool, dry_run: bool, no_report: bool) -> int:
+    """Run experiments through pytest with their results under ``results``; build the HTML report at the end."""
+    import pytest
+
+    from resilience_tests.reporting.results import ALLURE_RESULTS
+
+    if add_results_dir:
+        argv = [*argv, "--results-dir", str(results)]
     if "--alluredir" not in " ".join(argv):
-        argv += ["--alluredir", str(results / ALLURE_RESULTS)]
+        argv = [*argv, "--alluredir", str(results / ALLURE_RESULTS)]
     code = int(pytest.main(["-p", "no:cacheprovider", *argv]))
-    if not (results / ALLURE_RESULTS).is_dir() or args.resilience_dry_run:
+    if not (results / ALLURE_RESULTS).is_dir() or dry_run:
         return code
-    if args.no_report:
+    if no_report:
         print(f"results: {results} (build the report with `resilience report {results}`)")
         return code
     try:
@@ -204,11 +229,15 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from resilience_tests.audit import report, rules, sources
+    from resilience_tests.audit import prove, report, rules, sources
     from resilience_tests.audit_items import read_targets
     from resilience_tests.session import RunSession, kubeconfig_from_env
 
     namespaces = [t for t in args.targets if not sources.is_path(t)]
+    wanted = prove.selected_rules(args.prove) if args.prove else None
+    if args.prove and len(namespaces) != len(args.targets):
+        raise UsageError("--prove runs experiments against a live namespace, not manifest files",
+                         hint="apply the manifests, then `resilience audit NAMESPACE --prove`")
     run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
                      context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
     try:
@@ -220,16 +249,58 @@ def _audit(args: argparse.Namespace) -> int:
                 raise UsageError(f"{', '.join(namespaces)}: no such file, and no cluster to read a namespace from",
                                  hint="give manifest paths, or --kubeconfig to audit a live namespace") from None
         inventory, problems = read_targets(args.targets, kube)
+        findings = rules.audit(inventory)
+        placements = prove.read_placements(kube, inventory.objects) if args.prove and kube else {}
     finally:
         run.close()
-    findings = rules.audit(inventory)
+    results: list[prove.Result] = []
+    unproved: list[prove.Unproved] = []
+    if args.prove:
+        out = sys.stderr if args.format != "table" else sys.stdout
+        with contextlib.redirect_stdout(out):  # JSON and SARIF keep standard output to themselves
+            results, unproved = _prove(args, findings, placements, wanted)
     if args.format == "json":
-        sys.stdout.write(report.as_json(findings, problems, len(inventory.objects), rules.RULES))
+        sys.stdout.write(report.as_json(findings, problems, len(inventory.objects), rules.RULES,
+                                        proofs=results if args.prove else None))
     elif args.format == "sarif":
         sys.stdout.write(report.as_sarif(findings, problems, rules.RULES))
     else:
         sys.stdout.write(report.table(findings, problems, len(inventory.objects)))
+        if args.prove:
+            sys.stdout.write(report.proof_table(results, unproved))
     return 1 if problems or any(not f.skipped for f in findings) else 0
+
+
+def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[str, Placement],
+           wanted: set[str] | None) -> tuple[list[ProofResult], list[Unproved]]:
+    """Write the proofs' experiments under ``--reports``, run them like ``resilience run``, judge each."""
+    import yaml
+
+    from resilience_tests.audit import prove
+    from resilience_tests.reporting import summary
+    from resilience_tests.reporting.results import SUMMARY_FILE, new_results_id
+
+    proofs, unproved = prove.plan(findings, placements, rules=wanted)
+    if not proofs:
+        return [], unproved
+    results = Path(args.reports) / new_results_id()
+    folder = results / "proofs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, proof in enumerate(proofs, 1):
+        header = (f"# Written by `resilience audit --prove`: {proof.kind.shows} confirms {proof.rules} of "
+                  f"{proof.namespace}/{proof.workload}.\n# Run it again with `resilience run {folder}/"
+                  f"{number:02d}-{proof.name}.yaml`.\n")
+        (folder / f"{number:02d}-{proof.name}.yaml").write_text(header + yaml.safe_dump(
+            proof.experiment, sort_keys=False))
+    argv = [str(folder), "--experiments", str(folder), *_option_args(args)]
+    print(f"proving {len(proofs)} experiment(s) written to {folder}/")
+    code = _session(argv, results, add_results_dir=True, dry_run=bool(args.resilience_dry_run), no_report=False)
+    entries: dict[str, dict[str, object]] = {}
+    if (results / SUMMARY_FILE).is_file():
+        entries = {str(e["name"]): e for e in summary.read(results / SUMMARY_FILE)["experiments"]}
+    elif code not in (0, 1):
+        raise ResilienceError(f"the proofs did not run (pytest exit code {code}); see the output above")
+    return [prove.judge(p, entries.get(p.name)) for p in proofs], unproved
 
 
 def _print_status(status: ClusterStatus) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from resilience_tests import __version__
 from resilience_tests.audit.model import SEVERITIES, Finding, Problem, Rule
+from resilience_tests.audit.prove import NO_PROOF, QUIET_REASONS, Result, Unproved
 
 JSON_VERSION = 1
 SARIF_LEVEL = {"high": "error", "medium": "warning", "low": "note"}
@@ -42,14 +43,45 @@ def _finding(f: Finding) -> dict[str, Any]:
             "experiment": f.rule.experiment, "doc": f.rule.doc, "skipped": f.skipped or None}
 
 
-def as_json(findings: list[Finding], problems: list[Problem], audited: int, rules: dict[str, Rule]) -> str:
+def as_json(findings: list[Finding], problems: list[Problem], audited: int, rules: dict[str, Rule], *,
+            proofs: list[Result] | None = None) -> str:
+    """The audit as JSON; with ``proofs`` (``--prove``), each finding carries what its experiment showed."""
+    shown = {(f.rule.id, f.obj): r for r in proofs or [] for f in r.proof.findings}
+
+    def finding(f: Finding) -> dict[str, Any]:
+        data = _finding(f)
+        if proofs is not None:
+            r = shown.get((f.rule.id, f.obj))
+            data["proof"] = {"status": r.status, "why": r.why, "experiment": r.proof.name,
+                             "outcome": r.outcome} if r else None
+        return data
+
     return json.dumps({
         "version": JSON_VERSION, "tool_version": __version__, "objects": audited,
-        "findings": [_finding(f) for f in findings],
+        "findings": [finding(f) for f in findings],
         "problems": [{"source": p.location.source, "line": p.location.line, "message": p.message} for p in problems],
         "rules": {r.id: {"name": r.name, "severity": r.severity, "summary": r.summary, "experiment": r.experiment}
                   for r in rules.values()},
     }, indent=1) + "\n"
+
+
+def proof_table(results: list[Result], unproved: list[Unproved]) -> str:
+    """What ``--prove`` showed: one line per finding proved (status, rule, object, experiment, why), then the
+    findings left unproved for a reason other than having no experiment."""
+    rows = [(r.status, f"{f.rule.id} {f.rule.name}", f.obj, r.proof.name, r.why)
+            for r in results for f in r.proof.findings]
+    rows += [("not run", f"{u.finding.rule.id} {u.finding.rule.name}", u.finding.obj, "-", u.why)
+             for u in unproved if u.why not in QUIET_REASONS]
+    lines = ["", "proofs:"]
+    if rows:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines += ["  " + "  ".join(c.ljust(widths[i]) if i < 4 else c for i, c in enumerate(row)) for row in rows]
+    by = Counter(r.status for r in results for _ in r.proof.findings)
+    none = sum(u.why == NO_PROOF for u in unproved)
+    lines.append(f"prove: {len(results)} experiment(s); {by['confirmed']} finding(s) confirmed, "
+                 f"{by['not confirmed']} not confirmed, {by['inconclusive']} inconclusive, {by['not run']} not run; "
+                 f"{none} with no experiment")
+    return "\n".join(lines) + "\n"
 
 
 def as_sarif(findings: list[Finding], problems: list[Problem], rules: dict[str, Rule]) -> str:

@@ -38,7 +38,7 @@ _RULES = (
          "Every container has a readinessProbe, so traffic stops reaching a pod before it stops.",
          "rollout-under-load"),
     Rule("RT102", "liveness-probe", "medium",
-         "Every container has a livenessProbe, so a hung process is restarted.", "kill-two-pods"),
+         "Every container has a livenessProbe, so a hung process is restarted."),
     Rule("RT103", "liveness-equals-readiness", "medium",
          "A livenessProbe identical to the readinessProbe with failureThreshold <= 1 restarts pods under load."),
     Rule("RT104", "startup-probe", "low",

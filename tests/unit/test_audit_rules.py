@@ -315,7 +315,7 @@ def test_rules_table() -> None:
         assert rule.id == rule_id and rule.severity in SEVERITIES and rule.summary
         assert rule.experiment == "" or rule.experiment in experiments, rule
     assert {r.id: r.experiment for r in RULES.values() if r.experiment} == {
-        "RT101": "rollout-under-load", "RT102": "kill-two-pods", "RT201": "kill-two-pods",
+        "RT101": "rollout-under-load", "RT201": "kill-two-pods",
         "RT202": "zone-a-outage", "RT203": "drain-one-node", "RT204": "zone-a-outage",
         "RT401": "rollout-under-load", "RT501": "drain-one-node", "RT502": "drain-one-node",
         "RT601": "rollout-under-load"}
