@@ -93,12 +93,14 @@ class Inventory:
     zones: tuple[str, ...] = ()  # the cluster's zones when auditing live (empty from files)
     _index: dict[tuple[str, str], list[tuple[int, Obj]]] = field(default_factory=dict, repr=False, compare=False)
     _indexed: int = field(default=-1, repr=False, compare=False)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def _by_namespace(self) -> dict[tuple[str, str], list[tuple[int, Obj]]]:
         """(namespace, kind) -> (position, object), rebuilt when objects were added: rules look objects up per
         workload, and a scan of every object each time made 1,000 workloads take seconds."""
         if self._indexed != len(self.objects):
             self._index = {}
+            self._memo = {}
             for position, obj in enumerate(self.objects):
                 self._index.setdefault((obj.namespace, obj.kind), []).append((position, obj))
             self._indexed = len(self.objects)
@@ -110,5 +112,15 @@ class Inventory:
     def in_namespace(self, namespace: str, *kinds: str) -> list[Obj]:
         """Objects of these kinds in ``namespace``, in the order they were read."""
         index = self._by_namespace()
-        found = sorted(pair for kind in kinds for pair in index.get((namespace, kind), ()))
-        return [obj for _, obj in found]
+        key = ("in", namespace, kinds)
+        if key not in self._memo:
+            found = sorted((pair for kind in kinds for pair in index.get((namespace, kind), ())), key=lambda p: p[0])
+            self._memo[key] = [obj for _, obj in found]
+        return list(self._memo[key])
+
+    def memo(self, key: Any, make: Any) -> Any:
+        """A value derived from the objects (an index a rule builds once), rebuilt when objects were added."""
+        self._by_namespace()
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
