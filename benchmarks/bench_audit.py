@@ -30,7 +30,7 @@ from resilience_tests.audit.rules import audit
 NAMESPACES = 20
 
 
-def bundle(i: int) -> list[dict[str, object]]:
+def bundle(i: int, namespaces: int = NAMESPACES) -> list[dict[str, object]]:
     name, labels = f"app-{i}", {"app": f"app-{i}"}
     container: dict[str, object] = {"name": "app", "image": f"shop/app:{i}", "ports": [{"containerPort": 8080}]}
     if i % 2 == 0:
@@ -44,15 +44,15 @@ def bundle(i: int) -> list[dict[str, object]]:
                "labelSelector": {"matchLabels": labels}}
               for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")] if i % 2 == 0 else []
     return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": f"ns-{i % NAMESPACES}"},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": f"ns-{i % namespaces}"},
          "spec": {"replicas": 3 if i % 2 == 0 else 1, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels},
                                "spec": {"containers": [container], "topologySpreadConstraints": spread,
                                         "automountServiceAccountToken": False}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": f"ns-{i % NAMESPACES}"},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": f"ns-{i % namespaces}"},
          "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name,
-                                                                             "namespace": f"ns-{i % NAMESPACES}"},
+                                                                             "namespace": f"ns-{i % namespaces}"},
          "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
     ]
 
@@ -76,17 +76,15 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=NAMESPACES, help="spread the workloads over N namespaces")
     parser.add_argument("--live", action="store_true", help="also audit a live namespace of the local cluster")
     args = parser.parse_args()
-    global NAMESPACES
-    NAMESPACES = args.namespaces
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         root = Path(tmp)
-        docs = [doc for i in range(args.workloads) for doc in bundle(i)]
+        docs = [doc for i in range(args.workloads) for doc in bundle(i, args.namespaces)]
         one = root / "all.yaml"
         one.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         many = root / "many"
         many.mkdir()
         for i in range(args.workloads):
-            (many / f"app-{i}.yaml").write_text(yaml.safe_dump_all(bundle(i), sort_keys=False))
+            (many / f"app-{i}.yaml").write_text(yaml.safe_dump_all(bundle(i, args.namespaces), sort_keys=False))
         for label, paths in (("one multi-document file", [str(one)]), (f"{args.workloads} files", [str(many)])):
             seconds, objects, findings = timed(paths, args.rounds)
             print(f"{args.workloads} workloads ({objects} objects) from {label}: {seconds:.2f} s "

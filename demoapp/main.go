@@ -9,6 +9,8 @@
 //	ready-early    report ready before it can serve (serving starts after --start-delay)
 //	slow-start     take --start-delay before listening at all
 //	errors         answer a --error-ratio share of requests with HTTP 500
+//
+// With --data DIR it also keeps records on disk (records.go): the stateful demo of deploy/demo-stateful.yaml.
 package main
 
 import (
@@ -73,7 +75,11 @@ func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
 func (a *app) healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "alive") }
 
 func main() {
+	if subcommand(os.Args[1:]) {
+		return
+	}
 	port := flag.Int("port", 8080, "port to listen on")
+	data := flag.String("data", "", "stateful mode: keep records in this folder (the /records endpoints)")
 	drain := flag.Duration("drain", 5*time.Second, "how long to keep serving after SIGTERM")
 	startDelay := flag.Duration("start-delay", 10*time.Second, "start-up time for slow-start and ready-early")
 	misbehave := flag.String("misbehave", "", "exit-on-term, ignore-term, ready-early, slow-start or errors")
@@ -98,6 +104,15 @@ func main() {
 	mux.HandleFunc("/", a.root)
 	mux.HandleFunc("/readyz", a.readyz)
 	mux.HandleFunc("/healthz", a.healthz)
+	if *data != "" {
+		s, err := openStore(*data)
+		if err != nil {
+			log.Fatalf("data: %v", err)
+		}
+		s.routes(mux, a)
+		n, _ := s.checksum()
+		log.Printf("stateful: %d records in %s", n, *data)
+	}
 	server := &http.Server{Addr: fmt.Sprintf(":%d", *port), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

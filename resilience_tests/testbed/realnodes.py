@@ -46,7 +46,7 @@ import yaml
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.labels import NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
-from resilience_tests.testbed import procs
+from resilience_tests.testbed import procs, storage
 from resilience_tests.testbed.kwokctl import SERVICE_CIDR
 from resilience_tests.testbed.pki import Authority
 from resilience_tests.testbed.topology import REGION, SIM_POD_CIDR
@@ -243,6 +243,7 @@ class RealNodes:
 
         The caller has checked :func:`missing_requirements`.
         """
+        provisioner = storage.provisioner_binary()  # built before anything changes (minutes the first time)
         host = {key: _read_sysctl(key) for key in RECORDED_SYSCTLS}
         self._record(nodes, host)  # before any change to the host, so a crash is cleaned up
         self.dir.chmod(0o700)
@@ -259,7 +260,16 @@ class RealNodes:
         self._record_images(images)
         say("starting kube-proxy (iptables mode, NodePorts on 127.0.0.1)")
         self._start_kube_proxy(nodes[0])
+        say(f"starting the storage provisioner (default StorageClass {storage.STORAGE_CLASS})")
+        storage.start(self.dir, Authority(self.pki), self._api_server(), provisioner, self._kubectl)
         self._wait_ready(nodes, timeout)
+
+    def _kubectl(self, *args: str, stdin: str | None = None) -> str:
+        proc = subprocess.run([str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+                              input=stdin, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise TestbedError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[:400]}")
+        return proc.stdout
 
     def _api_server(self) -> str:
         try:
@@ -407,7 +417,7 @@ class RealNodes:
 
     @staticmethod
     def _expected(nodes: list[RealNode]) -> list[str]:
-        return [f"{p}-{n.name}" for n in nodes for p in ("containerd", "kubelet")] + ["kube-proxy"]
+        return [f"{p}-{n.name}" for n in nodes for p in ("containerd", "kubelet")] + ["kube-proxy", storage.PROCESS]
 
     def expected_processes(self) -> list[str]:
         """Names of the processes the recorded nodes should have."""
@@ -466,7 +476,7 @@ class RealNodes:
         problems: list[str] = []
         self.thaw(nodes)
         for record in procs.records(self.dir):
-            if record.name.startswith("kubelet-") or record.name == "kube-proxy":
+            if record.name.startswith("kubelet-") or record.name in ("kube-proxy", storage.PROCESS):
                 procs.stop(record, self.dir, grace=3)
         for node in nodes:
             self._kill_node(node)

@@ -176,8 +176,9 @@ def test_the_audit_check_fails_on_findings_at_or_above_its_severity_and_passes_w
     assert not unread.passed and unread.measured == "not audited"
 
 
-def test_the_demo_app_as_the_main_job_deploys_it_passes_the_audit(capsys: pytest.CaptureFixture[str]) -> None:
-    demo = Path(__file__).parents[2] / "deploy" / "demo.yaml"
+@pytest.mark.parametrize("manifest", ["demo.yaml", "demo-stateful.yaml"])
+def test_the_demo_apps_as_deployed_pass_the_audit(manifest: str, capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).parents[2] / "deploy" / manifest
     assert main(["audit", str(demo)]) == 0, capsys.readouterr().out
     assert capsys.readouterr().out.endswith("0 finding(s) (0 high, 0 medium, 0 low)\n")
 
