@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from resilience_tests.audit.prove import Placement, Unproved
     from resilience_tests.audit.prove import Result as ProofResult
     from resilience_tests.reporting.html import Built
+    from resilience_tests.session import RunSession
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +92,36 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                 **kwargs)
     audit.add_argument("--reports", default="reports", metavar="DIR",
                        help="with --prove: the proofs' experiments and results go to DIR/<run id>/ (default reports)")
+    backup = sub.add_parser("backup", help="back up a namespace's objects into one checked archive",
+                            description="Back up every namespaced object the account can read (custom resources "
+                                        "too), cleaned of server-set fields, into one archive with a manifest and "
+                                        "checksums. Secret values only go in encrypted, with --key-file "
+                                        "(docs/backup.md).")
+    backup.add_argument("namespace", help="the namespace to back up")
+    backup.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="archive to write (default <namespace>-<time>.tar.gz here)")
+    backup.add_argument("--key-file", metavar="FILE", help="encrypt Secrets with the key in FILE (else they are "
+                                                           "left out, named in the manifest)")
+    backup.add_argument("--skip-unreadable", action="store_true",
+                        help="back up what can be read when the account may not read some kinds (they are named)")
+    restore = sub.add_parser("restore", help="restore a backup archive into a namespace",
+                             description="Check an archive, then apply it in dependency order with server-side "
+                                         "apply and wait for its workloads to be ready. Nothing is applied when "
+                                         "the archive is corrupted or newer, a kind is not served, or the target "
+                                         "holds conflicting objects (unless --overwrite).")
+    restore.add_argument("archive", type=Path, help="the file `resilience backup` wrote")
+    restore.add_argument("--into", metavar="NAMESPACE", help="restore into this namespace (default: the original)")
+    restore.add_argument("--overwrite", action="store_true", help="replace objects that differ from the backup")
+    restore.add_argument("--key-file", metavar="FILE", help="the key the backup's Secrets were encrypted with")
+    restore.add_argument("--without-secrets", action="store_true",
+                         help="restore an archive whose Secrets were left out (create them yourself)")
+    restore.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
+                         help="how long to wait for the workloads to be ready (default 300; 0: do not wait)")
+    for parser in (backup, restore):
+        for flag, dest, help_text, kwargs in OPTIONS:
+            if flag in ("--kubeconfig", "--context", "--local-cluster-name") or (
+                    parser is restore and flag in ("--allow-context", "--allow-any-context")):
+                parser.add_argument(flag, dest=dest, help=help_text, **kwargs)
     report = sub.add_parser("report", help="build the HTML report of a run's results (Allure 3)",
                             description="Build one self-contained HTML file from a run's Allure results, with the "
                                         "history of earlier runs (reports/history.jsonl); print its path.")
@@ -196,8 +227,9 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cleanup(args: argparse.Namespace) -> int:
-    from resilience_tests.cluster.cleanup import cleanup
+def _changing_session(args: argparse.Namespace) -> RunSession:
+    """A session for a command that changes an existing cluster: its context must be allowed, and the local
+    cluster is used only if it already runs (never started)."""
     from resilience_tests.session import RunSession, check_allow_patterns, kubeconfig_from_env
 
     check_allow_patterns(args.resilience_allow_context or [], bool(args.resilience_allow_any_context))
@@ -209,6 +241,68 @@ def _cleanup(args: argparse.Namespace) -> int:
         if local.state() != "running":
             raise UsageError(f"local cluster {local.name!r} is not running", hint="pass --kubeconfig")
         run.kubeconfig, run.context = str(local.kubeconfig), local.context
+    return run
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import time
+
+    from resilience_tests.backup import archive as archives
+    from resilience_tests.backup.run import backup
+    from resilience_tests.session import RunSession, kubeconfig_from_env
+
+    key = archives.read_key(args.key_file)
+    output = args.output or Path(f"{args.namespace}-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
+    if output.is_dir() or not output.parent.is_dir():
+        raise UsageError(f"cannot write the archive to {output}", hint="give -o a file in an existing folder")
+    run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
+                     context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
+    started = time.monotonic()
+    try:
+        taken = backup(run.reader(), args.namespace, key=key, skip_unreadable=args.skip_unreadable)
+    finally:
+        run.close()
+    size = archives.write(taken, output, key)
+    kinds = taken.kinds()
+    print(f"backup: {sum(kinds.values())} object(s) of {len(kinds)} kind(s) from {args.namespace} in "
+          f"{time.monotonic() - started:.1f} s: {output} ({size / 1e3:.0f} kB)")
+    if taken.secrets:
+        print(f"secrets: {len(taken.secrets)} encrypted")
+    if taken.omitted_secrets:
+        print(f"secrets: {len(taken.omitted_secrets)} left out (no --key-file): "
+              f"{', '.join(sorted(taken.omitted_secrets))}")
+    if taken.unreadable:
+        print(f"not backed up (not readable by this account): {', '.join(sorted(taken.unreadable))}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from resilience_tests.backup import archive as archives
+    from resilience_tests.backup.run import restore
+
+    key = archives.read_key(args.key_file)
+    taken = archives.read(args.archive, key, skip_encrypted=args.without_secrets)
+    run = _changing_session(args)
+    try:
+        done = restore(run.kube(), taken, into=args.into, overwrite=args.overwrite,
+                       without_secrets=args.without_secrets, timeout=args.timeout)
+    finally:
+        run.close()
+    print(f"restore: {len(done.applied)} object(s) applied into {done.namespace} in {done.applied_s:.1f} s")
+    if done.dropped_node_ports:
+        print(f"nodePorts dropped (restored beside the original): {', '.join(done.dropped_node_ports)}")
+    if done.ready_s is not None:
+        print(f"workloads ready {done.ready_s:.1f} s after the first apply")
+    if done.not_ready:
+        print(f"error: not ready after {args.timeout:.0f} s: {', '.join(done.not_ready)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from resilience_tests.cluster.cleanup import cleanup
+
+    run = _changing_session(args)
     if args.force and not args.run_id:
         raise UsageError("--force acts on one run only", hint="name it: resilience cleanup --run RUN_ID --force")
     try:
@@ -398,6 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report_command(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "backup":
+            return _backup(args)
+        if args.command == "restore":
+            return _restore(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

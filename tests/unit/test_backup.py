@@ -1,0 +1,168 @@
+"""Backup archives and what goes into them: pure logic, no cluster. The archive refuses anything it cannot
+trust before a restore applies anything."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience_tests.backup import archive as archives
+from resilience_tests.backup.archive import Archive, ArchiveError
+from resilience_tests.backup.clean import clean, diff, keep, rank
+from resilience_tests.backup.run import plan
+from resilience_tests.errors import UsageError
+
+KEY = b"a key of more than sixteen bytes"
+
+
+def _obj(kind: str, name: str, api: str = "v1", **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "shop"}, **extra}
+
+
+def _archive() -> Archive:
+    secret = _obj("Secret", "db", data={"password": "c2VjcmV0"})
+    source = {"context": "ctx", "server": "https://127.0.0.1:6443", "version": "v1.36.3"}
+    return Archive(namespace="shop", source=source,
+                   objects=[_obj("ConfigMap", "settings", data={"a": "1"}),
+                            _obj("Deployment", "web", "apps/v1", spec={"replicas": 2})],
+                   secrets=[secret], secrets_mode="encrypted", data={"export/records-0": b'{"id": 1}\n'})
+
+
+def test_an_archive_reads_back_what_was_written_with_its_secrets_encrypted(tmp_path: Path) -> None:
+    path = tmp_path / "shop.tar.gz"
+    archives.write(_archive(), path, KEY)
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        sealed = tar.extractfile("secrets/db.json.enc").read()  # type: ignore[union-attr]
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert names[0] == "manifest.json" and b"c2VjcmV0" not in sealed and b"password" not in sealed
+    assert manifest["format"] == 1 and manifest["objects"] == 3 and manifest["secrets"] == "encrypted"
+    assert manifest["kinds"] == {"apps/Deployment": 1, "core/ConfigMap": 1, "core/Secret": 1}
+    assert manifest["source"]["version"] == "v1.36.3"
+    back = archives.read(path, KEY)
+    assert back.secrets == _archive().secrets and back.data == {"export/records-0": b'{"id": 1}\n'}
+    assert sorted(o["metadata"]["name"] for o in back.objects) == ["settings", "web"]
+
+
+def _rewrite(path: Path, change: Any) -> None:
+    """Rewrite an archive's members through ``change(name, blob) -> blob | None`` (None drops it)."""
+    with tarfile.open(path) as tar:
+        members = [(i.name, tar.extractfile(i).read()) for i in tar]  # type: ignore[union-attr]
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in members:
+            new = change(name, blob)
+            if new is not None:
+                info = tarfile.TarInfo(name)
+                info.size = len(new)
+                tar.addfile(info, io.BytesIO(new))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable backup archive"),
+    (lambda p: _rewrite(p, lambda n, b: b.replace(b'"1"', b'"2"') if "settings" in n else b), "is corrupted"),
+    (lambda p: _rewrite(p, lambda n, b: None if "web" in n else b), "is incomplete (truncated?)"),
+    (lambda p: _rewrite(p, lambda n, b: b.replace(b'"format": 1', b'"format": 2') if n == "manifest.json" else b),
+     "has format 2; this resilience-tests"),
+    (lambda p: _rewrite(p, lambda n, b: None if n == "manifest.json" else b), "no manifest.json"),
+    (lambda p: p.write_text("not an archive"), "not a readable backup archive"),
+])
+def test_a_damaged_or_newer_archive_is_refused_before_anything_is_applied(tmp_path: Path, damage: Any,
+                                                                         message: str) -> None:
+    path = tmp_path / "shop.tar.gz"
+    archives.write(_archive(), path, KEY)
+    damage(path)
+    with pytest.raises(ArchiveError, match=re.escape(message)):
+        archives.read(path, KEY)
+
+
+def test_secrets_need_the_key_they_were_encrypted_with(tmp_path: Path) -> None:
+    path = tmp_path / "shop.tar.gz"
+    archives.write(_archive(), path, KEY)
+    with pytest.raises(ArchiveError, match="1 encrypted Secret.* no key was given: pass --key-file"):
+        archives.read(path, None)
+    with pytest.raises(ArchiveError, match="not the key the backup was made with"):
+        archives.read(path, b"another key, long enough")
+    aside = archives.read(path, None, skip_encrypted=True)
+    assert aside.secrets == [] and aside.omitted_secrets == ["db"]
+
+
+def test_a_key_file_must_exist_and_hold_a_real_key(tmp_path: Path) -> None:
+    short = tmp_path / "short.key"
+    short.write_text("abc\n")
+    with pytest.raises(UsageError, match="holds 3 bytes; a key needs at least 16"):
+        archives.read_key(str(short))
+    with pytest.raises(UsageError, match="no-such.key"):
+        archives.read_key(str(tmp_path / "no-such.key"))
+    (tmp_path / "good.key").write_bytes(KEY + b"\n")
+    assert archives.read_key(str(tmp_path / "good.key")) == KEY
+
+
+def test_cleaning_drops_what_the_server_set() -> None:
+    live = _obj("Service", "web", metadata={"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                                            "creationTimestamp": "t", "managedFields": [{}], "labels": {"app": "web"},
+                                            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+                spec={"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"], "ports": [{"port": 80}]},
+                status={"loadBalancer": {}})
+    assert clean(live) == {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"app": "web"}},
+                           "spec": {"ports": [{"port": 80}]}}
+    headless = _obj("Service", "pods", spec={"clusterIP": "None"})
+    assert clean(headless)["spec"] == {"clusterIP": "None"}
+    claim = _obj("PersistentVolumeClaim", "data", spec={"volumeName": "pvc-1", "resources": {}},
+                 metadata={"name": "data", "annotations": {"pv.kubernetes.io/bind-completed": "yes"}})
+    assert clean(claim) == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+                            "spec": {"resources": {}}}
+
+
+@pytest.mark.parametrize(("obj", "kept"), [
+    (_obj("Pod", "web-1", metadata={"name": "web-1", "ownerReferences": [{"kind": "ReplicaSet", "controller": True}]}),
+     False),
+    (_obj("Pod", "loner"), True),
+    (_obj("Event", "web.1"), False),
+    (_obj("ConfigMap", "kube-root-ca.crt"), False),
+    (_obj("ServiceAccount", "default"), False),
+    (_obj("ServiceAccount", "web"), True),
+    (_obj("Secret", "token", type="kubernetes.io/service-account-token"), False),
+    (_obj("EndpointSlice", "web-x", "discovery.k8s.io/v1"), False),
+    (_obj("Widget", "w", "example.com/v1"), True),
+])
+def test_what_the_cluster_makes_again_is_left_out(obj: dict[str, Any], kept: bool) -> None:
+    assert keep(obj) is kept
+
+
+def test_restore_order_puts_what_others_need_first() -> None:
+    objects = [_obj("Widget", "w", "example.com/v1"), _obj("PodDisruptionBudget", "web", "policy/v1"),
+               _obj("Deployment", "web", "apps/v1"), _obj("Service", "web"), _obj("PersistentVolumeClaim", "d"),
+               _obj("Secret", "s"), _obj("ConfigMap", "c"), _obj("RoleBinding", "r", "rbac.authorization.k8s.io/v1"),
+               _obj("ServiceAccount", "a"), _obj("Namespace", "shop")]
+    assert [o["kind"] for o in sorted(objects, key=rank)] == [
+        "Namespace", "ServiceAccount", "RoleBinding", "ConfigMap", "Secret", "PersistentVolumeClaim", "Service",
+        "Deployment", "PodDisruptionBudget", "Widget"]
+
+
+def test_a_restore_beside_the_original_moves_the_namespace_and_drops_node_ports() -> None:
+    taken = Archive(namespace="shop", objects=[
+        _obj("Namespace", "shop", metadata={"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop",
+                                                                       "team": "a"}}),
+        _obj("Service", "web", spec={"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]})])
+    target, objects, dropped = plan(taken, "shop-copy")
+    assert target == "shop-copy" and dropped == ["web"]
+    assert objects[0]["metadata"] == {"name": "shop-copy", "labels": {"team": "a"}}
+    assert objects[1]["spec"]["ports"] == [{"port": 80}]
+    assert plan(taken, None)[2] == []  # the same namespace keeps its NodePorts
+
+
+def test_the_diff_of_a_restore_names_missing_changed_and_added_objects_and_ignores_server_defaults() -> None:
+    backed = [_obj("ConfigMap", "a", data={"k": "1"}), _obj("ConfigMap", "b", data={"k": "1"}),
+              _obj("Deployment", "web", "apps/v1", spec={"replicas": 2})]
+    restored = [_obj("ConfigMap", "a", data={"k": "1"}, metadata={"name": "a", "uid": "new", "resourceVersion": "1"}),
+                _obj("Deployment", "web", "apps/v1", spec={"replicas": 3, "revisionHistoryLimit": 10}),
+                _obj("ConfigMap", "c", data={})]
+    assert diff(backed, restored) == (["core/ConfigMap b"], ["apps/Deployment web"], ["core/ConfigMap c"])
+    defaults = [_obj("Deployment", "web", "apps/v1", spec={"replicas": 2, "revisionHistoryLimit": 10})]
+    assert diff(backed[2:], defaults) == ([], [], [])
