@@ -29,8 +29,35 @@ class RestoreError(ResilienceError):
     """A restore that was refused (nothing applied) or stopped (what was applied is named)."""
 
 
-def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bool = False) -> Archive:
-    """Read ``namespace`` into an :class:`Archive` (not yet written)."""
+def namespace_objects(resources: Resources, namespace: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every object of ``namespace`` a backup holds (as read, not yet cleaned), and the kinds this account
+    may not read."""
+    found: list[dict[str, Any]] = []
+    unreadable: list[str] = []
+    seen: set[str] = set()
+    for resource in resources.discover():
+        if not resource.namespaced or not {"list", "get"} <= resource.verbs or resource.key in seen:
+            continue
+        seen.add(resource.key)
+        if not keep({"apiVersion": resource.api_version, "kind": resource.kind, "metadata": {}}):
+            continue
+        try:
+            items = resources.list(resource, namespace)
+        except ResourceError as exc:
+            if exc.status in (401, 403):
+                unreadable.append(resource.key)
+                continue
+            if exc.status in (404, 405, 503):
+                continue  # served in discovery but not listable here (an aggregated API down)
+            raise BackupError(f"listing {resource.key} in {namespace} failed: {exc}") from None
+        found += [item for item in items if keep(item)]
+    return found, unreadable
+
+
+def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bool = False,
+           keep_secrets: bool = False) -> Archive:
+    """Read ``namespace`` into an :class:`Archive` (not yet written). Secrets are kept whole with a ``key``
+    (to be encrypted) or ``keep_secrets`` (an archive held in memory), else left out by name."""
     resources = Resources(kube.api)
     try:
         ns = resources.get(_namespace_resource(resources), "", namespace)
@@ -43,32 +70,15 @@ def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bo
     archive = Archive(namespace=namespace, created=time.time(), source={
         "context": kube.ref.context or "", "server": kube.api.configuration.host,
         "version": kube.server_version()})
-    seen: set[str] = set()
-    for resource in resources.discover():
-        if not resource.namespaced or not {"list", "get"} <= resource.verbs or resource.key in seen:
-            continue
-        seen.add(resource.key)
-        if not keep({"apiVersion": resource.api_version, "kind": resource.kind, "metadata": {}}):
-            continue
-        try:
-            items = resources.list(resource, namespace)
-        except ResourceError as exc:
-            if exc.status in (401, 403):
-                archive.unreadable.append(resource.key)
+    items, archive.unreadable = namespace_objects(resources, namespace)
+    for item in items:
+        if kind_key(item) == "core/Secret":
+            if key is None and not keep_secrets:
+                archive.omitted_secrets.append(item["metadata"]["name"])
                 continue
-            if exc.status in (404, 405, 503):
-                continue  # served in discovery but not listable here (an aggregated API down)
-            raise BackupError(f"listing {resource.key} in {namespace} failed: {exc}") from None
-        for item in items:
-            if not keep(item):
-                continue
-            if kind_key(item) == "core/Secret":
-                if key is None:
-                    archive.omitted_secrets.append(item["metadata"]["name"])
-                    continue
-                archive.secrets.append(clean(item))
-            else:
-                archive.objects.append(clean(item))
+            archive.secrets.append(clean(item))
+        else:
+            archive.objects.append(clean(item))
     if archive.unreadable and not skip_unreadable:
         raise BackupError(f"the account may not read {len(archive.unreadable)} kind(s) in {namespace}: "
                           f"{', '.join(sorted(archive.unreadable))}; nothing was written",

@@ -38,6 +38,10 @@ class EvictionBlocked(ResilienceError):
         super().__init__(f"eviction of {pod} blocked by {what}: {reason}")
 
 
+class ExecError(ResilienceError):
+    """A command could not be run in a pod, or did not end in time."""
+
+
 @dataclass(frozen=True)
 class Workload:
     """A Deployment, StatefulSet or DaemonSet by kind, namespace and name."""
@@ -151,6 +155,43 @@ class Kube:
                 return False
             raise
         return True
+
+    def exec(self, pod: str, namespace: str, command: list[str], *, stdin: str | None = None,
+             container: str | None = None, timeout: float = 60) -> tuple[int, str, str]:
+        """Run ``command`` in a pod's container through the API (no shell needed in the image); feed it
+        ``stdin`` and close it. Returns (exit code, stdout, stderr); raises ExecError if it cannot run or
+        does not end in ``timeout`` seconds."""
+        import time
+
+        from kubernetes.stream import stream
+
+        try:
+            resp = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
+                          container=container, stdin=stdin is not None, stdout=True, stderr=True, tty=False,
+                          _preload_content=False, _request_timeout=timeout)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise ExecError(f"exec in {namespace}/{pod} failed: {getattr(exc, 'reason', None) or exc}") from None
+        out: list[str] = []
+        err: list[str] = []
+        try:
+            if stdin is not None:
+                resp.write_stdin(stdin)
+                resp.close_channel(0)  # end of input (the v5 protocol's close frame)
+            deadline = time.monotonic() + timeout
+            while resp.is_open() and time.monotonic() < deadline:
+                resp.update(timeout=1)
+                if resp.peek_stdout():
+                    out.append(resp.read_stdout())
+                if resp.peek_stderr():
+                    err.append(resp.read_stderr())
+            if resp.is_open():
+                raise ExecError(f"{' '.join(command)} in {namespace}/{pod} did not end in {timeout:.0f} s")
+            out.append(resp.read_stdout() or "")
+            err.append(resp.read_stderr() or "")
+            code = resp.returncode
+        finally:
+            resp.close()
+        return int(code if code is not None else -1), "".join(out), "".join(err)
 
     def delete_pod(self, name: str, namespace: str, grace_period_seconds: int | None = None) -> bool:
         """Delete a pod; False if it was gone already."""

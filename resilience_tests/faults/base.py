@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from resilience_tests.errors import ResilienceError, UsageError
 from resilience_tests.schema import Duration, Model
@@ -49,6 +49,7 @@ class FaultContext:
     seed: int = 0
     record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
     budget: Budget | None = None  # the experiment's guardrails over all its faults (None: per fault only)
+    shared: dict[str, Any] = field(default_factory=dict)  # what one step hands the next (backup -> restore)
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ held how many replicas).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -461,8 +462,124 @@ class AuditClean(_Check):
                              f"none ({scope})", lines)
 
 
+def _action(ev: Evidence, name: str) -> Record | None:
+    """The last ``action`` record a backup/disaster/restore step left (None if the step never ran)."""
+    found = [r for r in ev.records if r.kind == "action" and r.name == name]
+    return found[-1] if found else None
+
+
+def _names(text: object) -> list[str]:
+    try:
+        return [str(x) for x in json.loads(str(text or "[]"))]
+    except ValueError:
+        return []
+
+
+class Rto(_Check):
+    """Recovery time of a restore: from the disaster's start until the restored workloads were ready and the
+    data probe answered (after the import hook), at most ``max``."""
+
+    type: Literal["rto"] = "rto"
+    max: Duration
+
+    def evaluate(self, ev: Evidence) -> Verdict:
+        disaster = next((f for f in ev.faults if f.type == "disaster"), None)
+        restored = _action(ev, "restored")
+        window = Window("disaster to restored", disaster.start if disaster else ev.started,
+                        float(restored.get("recovered") or ev.ended) if restored else ev.ended)
+        if disaster is None or restored is None:
+            return self._verdict(ev, window, False, "no disaster and restore", f"<= {self.max:.0f} s",
+                                 ["rto needs a disaster step and a restore step that ran"])
+        not_ready = str(restored.get("not_ready") or "")
+        if not_ready:
+            return self._verdict(ev, window, False, "never recovered", f"<= {self.max:.0f} s",
+                                 [f"not ready when the restore step gave up: {not_ready}"])
+        if restored.get("probe_error"):
+            return self._verdict(ev, window, False, "never recovered", f"<= {self.max:.0f} s",
+                                 [f"the data probe did not answer: {restored.get('probe_error')}"])
+        seconds = window.end - disaster.start
+        return self._verdict(ev, window, seconds <= self.max, f"{seconds:.1f} s", f"<= {self.max:.0f} s",
+                             [f"disaster at {ev.offset(disaster.start)}, restore started at "
+                              f"{ev.offset(float(restored.get('started') or 0))}, workloads ready and data probe "
+                              f"answering at {ev.offset(window.end)}"], f"by {self.max - seconds:.1f} s")
+
+
+class RestoredObjects(_Check):
+    """Every object the namespace held before the disaster is there again after the restore, equal to what
+    it was (fields the server fills in on its own are not differences)."""
+
+    type: Literal["restored-objects"] = "restored-objects"
+
+    def evaluate(self, ev: Evidence) -> Verdict:
+        restored = _action(ev, "restored")
+        window = Window("after restore", restored.t if restored else ev.ended, restored.t if restored else ev.ended)
+        if restored is None:
+            return self._verdict(ev, window, False, "no restore", "0 missing, 0 changed",
+                                 ["restored-objects needs a backup step and a restore step that ran"])
+        missing, changed = _names(restored.get("missing")), _names(restored.get("changed"))
+        lines = [f"missing: {', '.join(missing[:MAX_EVIDENCE * 2])}"] if missing else []
+        lines += [f"changed: {', '.join(changed[:MAX_EVIDENCE * 2])}"] if changed else []
+        return self._verdict(ev, window, not missing and not changed,
+                             f"{len(missing)} missing, {len(changed)} changed", "0 missing, 0 changed", lines)
+
+
+class DataIntact(_Check):
+    """The data probe after the restore equals the probe when the backup was taken (``sha256``, or ``count``
+    when the probe prints no sum): nothing written before the backup was lost."""
+
+    type: Literal["data-intact"] = "data-intact"
+    compare: Literal["sha256", "count"] = "sha256"
+
+    def evaluate(self, ev: Evidence) -> Verdict:
+        taken, restored = _action(ev, "backup"), _action(ev, "restored")
+        at = restored.t if restored else ev.ended
+        window = Window("backup to restore", taken.t if taken else ev.started, at)
+        if taken is None or taken.get(self.compare) is None:
+            return self._verdict(ev, window, False, "no probe at backup", f"equal {self.compare}",
+                                 ["data-intact needs a backup step with a probe"])
+        if int(str(taken.get("count") or 0)) == 0:
+            return self._verdict(ev, window, False, "no data at backup", f"equal {self.compare}",
+                                 ["the probe counted 0 records when the backup was taken: there is nothing to "
+                                  "prove intact; write data before the backup step"])
+        before = taken.get(self.compare)
+        after = restored.get(self.compare) if restored else None
+        lines = [f"at backup: count {taken.get('count')}, sha256 {str(taken.get('sha256'))[:16]}...",
+                 f"after restore: count {restored.get('count') if restored else '-'}, sha256 "
+                 f"{str((restored.get('sha256') if restored else None) or '-')[:16]}..."]
+        if restored is not None and restored.get("probe_error"):
+            lines.append(f"the probe did not answer after the restore: {restored.get('probe_error')}")
+        if restored is not None and restored.get("not_ready"):
+            lines.append(f"not ready after the restore: {restored.get('not_ready')}")
+        measured = "no probe after restore" if after is None else "equal" if str(after) == str(before) else \
+            f"differs ({self.compare} {str(after)[:16]} vs {str(before)[:16]})"
+        return self._verdict(ev, window, after is not None and str(after) == str(before), measured,
+                             f"equal {self.compare}", lines)
+
+
+class Rpo(_Check):
+    """Records written after the backup and lost with the disaster (probe count when the disaster struck minus
+    the count after the restore) at most ``max``."""
+
+    type: Literal["rpo"] = "rpo"
+    max: int = Field(default=0, ge=0)
+
+    def evaluate(self, ev: Evidence) -> Verdict:
+        taken, struck, restored = _action(ev, "backup"), _action(ev, "disaster"), _action(ev, "restored")
+        window = Window("backup to disaster", taken.t if taken else ev.started, struck.t if struck else ev.ended)
+        if None in (taken, struck, restored) or any(r.get("count") is None for r in (taken, struck, restored)
+                                                    if r is not None):
+            return self._verdict(ev, window, False, "no counts", f"<= {self.max} records",
+                                 ["rpo needs backup, disaster and restore steps and a probe printing count"])
+        assert taken is not None and struck is not None and restored is not None
+        written = int(str(struck.get("count"))) - int(str(taken.get("count")))
+        lost = max(0, int(str(struck.get("count"))) - int(str(restored.get("count"))))
+        return self._verdict(ev, window, lost <= self.max, f"{lost} record(s) lost", f"<= {self.max} records",
+                             [f"{written} record(s) written after the backup, {lost} of them lost"])
+
+
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread
-                  | SurvivesZoneLoss | GracefulShutdown | RecoveryTime | AuditClean, Field(discriminator="type")]
+                  | SurvivesZoneLoss | GracefulShutdown | RecoveryTime | AuditClean | Rto | RestoredObjects
+                  | DataIntact | Rpo, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Check] = TypeAdapter(Check)
 LOAD_CHECKS = (NoFailedRequests, ErrorRate, Latency, Availability, Throughput, GracefulShutdown)
 """Checks that read load samples."""

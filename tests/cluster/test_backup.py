@@ -153,3 +153,58 @@ def test_backup_names_what_it_cannot_read_and_a_missing_namespace_is_one_line(
     assert (done.returncode, done.stderr.splitlines()[0]) == (2, "error: namespace 'no-such-namespace' does not "
                                                                  "exist; name a namespace of this cluster")
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def _experiment(namespace: str, *, restore: dict[str, Any] | None = None, backup: dict[str, Any] | None = None,
+                ) -> dict[str, Any]:
+    probe = ["/demoapp", "checksum", "--data", "/data"]
+    return {
+        "name": "lost-namespace", "target": {"namespace": namespace, "workload": "statefulset/records"},
+        "load": {"shape": {"type": "constant", "users": 3, "duration": "50s"}},
+        "faults": [{"type": "backup", "at": "1s", "probe": probe, "export": ["/demoapp", "export", "--data", "/data"],
+                    **(backup or {})},
+                   {"type": "disaster", "at": "2s", "timeout": "90s"},
+                   {"type": "restore", "at": "3s", "import": ["/demoapp", "import", "--data", "/data"],
+                    "timeout": "60s", **(restore or {})}],
+        "settle": "1s",
+        "slas": [{"type": "rto", "max": "90s"}, {"type": "restored-objects"}, {"type": "data-intact"}],
+    }
+
+
+@pytest.fixture
+def records(local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api) -> Any:
+    """The stateful demo (one replica) in its own namespace with 12 records; the namespace is deleted after."""
+    namespace = "t-backup-steps"
+    delete_namespace(core, namespace)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": stateful_manifests(namespace, replicas=1)}))
+    wait_until("records ready", lambda: (cluster.apps.read_namespaced_stateful_set(
+        "records", namespace).status.ready_replicas or 0) == 1, timeout=120)
+    lines = "".join(json.dumps({"id": i, "value": f"v{i}"}) + "\n" for i in range(1, 13))
+    assert cluster.exec("records-0", namespace, ["/demoapp", "import", "--data", "/data"], stdin=lines)[0] == 0
+    yield namespace
+    delete_namespace(core, namespace)
+
+
+@pytest.mark.parametrize(("change", "failed", "evidence"), [
+    # no import hook: the pods come back on empty volumes
+    ({"restore": {"import": []}}, {"data-intact"}, "after restore: count 0"),
+    # the ConfigMap the pods need is left out of the backup: it is missing, and the pods never start
+    ({"backup": {"exclude": ["ConfigMap"]}, "restore": {"timeout": "25s"}}, {"rto", "restored-objects",
+                                                                             "data-intact"},
+     "missing: core/ConfigMap records-settings"),
+])
+def test_backup_disaster_restore_fails_naming_the_cause(records: str, cluster: Kube, change: dict[str, Any],
+                                                         failed: set[str], evidence: str) -> None:
+    from resilience_tests.chaos import Chaos
+    from resilience_tests.faults.base import load_registry
+
+    journal = Chaos(cluster, load_registry()).run(_experiment(records, **change))
+    assert journal.outcome == "sla-violated", (journal.errors, journal.revert_errors)
+    assert {v.check for v in journal.verdicts if not v.passed} == failed
+    lines = [line for v in journal.verdicts for line in v.evidence]
+    assert any(evidence in line for line in lines), lines
+    if "rto" in failed:
+        rto = next(v for v in journal.verdicts if v.check == "rto")
+        assert rto.measured == "never recovered" and "records" in rto.evidence[0]

@@ -33,11 +33,44 @@ def account(local_cluster: LocalCluster, cluster: Kube, demo: str,
     kube.close()
 
 
+STATEFUL = ("backup-restore",)  # run against the stateful demo, as the cluster's admin (see docs/backup.md)
+
+
+@pytest.fixture(scope="module")
+def stateful(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
+    """deploy/demo-stateful.yaml as the main job deploys it, with 30 records written through its Service."""
+    import json
+
+    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "demo-stateful.yaml"))
+    records = Workload("statefulset", "demo-stateful", "records")
+    wait_until("records ready", lambda: not cluster.rollout_pending(records), timeout=180,
+               pending=lambda: cluster.rollout_pending(records))
+    for i in range(30):
+        cluster.exec(f"records-{i % 3}", "demo-stateful", ["/demoapp", "import", "--data", "/data"],
+                     stdin=json.dumps({"id": 1000 + i, "value": f"seed-{i}"}) + "\n")
+    yield "demo-stateful"
+    local_cluster.kubectl("delete", "namespace", "demo-stateful", "--wait=true", "--timeout=120s", timeout=130)
+
+
+def _records(cluster: Kube) -> int:
+    import json
+
+    return sum(json.loads(cluster.exec(f"records-{i}", "demo-stateful", ["/demoapp", "count", "--data", "/data"])[1])
+               ["count"] for i in range(3))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kube, cluster: Kube,
-                                             local_cluster: LocalCluster) -> None:
+                                             local_cluster: LocalCluster, request: pytest.FixtureRequest) -> None:
     web = Workload("deployment", demo, "web")
     replicas = cluster.replicas(web)
+    if path.stem in STATEFUL:
+        request.getfixturevalue("stateful")
+        before = _records(cluster)
+        result = Chaos(cluster, load_registry()).run(path)
+        assert result.outcome == "passed", "\n".join(v.message for v in result.failed_verdicts)
+        assert _records(cluster) == before  # counted here, through the pods, apart from the run's own probe
+        return
     result = Chaos(account, load_registry()).run(path)
     assert result.errors == () and result.revert_errors == ()
     assert result.experiment.slas, "every example asserts SLAs"

@@ -1,0 +1,289 @@
+"""Backup, disaster and restore as experiment steps, on the experiment's clock like any fault.
+
+    faults:
+      - {type: backup, at: 2s, export: [/demoapp, export, --data, /data], probe: [/demoapp, checksum, --data, /data]}
+      - {type: disaster, at: 8s}                 # the target namespace is deleted (or: what: claims / objects)
+      - {type: restore, at: 12s, import: [/demoapp, import, --data, /data], timeout: 180s}
+
+``backup`` reads the data probe in every pod of the target (a command printing JSON with ``count`` and/or
+``sha256``), runs the export hook in each pod (its output goes into the archive, per pod), and backs the
+namespace up in memory (Secrets included: the archive is never written). ``disaster`` reads the probe again
+(what was written since the backup, for ``rpo``) and deletes. ``restore`` applies the backup, waits for the
+workloads, runs the import hook in each pod with that pod's export on its standard input, reads the probe
+until it answers, and compares the namespace's objects with those before the disaster.
+
+What each step saw is recorded on the timeline (``action`` records ``backup``, ``disaster``, ``restored``),
+where the checks ``rto``, ``restored-objects``, ``data-intact`` and ``rpo`` read it.
+
+The disaster is always undone: if no restore step brought the namespace back, its revert restores the backup.
+A disaster without a backup before it deletes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from resilience_tests.backup.archive import Archive, kind_key
+from resilience_tests.backup.clean import diff
+from resilience_tests.backup.run import backup, namespace_objects, restore
+from resilience_tests.cluster.kube import ExecError
+from resilience_tests.cluster.resources import Resources
+from resilience_tests.errors import ResilienceError
+from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
+from resilience_tests.schema import Duration
+from resilience_tests.waiting import wait_until
+
+SHARED = "backup-restore"  # key of the steps' shared state in FaultContext.shared
+
+
+class BackupParams(FaultParams):
+    """Keys of a backup step."""
+
+    export: tuple[str, ...] = ()  # command run in each pod of the target; its standard output is archived
+    probe: tuple[str, ...] = ()  # command printing {"count": N, "sha256": "..."} in each pod of the target
+    exclude: tuple[str, ...] = ()  # kinds left out of the backup: ConfigMap, apps/Deployment, example.com/Widget
+
+
+class DisasterParams(FaultParams):
+    """Keys of a disaster step."""
+
+    what: Literal["namespace", "objects", "claims"] = "namespace"
+    kinds: tuple[str, ...] = ()  # with what: objects, the kinds deleted (default: every kind backed up)
+
+
+class RestoreParams(FaultParams):
+    """Keys of a restore step."""
+
+    import_: tuple[str, ...] = Field(default=(), alias="import")  # command fed each pod's export on stdin
+    timeout: Duration = 180.0
+
+
+def _state(ctx: FaultContext) -> dict[str, Any]:
+    state: dict[str, Any] = ctx.shared.setdefault(SHARED, {})
+    return state
+
+
+def _matches(kind: str, wanted: tuple[str, ...]) -> bool:
+    """``core/ConfigMap`` matches ``ConfigMap``, ``core/ConfigMap`` and ``configmap``."""
+    short = kind.split("/", 1)[1]
+    return any(w.lower() in (kind.lower(), short.lower()) for w in wanted)
+
+
+def _pods(ctx: FaultContext) -> list[str]:
+    """Running, not terminating pods of the target, by name."""
+    return sorted(p.name for p in ctx.kube.pods(ctx.namespace, ctx.target_selector or None)
+                  if p.node and not p.terminating and not p.finished)
+
+
+def _run_each(ctx: FaultContext, command: tuple[str, ...], what: str, stdin: dict[str, str] | None = None,
+              ) -> dict[str, str]:
+    """Run ``command`` in every pod of the target; pod -> its standard output. A pod where it fails fails the
+    step, naming the pod and what it said."""
+    out: dict[str, str] = {}
+    pods = _pods(ctx)
+    if not pods:
+        raise FaultError(f"{what}: no running pod of the target in {ctx.namespace}")
+    for pod in pods:
+        if stdin is not None and pod not in stdin:
+            continue  # a pod that had no data when the backup was taken
+        try:
+            code, stdout, stderr = ctx.kube.exec(pod, ctx.namespace, list(command),
+                                                 stdin=None if stdin is None else stdin[pod], timeout=120)
+        except ExecError as exc:
+            raise FaultError(f"{what}: {exc}") from None
+        if code != 0:
+            raise FaultError(f"{what}: `{' '.join(command)}` in {ctx.namespace}/{pod} exited {code}: "
+                             f"{stderr.strip()[-300:] or stdout.strip()[-300:]}")
+        out[pod] = stdout
+    return out
+
+
+def read_probe(ctx: FaultContext, command: tuple[str, ...]) -> dict[str, Any]:
+    """The probe in every pod, summed: ``count`` (sum), ``sha256`` (of the pods' sums, by pod name), ``pods``."""
+    answers = _run_each(ctx, command, "data probe")
+    count, sums = 0, []
+    for pod, text in sorted(answers.items()):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise FaultError(f"data probe: {ctx.namespace}/{pod} printed {text.strip()[:80]!r}, not JSON with "
+                             "count and/or sha256") from None
+        count += int(value.get("count") or 0)
+        sums.append(f"{pod} {value.get('sha256', '')}")
+    return {"count": count, "sha256": hashlib.sha256("\n".join(sums).encode()).hexdigest(),
+            "pods": len(answers)}
+
+
+def _namespace_objects(ctx: FaultContext) -> list[dict[str, Any]]:
+    """Every object of the target namespace a backup would hold (for the restore's diff)."""
+    return namespace_objects(Resources(ctx.kube.api), ctx.namespace)[0]
+
+
+class Backup:
+    """Back the target namespace up, with its data."""
+
+    name: ClassVar[str] = "backup"
+    Params: ClassVar[type[FaultParams]] = BackupParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, BackupParams)
+        self.params, self.ctx = params, ctx
+
+    def describe(self) -> list[str]:
+        steps = [f"back up namespace {self.ctx.namespace}: every kind this account may read"
+                 + (f", except {', '.join(self.params.exclude)}" if self.params.exclude else "")
+                 + " (held in memory)"]
+        if self.params.probe:
+            steps.append(f"read the data probe `{' '.join(self.params.probe)}` in each pod of the target")
+        if self.params.export:
+            steps.append(f"export with `{' '.join(self.params.export)}` in each pod of the target")
+        return steps
+
+    def inject(self) -> None:
+        state = _state(self.ctx)
+        probe = read_probe(self.ctx, self.params.probe) if self.params.probe else None
+        exports = _run_each(self.ctx, self.params.export, "export hook") if self.params.export else {}
+        state["before"] = _namespace_objects(self.ctx)
+        taken = backup(self.ctx.kube, self.ctx.namespace, key=None, skip_unreadable=True, keep_secrets=True)
+        if self.params.exclude:
+            taken.objects = [o for o in taken.objects if not _matches(kind_key(o), self.params.exclude)
+                             or kind_key(o) == "core/Namespace"]
+            if _matches("core/Secret", self.params.exclude):
+                taken.secrets = []
+        taken.data = {f"export/{pod}": text.encode() for pod, text in exports.items()}
+        state.update(archive=taken, probe=self.params.probe, backup_probe=probe, taken_at=time.time())
+        self.ctx.record("backup", {"objects": len(taken.objects) + len(taken.secrets),
+                                   "kinds": json.dumps(taken.kinds()), "exported": len(exports),
+                                   "unreadable": ",".join(taken.unreadable),
+                                   **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
+
+    def revert(self) -> None:
+        """A backup changes nothing."""
+
+
+class Disaster:
+    """Delete the target namespace (or its claims, or some of its objects): a backup step must come first."""
+
+    name: ClassVar[str] = "disaster"
+    Params: ClassVar[type[FaultParams]] = DisasterParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, DisasterParams)
+        self.params, self.ctx = params, ctx
+        self.struck = False
+
+    def describe(self) -> list[str]:
+        what = {"namespace": f"delete namespace {self.ctx.namespace} and wait until it is gone",
+                "claims": f"delete the PersistentVolumeClaims of {self.ctx.namespace} and the target's pods "
+                          "(their data goes with them)",
+                "objects": f"delete the objects of {', '.join(self.params.kinds) or 'every backed-up kind'} "
+                           f"in {self.ctx.namespace}"}[self.params.what]
+        return [what, "on revert: if no restore step brought it back, restore the backup"]
+
+    def inject(self) -> None:
+        state = _state(self.ctx)
+        archive: Archive | None = state.get("archive")
+        if archive is None:
+            raise FaultError("a disaster needs a backup step before it: nothing was deleted")
+        probe = read_probe(self.ctx, state["probe"]) if state.get("probe") else None
+        self.ctx.record("disaster", {"what": self.params.what,
+                                     **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
+        self.struck = True
+        kube, namespace = self.ctx.kube, self.ctx.namespace
+        resources = Resources(kube.api)
+        if self.params.what == "namespace":
+            ns = resources.find("v1", "Namespace")
+            assert ns is not None
+            resources.delete(ns, "", namespace)
+            wait_until(f"namespace {namespace} gone", lambda: resources.get(ns, "", namespace) is None,
+                       timeout=self.params.timeout)
+            return
+        if self.params.what == "claims":
+            claims = resources.find("v1", "PersistentVolumeClaim")
+            assert claims is not None
+            for claim in resources.list(claims, namespace):
+                resources.delete(claims, namespace, claim["metadata"]["name"])
+            for pod in _pods(self.ctx):
+                kube.delete_pod(pod, namespace)
+            return
+        for obj in archive.objects + archive.secrets:
+            key = kind_key(obj)
+            if key == "core/Namespace" or (self.params.kinds and not _matches(key, self.params.kinds)):
+                continue
+            resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
+            if resource is not None:
+                resources.delete(resource, namespace, obj["metadata"]["name"])
+
+    def revert(self) -> None:
+        state = _state(self.ctx)
+        if not self.struck or state.get("restored"):
+            return
+        archive: Archive = state["archive"]
+        done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
+        state["restored"] = True
+        self.ctx.record("disaster-undone", {"applied": len(done.applied), "not_ready": ",".join(done.not_ready)})
+        if done.not_ready:
+            raise FaultError(f"the backup was restored but {', '.join(done.not_ready)} did not become ready")
+
+
+class Restore:
+    """Restore the backup, import the data, and wait until the workloads and the data probe answer."""
+
+    name: ClassVar[str] = "restore"
+    Params: ClassVar[type[FaultParams]] = RestoreParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, RestoreParams)
+        self.params, self.ctx = params, ctx
+
+    def describe(self) -> list[str]:
+        steps = [f"restore the backup into {self.ctx.namespace} (dependency order, server-side apply) and wait "
+                 f"up to {self.params.timeout:.0f} s for its workloads"]
+        if self.params.import_:
+            steps.append(f"import with `{' '.join(self.params.import_)}` in each pod, fed its export")
+        return [*steps, "read the data probe until it answers; compare the objects with those before"]
+
+    def inject(self) -> None:
+        state = _state(self.ctx)
+        archive: Archive | None = state.get("archive")
+        if archive is None:
+            raise FaultError("a restore needs a backup step before it: nothing was applied")
+        started = time.time()
+        done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
+        state["restored"] = True
+        details: dict[str, object] = {"applied": len(done.applied), "not_ready": ",".join(done.not_ready),
+                                      "started": started}
+        if not done.not_ready:
+            exported = {key.split("/", 1)[1]: blob.decode() for key, blob in archive.data.items()
+                        if key.startswith("export/")}
+            if self.params.import_:
+                _run_each(self.ctx, self.params.import_, "import hook", stdin=exported)
+            if state.get("probe"):
+                answer: dict[str, Any] = {}
+
+                def probed() -> bool:
+                    try:
+                        answer.update(read_probe(self.ctx, state["probe"]))
+                    except FaultError as exc:
+                        answer["error"] = str(exc)
+                        return False
+                    return True
+
+                try:
+                    wait_until("data probe answering", probed, timeout=max(10.0, self.params.timeout / 2),
+                               interval=0.5)
+                    details.update(count=answer["count"], sha256=answer["sha256"])
+                except ResilienceError:
+                    details["probe_error"] = str(answer.get("error", "no answer"))[:300]
+            details["recovered"] = time.time()
+        missing, changed, _ = diff(state.get("before") or [], _namespace_objects(self.ctx))
+        details.update(missing=json.dumps(missing), changed=json.dumps(changed))
+        self.ctx.record("restored", details)
+
+    def revert(self) -> None:
+        """The restored namespace stays: it is what the experiment wanted."""
