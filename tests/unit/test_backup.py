@@ -166,3 +166,74 @@ def test_the_diff_of_a_restore_names_missing_changed_and_added_objects_and_ignor
     assert diff(backed, restored) == (["core/ConfigMap b"], ["apps/Deployment web"], ["core/ConfigMap c"])
     defaults = [_obj("Deployment", "web", "apps/v1", spec={"replicas": 2, "revisionHistoryLimit": 10})]
     assert diff(backed[2:], defaults) == ([], [], [])
+
+
+# --- the checks of a backup/disaster/restore experiment -----------------------------------------------------
+
+def _evidence(backup: dict[str, Any] | None = None, disaster: dict[str, Any] | None = None,
+              restored: dict[str, Any] | None = None) -> Any:
+    from resilience_tests.cluster.timeline import Record
+    from resilience_tests.sla.evidence import Evidence, FaultWindow
+
+    records = [Record(t, "action", name, "done", tuple((k, str(v)) for k, v in data.items()))
+               for t, name, data in ((101.0, "backup", backup), (104.0, "disaster", disaster),
+                                     (130.0, "restored", restored)) if data is not None]
+    windows = [FaultWindow(1, "disaster", 104.0, 131.0)] if disaster is not None else []
+    return Evidence(started=100.0, ended=140.0, zero=100.0, records=records, faults=windows)
+
+
+SUM = "a" * 64
+RESTORED = {"applied": 10, "not_ready": "", "started": 105.0, "recovered": 129.0, "count": 30, "sha256": SUM,
+            "missing": "[]", "changed": "[]"}
+
+
+def test_rto_is_measured_from_the_disaster_to_ready_and_probe_answering() -> None:
+    from resilience_tests.sla.checks import parse_check
+
+    ev = _evidence({"count": 30, "sha256": SUM}, {"count": 30}, RESTORED)
+    assert parse_check({"type": "rto", "max": "30s"}).evaluate(ev).measured == "25.0 s"
+    assert not parse_check({"type": "rto", "max": "20s"}).evaluate(ev).passed
+    never = parse_check({"type": "rto", "max": "10m"}).evaluate(_evidence(
+        {"count": 30}, {"count": 30}, {**RESTORED, "not_ready": "apps/StatefulSet records"}))
+    assert (never.passed, never.measured) == (False, "never recovered")
+    assert "apps/StatefulSet records" in never.evidence[0]
+    assert not parse_check({"type": "rto", "max": "10m"}).evaluate(_evidence({"count": 30})).passed
+
+
+def test_restored_objects_lists_what_is_missing_or_changed() -> None:
+    from resilience_tests.sla.checks import parse_check
+
+    check = parse_check({"type": "restored-objects"})
+    assert check.evaluate(_evidence({}, {}, RESTORED)).passed
+    bad = check.evaluate(_evidence({}, {}, {**RESTORED, "missing": '["core/ConfigMap settings"]',
+                                            "changed": '["apps/Deployment web"]'}))
+    assert (bad.passed, bad.measured) == (False, "1 missing, 1 changed")
+    assert bad.evidence == ("missing: core/ConfigMap settings", "changed: apps/Deployment web")
+    assert not check.evaluate(_evidence({}, {})).passed  # no restore ran
+
+
+def test_data_intact_compares_the_probe_at_backup_with_the_probe_after_restore() -> None:
+    from resilience_tests.sla.checks import parse_check
+
+    check = parse_check({"type": "data-intact"})
+    assert check.evaluate(_evidence({"count": 30, "sha256": SUM}, {}, RESTORED)).passed
+    lost = check.evaluate(_evidence({"count": 30, "sha256": SUM}, {}, {**RESTORED, "count": 0, "sha256": "b" * 64}))
+    assert not lost.passed and lost.measured.startswith("differs (sha256 bbbb")
+    assert "after restore: count 0" in lost.evidence[1]
+    empty = check.evaluate(_evidence({"count": 0, "sha256": SUM}, {}, RESTORED))  # nothing to prove
+    assert (empty.passed, empty.measured) == (False, "no data at backup")
+    assert not check.evaluate(_evidence(None, {}, RESTORED)).passed
+    unanswered = {k: v for k, v in RESTORED.items() if k not in ("count", "sha256")}
+    assert check.evaluate(_evidence({"count": 30, "sha256": SUM}, {}, unanswered)).measured == \
+        "no probe after restore"
+
+
+def test_rpo_counts_what_was_written_after_the_backup_and_lost() -> None:
+    from resilience_tests.sla.checks import parse_check
+
+    ev = _evidence({"count": 30, "sha256": SUM}, {"count": 42}, RESTORED)
+    verdict = parse_check({"type": "rpo"}).evaluate(ev)
+    assert (verdict.passed, verdict.measured) == (False, "12 record(s) lost")
+    assert verdict.evidence == ("12 record(s) written after the backup, 12 of them lost",)
+    assert parse_check({"type": "rpo", "max": 12}).evaluate(ev).passed
+    assert parse_check({"type": "rpo"}).evaluate(_evidence({"count": 30}, {"count": 30}, RESTORED)).passed
