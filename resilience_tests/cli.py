@@ -300,19 +300,25 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from resilience_tests.cluster.cleanup import cleanup
+    from resilience_tests.cluster.cleanup import CleanupAction, cleanup
 
     run = _changing_session(args)
     if args.force and not args.run_id:
         raise UsageError("--force acts on one run only", hint="name it: resilience cleanup --run RUN_ID --force")
+    from resilience_tests.backup import pending
+
     try:
         kube = run.kube()
-        plan = cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)
+        plan = cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force) + [
+            CleanupAction(*step) for step in pending.cleanup(kube, run_id=args.run_id, dry_run=True,
+                                                             force=args.force)]
         for action in plan:  # what it will do, first
             print(f"plan: {action.target} ({action.run_id}): {action.action}")
         if not plan:
             print("cleanup: nothing left behind")
-        actions = [] if args.resilience_dry_run or not plan else cleanup(kube, run_id=args.run_id, force=args.force)
+        actions = [] if args.resilience_dry_run or not plan else [
+            *cleanup(kube, run_id=args.run_id, force=args.force),
+            *(CleanupAction(*step) for step in pending.cleanup(kube, run_id=args.run_id, force=args.force))]
     finally:
         run.close()
     for action in actions:

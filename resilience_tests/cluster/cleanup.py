@@ -76,7 +76,8 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, for
                 continue
             actions += _undo_run(kube, target, run, dry_run, restore)
     if not dry_run:
-        actions += [CleanupAction(run, "this machine", what) for run, what in _stop_load(kube, run_id, states)]
+        actions += [CleanupAction(run, "this machine", what)
+                    for run, what in _stop_load(kube, run_id, states, force=force)]
     return actions
 
 
@@ -115,7 +116,8 @@ def _host_restore(kube: Kube) -> Callable[[str, str], None]:
     return restore
 
 
-def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState]) -> list[tuple[str, str]]:
+def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState], *,
+               force: bool = False) -> list[tuple[str, str]]:
     """Stop Locust processes on this machine whose run is dead (they carry ``RT_RUN_ID``).
 
     Only those loading for a run of this cluster (``RT_CLUSTER``, the API server's URL): a run against
@@ -135,7 +137,7 @@ def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState]) -> l
         if not run or (run_id and run != run_id) or env.get("RT_CLUSTER", "") != kube.api.configuration.host:
             continue
         state = states.setdefault(run, run_state(kube, run))
-        if state.alive:
+        if state.alive and not (force and run == run_id):
             continue
         proc.kill()
         stopped.append((run, f"stopped load generator pid {proc.pid} left running"))

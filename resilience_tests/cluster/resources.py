@@ -109,12 +109,13 @@ class Resources:
                 return resource
         return next((r for r in self.discover() if r.group == group and r.kind == kind), None)
 
-    def list(self, resource: Resource, namespace: str) -> list[dict[str, Any]]:
-        """Every object of a kind in a namespace, each with its apiVersion and kind."""
+    def list(self, resource: Resource, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace (matching a label ``selector``), each with apiVersion and kind."""
         items: list[dict[str, Any]] = []
         token = ""
         while True:
-            query: list[tuple[str, Any]] = [("limit", 500)] + ([("continue", token)] if token else [])
+            query: list[tuple[str, Any]] = [("limit", 500)] + ([("continue", token)] if token else []) + \
+                ([("labelSelector", selector)] if selector else [])
             page = self._call("GET", resource.path(namespace), query=query) or {}
             for item in page.get("items", []):
                 items.append({"apiVersion": resource.api_version, "kind": resource.kind, **item})

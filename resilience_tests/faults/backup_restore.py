@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from resilience_tests.backup import pending
 from resilience_tests.backup.archive import Archive, kind_key
 from resilience_tests.backup.clean import diff
 from resilience_tests.backup.run import backup, namespace_objects, restore
@@ -124,6 +125,13 @@ def _namespace_objects(ctx: FaultContext) -> list[dict[str, Any]]:
     return namespace_objects(Resources(ctx.kube.api), ctx.namespace)[0]
 
 
+def _forget(ctx: FaultContext) -> None:
+    """The namespace is back: drop the disaster's safety copy and its record."""
+    record = _state(ctx).pop("pending", None)
+    if record is not None:
+        pending.forget(ctx.kube, record)
+
+
 class Backup:
     """Back the target namespace up, with its data."""
 
@@ -191,7 +199,11 @@ class Disaster:
         if archive is None:
             raise FaultError("a disaster needs a backup step before it: nothing was deleted")
         probe = read_probe(self.ctx, state["probe"]) if state.get("probe") else None
-        self.ctx.record("disaster", {"what": self.params.what,
+        # on this machine and recorded in the cluster before anything goes: if this process dies before the
+        # namespace is back, `resilience cleanup` restores it from there
+        state["pending"] = pending.record(self.ctx.kube, self.ctx.run_id, archive, selector=self.ctx.target_selector,
+                                          import_command=tuple(state.get("import", ())))
+        self.ctx.record("disaster", {"what": self.params.what, "safety_copy": state["pending"].archive,
                                      **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
         self.struck = True
         kube, namespace = self.ctx.kube, self.ctx.namespace
@@ -226,6 +238,7 @@ class Disaster:
         archive: Archive = state["archive"]
         done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
         state["restored"] = True
+        _forget(self.ctx)
         self.ctx.record("disaster-undone", {"applied": len(done.applied), "not_ready": ",".join(done.not_ready)})
         if done.not_ready:
             raise FaultError(f"the backup was restored but {', '.join(done.not_ready)} did not become ready")
@@ -240,6 +253,7 @@ class Restore:
     def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
         assert isinstance(params, RestoreParams)
         self.params, self.ctx = params, ctx
+        _state(ctx)["import"] = params.import_  # the disaster's safety copy imports with it too
 
     def describe(self) -> list[str]:
         steps = [f"restore the backup into {self.ctx.namespace} (dependency order, server-side apply) and wait "
@@ -256,6 +270,7 @@ class Restore:
         started = time.time()
         done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
         state["restored"] = True
+        _forget(self.ctx)
         details: dict[str, object] = {"applied": len(done.applied), "not_ready": ",".join(done.not_ready),
                                       "started": started}
         if not done.not_ready:

@@ -208,3 +208,39 @@ def test_backup_disaster_restore_fails_naming_the_cause(records: str, cluster: K
     if "rto" in failed:
         rto = next(v for v in journal.verdicts if v.check == "rto")
         assert rto.measured == "never recovered" and "records" in rto.evidence[0]
+
+
+def test_a_run_killed_after_its_disaster_is_restored_by_cleanup_with_its_data(
+        records: str, local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, tmp_path: Path) -> None:
+    """SIGKILL between the disaster and the restore: the namespace is gone and the run with it. The backup was
+    written to this machine first and recorded in the cluster, so `resilience cleanup` restores the namespace
+    and imports each pod's data."""
+    import signal
+
+    from resilience_tests.backup import pending
+    from resilience_tests.cli import main
+
+    before = json.loads(cluster.exec("records-0", records, ["/demoapp", "checksum", "--data", "/data"])[1])
+    exp = _experiment(records)
+    exp["faults"][2]["at"] = "10m"  # the restore never comes: the run is killed first
+    exp["load"]["shape"]["duration"] = "11m"
+    path = tmp_path / "killed.yaml"
+    path.write_text(json.dumps(exp))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
+                             str(local_cluster.kubeconfig), "--results-dir", str(tmp_path / "results"),
+                             "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_until("the disaster struck", lambda: not cluster.namespace_exists(records), timeout=150)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (left,) = [p for p in pending.recorded(cluster) if p.namespace == records]
+    assert Path(left.archive).is_file() and oct(Path(left.archive).stat().st_mode & 0o777) == "0o600"
+    assert main(["cleanup", "--run", left.run_id, "--force", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0
+    assert cluster.namespace_exists(records)
+    after = json.loads(cluster.exec("records-0", records, ["/demoapp", "checksum", "--data", "/data"])[1])
+    assert after == before and before["count"] == 12  # the data, imported back by cleanup
+    assert [p for p in pending.recorded(cluster) if p.namespace == records] == []
+    assert not Path(left.archive).exists() and not Path(left.key_path).exists()
