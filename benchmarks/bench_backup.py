@@ -137,11 +137,21 @@ def rto_round(cluster: LocalCluster) -> str:
     """One run of experiments/backup-restore.yaml against the stateful demo: its rto verdict."""
     cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "demo-stateful.yaml"))
     cluster.kubectl("-n", "demo-stateful", "rollout", "status", "statefulset/records", "--timeout=180s", timeout=190)
+    import urllib.error
     import urllib.request
 
+    from resilience_tests.waiting import wait_until
+
+    def write(i: int) -> bool:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:30081/records?value=bench-{i}",
+                                                          method="POST"), timeout=5).read()
+        except (urllib.error.URLError, OSError):
+            return False  # the Service's endpoints may trail the pods' readiness
+        return True
+
     for i in range(10):
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:30081/records?value=bench-{i}",
-                                                      method="POST"), timeout=5).read()
+        wait_until("the stateful demo answering", lambda i=i: write(i), timeout=60, interval=0.5)
     results = Path(tempfile.mkdtemp(prefix="bench-rto-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("KUBECONFIG", None)

@@ -63,7 +63,7 @@ def widgets(local_cluster: LocalCluster) -> None:
 
 
 def _fill(local_cluster: LocalCluster, namespace: str) -> None:
-    items = [*stateful_manifests(namespace, replicas=1),
+    items = [*stateful_manifests(namespace, replicas=1, quick_stop=True),
              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
               "data": {"mode": "fast"}},
              {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
@@ -157,10 +157,11 @@ def test_backup_names_what_it_cannot_read_and_a_missing_namespace_is_one_line(
 
 def _experiment(namespace: str, *, restore: dict[str, Any] | None = None, backup: dict[str, Any] | None = None,
                 ) -> dict[str, Any]:
+    """Backup, disaster, restore of the stateful demo; no load (experiments/backup-restore.yaml runs under load
+    in test_examples.py)."""
     probe = ["/demoapp", "checksum", "--data", "/data"]
     return {
         "name": "lost-namespace", "target": {"namespace": namespace, "workload": "statefulset/records"},
-        "load": {"shape": {"type": "constant", "users": 3, "duration": "50s"}},
         "faults": [{"type": "backup", "at": "1s", "probe": probe, "export": ["/demoapp", "export", "--data", "/data"],
                     **(backup or {})},
                    {"type": "disaster", "at": "2s", "timeout": "90s"},
@@ -178,7 +179,7 @@ def records(local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api) 
     delete_namespace(core, namespace)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "List", "items": stateful_manifests(namespace, replicas=1)}))
+        {"apiVersion": "v1", "kind": "List", "items": stateful_manifests(namespace, replicas=1, quick_stop=True)}))
     wait_until("records ready", lambda: (cluster.apps.read_namespaced_stateful_set(
         "records", namespace).status.ready_replicas or 0) == 1, timeout=120)
     lines = "".join(json.dumps({"id": i, "value": f"v{i}"}) + "\n" for i in range(1, 13))
@@ -223,7 +224,6 @@ def test_a_run_killed_after_its_disaster_is_restored_by_cleanup_with_its_data(
     before = json.loads(cluster.exec("records-0", records, ["/demoapp", "checksum", "--data", "/data"])[1])
     exp = _experiment(records)
     exp["faults"][2]["at"] = "10m"  # the restore never comes: the run is killed first
-    exp["load"]["shape"]["duration"] = "11m"
     path = tmp_path / "killed.yaml"
     path.write_text(json.dumps(exp))
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -49,7 +49,7 @@ def stateful(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
         cluster.exec(f"records-{i % 3}", "demo-stateful", ["/demoapp", "import", "--data", "/data"],
                      stdin=json.dumps({"id": 1000 + i, "value": f"seed-{i}"}) + "\n")
     yield "demo-stateful"
-    local_cluster.kubectl("delete", "namespace", "demo-stateful", "--wait=true", "--timeout=120s", timeout=130)
+    local_cluster.kubectl("delete", "namespace", "demo-stateful", "--wait=false")  # nothing after needs it gone
 
 
 def _records(cluster: Kube) -> int:

@@ -17,14 +17,21 @@ from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import REPO, delete_namespace
 
 
-def stateful_manifests(namespace: str, replicas: int = 3) -> list[dict[str, Any]]:
-    """deploy/demo-stateful.yaml moved into ``namespace``: no Namespace object, no fixed NodePort."""
+def stateful_manifests(namespace: str, replicas: int = 3, *, quick_stop: bool = False) -> list[dict[str, Any]]:
+    """deploy/demo-stateful.yaml moved into ``namespace``: no Namespace object, no fixed NodePort; with
+    ``quick_stop`` its pods stop at once (no preStop, no drain), for tests about other things than shutdown."""
     docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "demo-stateful.yaml").read_text())
             if d and d["kind"] != "Namespace"]
     for doc in docs:
         doc["metadata"]["namespace"] = namespace
         if doc["kind"] == "StatefulSet":
             doc["spec"]["replicas"] = replicas
+            if quick_stop:
+                pod = doc["spec"]["template"]["spec"]
+                pod["terminationGracePeriodSeconds"] = 2
+                container = pod["containers"][0]
+                container.pop("lifecycle")
+                container["args"] = [a for a in container["args"] if not a.startswith("--drain")] + ["--drain=0s"]
         if doc["kind"] == "Service" and doc["spec"].get("type") == "NodePort":
             doc["spec"]["ports"][0].pop("nodePort")
     return docs
