@@ -47,7 +47,7 @@ def test_ini_option_selects_experiments(pytester: pytest.Pytester, experiments: 
 @pytest.mark.parametrize(("content", "expected"), [
     ("name: x\nfaults: [\n", "*kill.yaml: malformed YAML at line *"),
     ("name: x\ntarget: {namespace: d}\nfaults: [{type: node-melt}]\n",
-     "*faults[[]0[]].type: unknown fault type 'node-melt'; known types: node-drain, node-failure, pod-kill, *"),
+     "*faults[[]0[]].type: unknown fault type 'node-melt'; known types: backup, disaster, node-drain, *"),
     ("name: x\ntarget: {namespace: d, wrkload: deployment/x}\nfaults: [{type: scale, replicas: 1}]\n",
      "*target.wrkload: unknown key; allowed keys: namespace, selector, url, workload*"),
     ("name: x\ntarget: {namespace: d, workload: deployment/web}\nfaults: [{type: rollout, action: restart}]\n"

@@ -47,8 +47,9 @@ def test_unknown_key_names_the_path_and_allowed_keys() -> None:
 def test_unknown_fault_type_lists_the_known_ones() -> None:
     data = _base()
     data["faults"] = [{"type": "node-melt"}]
-    with pytest.raises(ExperimentError, match="unknown fault type 'node-melt'; known types: node-drain, "
-                                              "node-failure, pod-kill, rollout, scale, zone-outage"):
+    with pytest.raises(ExperimentError, match="unknown fault type 'node-melt'; known types: backup, disaster, "
+                                              "node-drain, node-failure, pod-kill, restore, rollout, scale, "
+                                              "zone-outage"):
         parse_experiment(data, REGISTRY)
 
 
