@@ -321,8 +321,7 @@ class LocalCluster:
             f"--node-port={port}",
         ]
         record = procs.start("kwok", argv, run_dir=self.run_dir, marker=str(stages))
-        time.sleep(0.3)
-        if not procs.is_running(record):
+        if not procs.survived_start(record):
             raise TestbedError(f"kwok exited at start:\n{procs.log_tail(record.log)}")
 
     def down(self, *, log: bool = True) -> bool:

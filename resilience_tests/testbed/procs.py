@@ -87,6 +87,29 @@ def start(
     return record
 
 
+def survived_start(record: ProcessRecord, *, settle: float = 0.2, timeout: float = 5.0) -> bool:
+    """Whether a process just started is still running after ``settle`` seconds.
+
+    A process in the middle of exec() (a shell exec'ing the real program, slow on a cold page cache) shows an
+    empty command line for a moment; that is neither ours nor gone, so it is waited out rather than taken for
+    an exit."""
+    time.sleep(settle)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state == "Z":
+            return False
+        line = cmdline(record.pid)
+        if record.marker in line:
+            return True
+        if line or time.monotonic() > deadline:
+            return False  # another program now, or still nothing after the timeout
+        time.sleep(0.05)
+
+
 def records(run_dir: Path) -> list[ProcessRecord]:
     """Return the process records found under ``run_dir``."""
     found = []

@@ -333,8 +333,7 @@ class RealNodes:
         script = f'for f in {targets}; do echo $$ > "$f"; done; exec "$@"'
         record = procs.start(name, ["/bin/sh", "-c", script, name, *argv], run_dir=self.dir,
                              marker=str(self.node_dir(node)))
-        time.sleep(0.2)
-        if not procs.is_running(record):
+        if not procs.survived_start(record):
             raise TestbedError(f"{name} exited at start:\n{procs.log_tail(record.log)}")
         return record
 
@@ -389,8 +388,7 @@ class RealNodes:
                                      indent=1))
         record = procs.start("kube-proxy", [str(self.binaries / "kube-proxy"), f"--config={config}", "--v=1"],
                              run_dir=self.dir, marker=str(config))
-        time.sleep(0.3)
-        if not procs.is_running(record):
+        if not procs.survived_start(record):
             raise TestbedError(f"kube-proxy exited at start:\n{procs.log_tail(record.log)}")
 
     def _wait_ready(self, nodes: list[RealNode], timeout: float) -> None:

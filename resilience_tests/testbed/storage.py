@@ -12,7 +12,6 @@ folder (reclaim policy Delete). Pods on simulated nodes get a folder too, which 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +68,7 @@ def start(real_dir: Path, authority: Authority, server: str, binary: Path, kubec
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     record = procs.start(PROCESS, [str(binary), f"--kubeconfig={kubeconfig}", f"--root={root}",
                                    f"--name={PROVISIONER}"], run_dir=real_dir, marker=str(root))
-    time.sleep(0.2)
-    if not procs.is_running(record):
+    if not procs.survived_start(record):
         raise TestbedError(f"the storage provisioner exited at start:\n{procs.log_tail(record.log)}")
     return record
 

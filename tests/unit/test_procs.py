@@ -44,3 +44,22 @@ def test_log_tail_returns_last_lines(tmp_path: Path) -> None:
     log.write_text("\n".join(str(i) for i in range(30)))
     assert procs.log_tail(log, 3) == "27\n28\n29"
     assert procs.log_tail(tmp_path / "missing.log") == ""
+
+
+def test_a_start_survives_a_shell_exec_and_an_exit_at_start_is_seen(tmp_path: Path) -> None:
+    marker = str(tmp_path / "marker")
+    # the way real nodes start: a shell that execs the program (its command line changes on the way)
+    shell = procs.start("shell", ["/bin/sh", "-c", f'exec "{sys.executable}" -c "import time; time.sleep(60)" '
+                                  f'{marker}', marker], run_dir=tmp_path, marker=marker)
+    try:
+        assert procs.survived_start(shell)
+    finally:
+        procs.stop(shell, tmp_path)
+    dies = procs.start("dies", [sys.executable, "-c", "import sys; sys.exit(3)", marker + "-2"], run_dir=tmp_path,
+                       marker=marker + "-2")
+    assert not procs.survived_start(dies, timeout=1)
+    stranger = replace(_sleeper(tmp_path), marker="/not/our/process")
+    try:
+        assert not procs.survived_start(stranger, timeout=1)  # another program at that pid: not ours, no wait
+    finally:
+        procs.stop(replace(stranger, marker=str(tmp_path / "marker")), tmp_path)
