@@ -185,7 +185,7 @@ def _no_probe_gates_traffic(doc: dict[str, Any]) -> None:
         container = _container(doc)
         container.pop("readinessProbe")
         container.pop("startupProbe")
-        container["args"] = [*container["args"], "--misbehave=slow-start", "--start-delay=3s"]
+        container["args"] = [*container["args"], "--misbehave=slow-start", "--start-delay=8s"]
 
 
 def test_prove_confirms_each_misbehaving_variant_of_the_demo_app(local_cluster: LocalCluster, cluster: Kube,
