@@ -24,7 +24,6 @@ import json
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +207,6 @@ def _members(path: Path) -> dict[str, bytes]:
     return blobs
 
 
-def names(objects: Iterable[dict[str, Any]]) -> list[str]:
-    """``apps/Deployment web`` for each object, sorted."""
-    return sorted(f"{kind_key(o)} {o['metadata']['name']}" for o in objects)
+def ref(obj: dict[str, Any]) -> str:
+    """``apps/Deployment web``: how messages and diffs name an object."""
+    return f"{kind_key(obj)} {obj['metadata']['name']}"

@@ -13,7 +13,7 @@ import copy
 import json
 from typing import Any
 
-from resilience_tests.backup.archive import kind_key
+from resilience_tests.backup.archive import kind_key, ref
 
 SKIPPED_KINDS = frozenset({
     "core/Event", "events.k8s.io/Event", "core/Endpoints", "discovery.k8s.io/EndpointSlice",
@@ -82,15 +82,6 @@ def clean(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def without_values(secret: dict[str, Any]) -> dict[str, Any]:
-    """A Secret with its values left out (the keys stay, so the archive says what it held)."""
-    out = copy.deepcopy(secret)
-    for field in ("data", "stringData"):
-        if field in out:
-            out[field] = dict.fromkeys(out[field], "")
-    return out
-
-
 def rank(obj: dict[str, Any]) -> tuple[int, str, str]:
     """Sort key of the restore order."""
     key = kind_key(obj)
@@ -108,20 +99,20 @@ def diff(backed_up: list[dict[str, Any]], restored: list[dict[str, Any]]) -> tup
     ``group/Kind name``; values the server fills in on its own (defaults) are not differences: only the
     fields the backup holds are compared."""
     def index(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {f"{kind_key(o)} {o['metadata']['name']}": clean(o) for o in objects if keep(o)}
+        return {ref(o): clean(o) for o in objects if keep(o)}
 
     before, after = index(backed_up), index(restored)
     missing = sorted(set(before) - set(after))
     added = sorted(set(after) - set(before))
-    changed = sorted(name for name in set(before) & set(after) if not _within(before[name], after[name]))
+    changed = sorted(name for name in set(before) & set(after) if not within(before[name], after[name]))
     return missing, changed, added
 
 
-def _within(wanted: Any, got: Any) -> bool:
+def within(wanted: Any, got: Any) -> bool:
     """Whether every field of ``wanted`` is in ``got`` with the same value (``got`` may hold more)."""
     if isinstance(wanted, dict):
-        return isinstance(got, dict) and all(k in got and _within(v, got[k]) for k, v in wanted.items())
+        return isinstance(got, dict) and all(k in got and within(v, got[k]) for k, v in wanted.items())
     if isinstance(wanted, list):
         return isinstance(got, list) and len(wanted) == len(got) and all(
-            _within(w, g) for w, g in zip(wanted, got, strict=True))
+            within(w, g) for w, g in zip(wanted, got, strict=True))
     return bool(wanted == got)

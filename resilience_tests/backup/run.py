@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from resilience_tests.backup.archive import Archive, ArchiveError, kind_key
-from resilience_tests.backup.clean import WORKLOADS, _within, clean, keep, rank, without_values
+from resilience_tests.backup.archive import Archive, kind_key, ref
+from resilience_tests.backup.clean import WORKLOADS, clean, keep, rank, within
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.resources import Resource, ResourceError, Resources
 from resilience_tests.errors import ResilienceError, UsageError
@@ -153,8 +153,8 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
         resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
         assert resource is not None
         existing = resources.get(resource, target, obj["metadata"]["name"])
-        if existing is not None and kind_key(obj) != "core/Namespace" and not _within(obj, existing):
-            conflicts.append(f"{kind_key(obj)} {obj['metadata']['name']}")
+        if existing is not None and kind_key(obj) != "core/Namespace" and not within(obj, existing):
+            conflicts.append(ref(obj))
     if conflicts and not overwrite:
         raise RestoreError(f"{target} holds {len(conflicts)} object(s) that differ from the backup: "
                            f"{', '.join(conflicts[:8])}{' ...' if len(conflicts) > 8 else ''}; nothing was applied",
@@ -164,7 +164,7 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
     for obj in objects:
         resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
         assert resource is not None
-        name = f"{kind_key(obj)} {obj['metadata']['name']}"
+        name = ref(obj)
         try:
             resources.apply(resource, target, obj, force=True)
         except ResourceError as exc:
@@ -179,7 +179,7 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
         pending: list[str] = []
 
         def ready() -> bool:
-            pending[:] = [f"{kind_key(o)} {o['metadata']['name']}" for o in workloads
+            pending[:] = [ref(o) for o in workloads
                           if not _ready(resources, target, o)]
             return not pending
 
@@ -206,6 +206,3 @@ def _ready(resources: Resources, namespace: str, obj: dict[str, Any]) -> bool:
     return int(status.get("readyReplicas") or 0) >= wanted and \
         int(status.get("observedGeneration") or 0) >= int(live["metadata"].get("generation") or 0)
 
-
-__all__ = ["ArchiveError", "BackupError", "RestoreError", "Restored", "backup", "plan", "restore",
-           "without_values"]
