@@ -432,11 +432,12 @@ class LocalCluster:
         Simulated nodes lose their heartbeat (kwok stops renewing their leases). Real
         nodes freeze: kubelet, containerd and every container stop in the cgroup
         freezer, and their pod subnet stops answering. Either way the control plane
-        sees missed heartbeats and reacts.
+        sees missed heartbeats and reacts. Real nodes go first: they carry the
+        traffic, and their pods stop answering the moment this is called.
         """
         real, simulated = self._split(names)
-        self._set_heartbeat(simulated, "off")
         self.real.freeze(real)
+        self._set_heartbeat(simulated, "off")
 
     def restore_nodes(self, names: list[str], *, timeout: float = 60) -> None:
         """Resume the heartbeat of ``names`` and wait until they are Ready.

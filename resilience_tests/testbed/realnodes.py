@@ -429,17 +429,22 @@ class RealNodes:
 
     # ------------------------------------------------------------------ failure
     def freeze(self, nodes: list[RealNode]) -> None:
-        """Freeze kubelet, containerd and containers of ``nodes``; their pod subnets stop answering."""
+        """Freeze kubelet, containerd and containers of ``nodes``; their pod subnets stop answering.
+
+        The network goes first and at once, as a machine that dies does: the drops are in place and first in
+        line before any process is frozen, so no request is answered by a node half-way through its freeze.
+        """
         for node in nodes:
             _iptables("filter", "-A", FREEZE_CHAIN, "-d", node.subnet, "-j", "DROP",
                       "-m", "comment", "--comment", f"frozen {node.name}")
-            state = self.cgroup(node, "freezer") / "freezer.state"
-            state.write_text("FROZEN")
-            wait_until(f"{node.name} frozen", functools.partial(_reads, state, "FROZEN"), timeout=10, interval=0.05)
         # First in line, ahead of kube-proxy's ACCEPT of established flows: those stop answering too.
         for parent in ("FORWARD", "OUTPUT"):
-            _iptables("filter", "-D", parent, "-j", FREEZE_CHAIN, check=False)
-            _iptables("filter", "-I", parent, "1", "-j", FREEZE_CHAIN)
+            _first_in_line(parent, FREEZE_CHAIN)
+        states = [self.cgroup(node, "freezer") / "freezer.state" for node in nodes]
+        for state in states:
+            state.write_text("FROZEN")
+        for node, state in zip(nodes, states, strict=True):
+            wait_until(f"{node.name} frozen", functools.partial(_reads, state, "FROZEN"), timeout=10, interval=0.05)
 
     def thaw(self, nodes: list[RealNode]) -> None:
         """Undo :meth:`freeze` (no-op for nodes that are not frozen)."""
@@ -684,6 +689,20 @@ def _write_sysctl(key: str, value: str) -> None:
 
 def _iptables(table: str, *args: str, tool: str = "iptables", check: bool = True) -> subprocess.CompletedProcess[str]:
     return _run(tool, "-w", "5", "-t", table, *args, check=check)
+
+
+def _first_in_line(parent: str, chain: str) -> None:
+    """Make the jump to ``chain`` the first rule of ``parent`` (filter table), without a moment where it is
+    missing: a new jump goes in first, then any later one is deleted by its number."""
+    def numbers() -> list[int]:
+        listed = _iptables("filter", "-S", parent).stdout.splitlines()[1:]  # the first line is the policy
+        return [i for i, rule in enumerate(listed, 1) if rule.split() == ["-A", parent, "-j", chain]]
+
+    if numbers()[:1] == [1]:
+        return
+    _iptables("filter", "-I", parent, "1", "-j", chain)
+    for number in reversed(numbers()[1:]):
+        _iptables("filter", "-D", parent, str(number))
 
 
 def _ensure_chain(table: str, chain: str, rules: list[list[str]], *, jumps: list[str]) -> None:
