@@ -129,6 +129,7 @@ class Runner:
         self.journal: Journal | None = None  # the last run's, also when it ended with an exception
         self._result: RunResult | None = None
         self._acting = ""  # the fault being injected or reverted: its actions are recorded as its own
+        self._acted: dict[str, float] = {}  # fault label -> when its inject acted (FaultContext.acts)
 
     def _namespace(self, exp: Experiment) -> str:
         namespace = exp.target.namespace or self.namespace
@@ -156,12 +157,16 @@ class Runner:
                 timeline.mark("action", kind, "done", fault=self._acting or None,
                               **{k: str(v) for k, v in data.items()})
 
+        def acts() -> None:
+            if self._acting:
+                self._acted.setdefault(self._acting, time.time())
+
         guard = exp.guardrails
         return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
                             max_pods=guard.max_pods, target_selector=selector, workload=workload,
                             allow_kube_system=guard.allow_kube_system,
                             allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record,
-                            budget=Budget(guard.max_nodes, guard.max_pods))
+                            budget=Budget(guard.max_nodes, guard.max_pods), acts=acts)
 
     def _build(self, exp: Experiment, ctx: FaultContext) -> list[tuple[FaultParams, Fault, list[str]]]:
         built = []
@@ -441,6 +446,9 @@ class Runner:
                     timeline.mark("fault", label, "error", error=str(exc)[:300])
                     result.errors.append(f"{label}: {exc}")
                     raise
+                finally:  # the window starts where the fault acted, not where it began to prepare
+                    if index in starts and label in self._acted:
+                        starts[index] = self._acted.pop(label)
             else:
                 self._revert(fault, label, timeline, result, starts, index)
 

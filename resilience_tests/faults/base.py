@@ -50,6 +50,9 @@ class FaultContext:
     record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
     budget: Budget | None = None  # the experiment's guardrails over all its faults (None: per fault only)
     shared: dict[str, Any] = field(default_factory=dict)  # what one step hands the next (backup -> restore)
+    # Called by a fault right before the act that the workload feels (after choosing what to touch and writing
+    # its ledger): the fault's window starts there, so its preparation is not judged as part of the fault.
+    acts: Callable[[], None] = field(default=lambda: None)
 
 
 @runtime_checkable

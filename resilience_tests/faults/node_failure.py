@@ -83,6 +83,7 @@ class LocalProvider:
 
     def fail(self, nodes: list[str]) -> None:
         _record(self.ctx, self.fault, nodes, {self.FIELD: True})
+        self.ctx.acts()
         self.cluster.fail_nodes(nodes)
 
     def restore(self, nodes: list[str]) -> None:
@@ -118,6 +119,7 @@ class KindProvider:
     def fail(self, nodes: list[str]) -> None:
         self._check(nodes)  # before anything is recorded or paused
         _record(self.ctx, self.fault, nodes, {self.FIELD: True})
+        self.ctx.acts()
         self._docker("pause", nodes)
 
     def _check(self, nodes: list[str]) -> None:
@@ -154,6 +156,7 @@ class TaintProvider:
         self.fault = fault
 
     def fail(self, nodes: list[str]) -> None:
+        self.ctx.acts()  # the ledger entry is the taint
         _record(self.ctx, self.fault, nodes, {self.FIELD: self.ctx.run_id[:63]})
 
     def restore(self, nodes: list[str]) -> None:

@@ -204,6 +204,9 @@ def test_a_total_outage_with_hanging_requests_fails_availability_at_the_true_val
     assert result.load is not None and result.load.complete, result.load
     during, whole, failed = result.verdicts
     window = result.windows[0]
+    begun = next(r.t for r in result.records if r.kind == "fault" and r.change == "start")
+    acted = next(r.t for r in result.records if r.kind == "action" and r.name == "node-failure")
+    assert begun < window.start <= acted, "the window starts where the node froze, not where the fault began"
     truth = {t: v for t, v in truth_by_second([json.loads(x) for x in record.read_text().splitlines()]).items()
              if t + 1 > window.start and t < (window.end or 0)}
     up, judged = true_availability(truth)
