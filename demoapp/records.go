@@ -33,9 +33,12 @@ type record struct {
 	Value string `json:"value"`
 }
 
+// store is the records file and what this process has read of it. The file is the truth: the exec hooks
+// (`demoapp import` in the same pod) append to it too, so every operation first reads what was added since.
 type store struct {
 	mu      sync.Mutex
 	path    string
+	size    int64 // bytes of the file read into records
 	records []record
 	ids     map[int64]bool
 }
@@ -45,20 +48,49 @@ func openStore(dir string) (*store, error) {
 		return nil, err
 	}
 	s := &store{path: filepath.Join(dir, "records.jsonl"), ids: map[int64]bool{}}
-	data, err := os.ReadFile(s.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s, s.refreshLocked()
+}
+
+// refreshLocked reads the records another process appended since the last read (everything again if the
+// file shrank or was replaced). A torn last line is left for the next read.
+func (s *store) refreshLocked() error {
+	info, err := os.Stat(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		s.size, s.records, s.ids = 0, nil, map[int64]bool{}
+		return nil
 	}
-	scanner := bufio.NewScanner(bytes.NewReader(data))
-	scanner.Buffer(make([]byte, 1024*1024), 1024*1024)
-	for scanner.Scan() {
+	if err != nil {
+		return err
+	}
+	if info.Size() == s.size {
+		return nil
+	}
+	if info.Size() < s.size {
+		s.size, s.records, s.ids = 0, nil, map[int64]bool{}
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(s.size, io.SeekStart); err != nil {
+		return err
+	}
+	reader := bufio.NewReaderSize(f, 64*1024)
+	for {
+		line, err := reader.ReadBytes('\n')
+		if err != nil { // the end, or a line still being written: read it next time
+			return nil
+		}
+		s.size += int64(len(line))
 		var r record
-		if json.Unmarshal(scanner.Bytes(), &r) == nil && !s.ids[r.ID] { // a torn last line is dropped
+		if json.Unmarshal(line, &r) == nil && !s.ids[r.ID] {
 			s.records = append(s.records, r)
 			s.ids[r.ID] = true
 		}
 	}
-	return s, nil
 }
 
 func (s *store) appendLocked(add []record) error {
@@ -67,6 +99,9 @@ func (s *store) appendLocked(add []record) error {
 		return err
 	}
 	var buf bytes.Buffer
+	if info, err := f.Stat(); err == nil && info.Size() > s.size {
+		buf.WriteByte('\n') // after a line a crash cut short: start on a line of our own
+	}
 	for _, r := range add {
 		line, _ := json.Marshal(r)
 		buf.Write(append(line, '\n'))
@@ -82,16 +117,15 @@ func (s *store) appendLocked(add []record) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	for _, r := range add {
-		s.records = append(s.records, r)
-		s.ids[r.ID] = true
-	}
-	return nil
+	return s.refreshLocked() // what was just written, and anything another process appended before it
 }
 
 func (s *store) write(value string) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return 0, err
+	}
 	id := int64(1)
 	if n := len(s.records); n > 0 {
 		id = s.records[n-1].ID + 1
@@ -107,6 +141,7 @@ func (s *store) write(value string) (int64, error) {
 func (s *store) get(id int64) (record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.refreshLocked()
 	for _, r := range s.records {
 		if r.ID == id {
 			return r, true
@@ -118,6 +153,7 @@ func (s *store) get(id int64) (record, bool) {
 func (s *store) checksum() (int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.refreshLocked()
 	sum := sha256.New()
 	for _, r := range s.records {
 		fmt.Fprintf(sum, "%d\t%s\n", r.ID, r.Value)
@@ -128,6 +164,9 @@ func (s *store) checksum() (int, string) {
 func (s *store) export(w io.Writer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return err
+	}
 	enc := json.NewEncoder(w)
 	for _, r := range s.records {
 		if err := enc.Encode(r); err != nil {
@@ -157,6 +196,9 @@ func (s *store) importFrom(r io.Reader) (int, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return 0, err
+	}
 	var fresh []record
 	seen := map[int64]bool{}
 	for _, rec := range add {

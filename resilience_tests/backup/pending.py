@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resilience_tests.backup import archive as archives
+from resilience_tests.backup import hooks
 from resilience_tests.backup.archive import Archive
+from resilience_tests.backup.hooks import Hook
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.leases import LEASE_NAMESPACE, run_state
 from resilience_tests.cluster.resources import Resource, ResourceError, Resources
@@ -38,7 +40,7 @@ class Pending:
     host: str
     archive: str
     selector: str = ""  # the pods the import hook runs in
-    import_command: tuple[str, ...] = ()  # fed each pod's export after the restore
+    import_hook: Hook = ()  # fed each pod's export after the restore
 
     @property
     def key_path(self) -> str:
@@ -65,7 +67,7 @@ def _configmaps(resources: Resources) -> Resource:
 
 
 def record(kube: Kube, run_id: str, taken: Archive, *, selector: str = "",
-           import_command: tuple[str, ...] = ()) -> Pending:
+           import_hook: Hook = ()) -> Pending:
     """Write the backup to this machine and leave the record in the cluster; before anything is deleted."""
     base = folder() / re.sub(r"[^A-Za-z0-9._-]", "-", run_id)
     key = base64.urlsafe_b64encode(secrets.token_bytes(32))
@@ -75,13 +77,13 @@ def record(kube: Kube, run_id: str, taken: Archive, *, selector: str = "",
     archive = base.with_suffix(".tar.gz")
     archives.write(taken, archive, key)
     archive.chmod(0o600)
-    pending = Pending(run_id, taken.namespace, socket.gethostname(), str(archive), selector, import_command)
+    pending = Pending(run_id, taken.namespace, socket.gethostname(), str(archive), selector, import_hook)
     resources = Resources(kube.api)
     resources.apply(_configmaps(resources), LEASE_NAMESPACE, {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": _name(run_id), "labels": {LABEL: "true"}},
         "data": {"run": run_id, "namespace": taken.namespace, "host": pending.host, "archive": pending.archive,
-                 "selector": selector, "import": json.dumps(list(import_command))}},
+                 "selector": selector, "import": json.dumps(hooks.to_json(import_hook))}},
         force=True)
     return pending
 
@@ -106,7 +108,7 @@ def recorded(kube: Kube) -> list[Pending]:
         raise
     return [Pending(str(d.get("run", "")), str(d.get("namespace", "")), str(d.get("host", "")),
                     str(d.get("archive", "")), str(d.get("selector", "")),
-                    tuple(json.loads(d.get("import") or "[]"))) for d in (i.get("data") or {} for i in items)]
+                    hooks.from_json(json.loads(d.get("import") or "[]"))) for d in (i.get("data") or {} for i in items)]
 
 
 def _import(kube: Kube, pending: Pending, taken: Archive) -> str:
@@ -119,10 +121,10 @@ def _import(kube: Kube, pending: Pending, taken: Archive) -> str:
         if not key.startswith("export/") or pod not in pods:
             continue
         try:
-            code, _, err = kube.exec(pod, pending.namespace, list(pending.import_command), stdin=blob.decode())
+            hooks.call(kube, pod, pending.namespace, pending.import_hook, stdin=blob.decode())
+            imported.append(pod)
         except ResilienceError as exc:
-            code, err = -1, str(exc)
-        (imported if code == 0 else failed).append(pod if code == 0 else f"{pod} ({err.strip()[-120:]})")
+            failed.append(f"{pod} ({str(exc).strip()[-160:]})")
     text = f"data imported into {len(imported)} pod(s)"
     return text + (f", failed in {', '.join(failed)}" if failed else "")
 
@@ -154,7 +156,7 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, for
         said = f"restored {len(result.applied)} object(s) from {pending.archive}"
         if result.not_ready:
             said += f"; not ready: {', '.join(result.not_ready)}"
-        elif pending.import_command:
+        elif pending.import_hook:
             said += "; " + _import(kube, pending, taken)
         forget(kube, pending)
         done.append((pending.run_id, target, said))

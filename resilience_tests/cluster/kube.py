@@ -193,6 +193,27 @@ class Kube:
             resp.close()
         return int(code if code is not None else -1), "".join(out), "".join(err)
 
+    def proxy(self, pod: str, namespace: str, port: int, path: str, *, method: str = "GET", body: str | None = None,
+              timeout: float = 60) -> tuple[int, str]:
+        """An HTTP request to ``port`` of a pod through the API server's pod proxy (the account needs
+        ``pods/proxy``; nothing but the API server is contacted). Returns (HTTP status, body); raises ExecError
+        if the API server does not answer in ``timeout`` seconds."""
+        from urllib.parse import parse_qsl
+
+        route, _, query = path.partition("?")
+        headers = {"Accept": "*/*", "Content-Type": "application/octet-stream"}
+        try:
+            request = self.api.param_serialize(
+                method=method, resource_path=f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{route}",
+                query_params=parse_qsl(query), header_params=headers, auth_settings=["BearerToken"])
+            data = None if method in ("GET", "HEAD") else (body or "").encode()
+            response = self.api.call_api(*request[:3], data, request[4], _request_timeout=(10, timeout))
+            return int(response.status), response.read().decode(errors="replace")
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or exc.reason or "")
+        except (HTTPError, OSError) as exc:
+            raise ExecError(f"{method} {namespace}/{pod}:{port}{path} through the API server failed: {exc}") from None
+
     def delete_pod(self, name: str, namespace: str, grace_period_seconds: int | None = None) -> bool:
         """Delete a pod; False if it was gone already."""
         try:

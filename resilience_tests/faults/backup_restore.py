@@ -5,8 +5,10 @@
       - {type: disaster, at: 8s}                 # the target namespace is deleted (or: what: claims / objects)
       - {type: restore, at: 12s, import: [/demoapp, import, --data, /data], timeout: 180s}
 
-``backup`` reads the data probe in every pod of the target (a command printing JSON with ``count`` and/or
-``sha256``), runs the export hook in each pod (its output goes into the archive, per pod), and backs the
+Each hook is a command run in the pod or an HTTP call to it through the API server (``{port: 8080, path:
+/records/export}``, see :mod:`resilience_tests.backup.hooks`). ``backup`` reads the data probe in every pod of
+the target (JSON with ``count`` and/or ``sha256``), runs the export hook in each pod (what it answers goes
+into the archive, per pod), and backs the
 namespace up in memory (Secrets included: the archive is never written). ``disaster`` reads the probe again
 (what was written since the backup, for ``rpo``) and deletes. ``restore`` applies the backup, waits for the
 workloads, runs the import hook in each pod with that pod's export on its standard input, reads the probe
@@ -28,11 +30,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from resilience_tests.backup import pending
+from resilience_tests.backup import hooks, pending
 from resilience_tests.backup.archive import Archive, kind_key
 from resilience_tests.backup.clean import diff
+from resilience_tests.backup.hooks import Hook
 from resilience_tests.backup.run import backup, namespace_objects, restore
-from resilience_tests.cluster.kube import ExecError
 from resilience_tests.cluster.resources import Resources
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
@@ -45,8 +47,8 @@ SHARED = "backup-restore"  # key of the steps' shared state in FaultContext.shar
 class BackupParams(FaultParams):
     """Keys of a backup step."""
 
-    export: tuple[str, ...] = ()  # command run in each pod of the target; its standard output is archived
-    probe: tuple[str, ...] = ()  # command printing {"count": N, "sha256": "..."} in each pod of the target
+    export: Hook = ()  # run in each pod of the target; what it answers is archived
+    probe: Hook = ()  # answers {"count": N, "sha256": "..."} in each pod of the target
     exclude: tuple[str, ...] = ()  # kinds left out of the backup: ConfigMap, apps/Deployment, example.com/Widget
 
 
@@ -60,7 +62,7 @@ class DisasterParams(FaultParams):
 class RestoreParams(FaultParams):
     """Keys of a restore step."""
 
-    import_: tuple[str, ...] = Field(default=(), alias="import")  # command fed each pod's export on stdin
+    import_: Hook = Field(default=(), alias="import")  # fed each pod's export (standard input, or the body)
     timeout: Duration = 180.0
 
 
@@ -81,32 +83,21 @@ def _pods(ctx: FaultContext) -> list[str]:
                   if p.node and not p.terminating and not p.finished)
 
 
-def _run_each(ctx: FaultContext, command: tuple[str, ...], what: str, stdin: dict[str, str] | None = None,
-              ) -> dict[str, str]:
-    """Run ``command`` in every pod of the target; pod -> its standard output. A pod where it fails fails the
-    step, naming the pod and what it said."""
-    out: dict[str, str] = {}
+def _run_each(ctx: FaultContext, hook: Hook, what: str, stdin: dict[str, str] | None = None) -> dict[str, str]:
+    """Run ``hook`` in every pod of the target; pod -> what it answered. A pod where it fails fails the step,
+    naming the pod and what it said."""
     pods = _pods(ctx)
     if not pods:
         raise FaultError(f"{what}: no running pod of the target in {ctx.namespace}")
-    for pod in pods:
-        if stdin is not None and pod not in stdin:
-            continue  # a pod that had no data when the backup was taken
-        try:
-            code, stdout, stderr = ctx.kube.exec(pod, ctx.namespace, list(command),
-                                                 stdin=None if stdin is None else stdin[pod], timeout=120)
-        except ExecError as exc:
-            raise FaultError(f"{what}: {exc}") from None
-        if code != 0:
-            raise FaultError(f"{what}: `{' '.join(command)}` in {ctx.namespace}/{pod} exited {code}: "
-                             f"{stderr.strip()[-300:] or stdout.strip()[-300:]}")
-        out[pod] = stdout
-    return out
+    try:
+        return hooks.run_each(ctx.kube, ctx.namespace, pods, hook, stdin=stdin)
+    except hooks.HookError as exc:
+        raise FaultError(f"{what}: {exc}") from None
 
 
-def read_probe(ctx: FaultContext, command: tuple[str, ...]) -> dict[str, Any]:
+def read_probe(ctx: FaultContext, probe: Hook) -> dict[str, Any]:
     """The probe in every pod, summed: ``count`` (sum), ``sha256`` (of the pods' sums, by pod name), ``pods``."""
-    answers = _run_each(ctx, command, "data probe")
+    answers = _run_each(ctx, probe, "data probe")
     count, sums = 0, []
     for pod, text in sorted(answers.items()):
         try:
@@ -147,9 +138,9 @@ class Backup:
                  + (f", except {', '.join(self.params.exclude)}" if self.params.exclude else "")
                  + " (held in memory)"]
         if self.params.probe:
-            steps.append(f"read the data probe `{' '.join(self.params.probe)}` in each pod of the target")
+            steps.append(f"read the data probe {hooks.shown(self.params.probe)} in each pod of the target")
         if self.params.export:
-            steps.append(f"export with `{' '.join(self.params.export)}` in each pod of the target")
+            steps.append(f"export with {hooks.shown(self.params.export)} in each pod of the target")
         return steps
 
     def inject(self) -> None:
@@ -202,7 +193,7 @@ class Disaster:
         # on this machine and recorded in the cluster before anything goes: if this process dies before the
         # namespace is back, `resilience cleanup` restores it from there
         state["pending"] = pending.record(self.ctx.kube, self.ctx.run_id, archive, selector=self.ctx.target_selector,
-                                          import_command=tuple(state.get("import", ())))
+                                          import_hook=state.get("import", ()))
         self.ctx.record("disaster", {"what": self.params.what, "safety_copy": state["pending"].archive,
                                      **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
         self.struck = True
@@ -259,7 +250,7 @@ class Restore:
         steps = [f"restore the backup into {self.ctx.namespace} (dependency order, server-side apply) and wait "
                  f"up to {self.params.timeout:.0f} s for its workloads"]
         if self.params.import_:
-            steps.append(f"import with `{' '.join(self.params.import_)}` in each pod, fed its export")
+            steps.append(f"import with {hooks.shown(self.params.import_)} in each pod, fed its export")
         return [*steps, "read the data probe until it answers; compare the objects with those before"]
 
     def inject(self) -> None:

@@ -156,17 +156,19 @@ def test_backup_names_what_it_cannot_read_and_a_missing_namespace_is_one_line(
 
 
 def _experiment(namespace: str, *, restore: dict[str, Any] | None = None, backup: dict[str, Any] | None = None,
-                ) -> dict[str, Any]:
+                http: bool = False) -> dict[str, Any]:
     """Backup, disaster, restore of the stateful demo; no load (experiments/backup-restore.yaml runs under load
-    in test_examples.py)."""
-    probe = ["/demoapp", "checksum", "--data", "/data"]
+    in test_examples.py). The hooks are commands run in the pod, or with ``http`` calls to its /records
+    endpoints through the API server's pod proxy."""
+    def hook(verb: str) -> Any:
+        return {"port": 8080, "path": f"/records/{verb}"} if http else ["/demoapp", verb, "--data", "/data"]
+
     return {
         "name": "lost-namespace", "target": {"namespace": namespace, "workload": "statefulset/records"},
-        "faults": [{"type": "backup", "at": "1s", "probe": probe, "export": ["/demoapp", "export", "--data", "/data"],
+        "faults": [{"type": "backup", "at": "1s", "probe": hook("checksum"), "export": hook("export"),
                     **(backup or {})},
                    {"type": "disaster", "at": "2s", "timeout": "90s"},
-                   {"type": "restore", "at": "3s", "import": ["/demoapp", "import", "--data", "/data"],
-                    "timeout": "60s", **(restore or {})}],
+                   {"type": "restore", "at": "3s", "import": hook("import"), "timeout": "60s", **(restore or {})}],
         "settle": "1s",
         "slas": [{"type": "rto", "max": "90s"}, {"type": "restored-objects"}, {"type": "data-intact"}],
     }
@@ -215,14 +217,16 @@ def test_a_run_killed_after_its_disaster_is_restored_by_cleanup_with_its_data(
         records: str, local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, tmp_path: Path) -> None:
     """SIGKILL between the disaster and the restore: the namespace is gone and the run with it. The backup was
     written to this machine first and recorded in the cluster, so `resilience cleanup` restores the namespace
-    and imports each pod's data."""
+    and imports each pod's data. The hooks here are HTTP calls through the API server (probe, export, and the
+    import that cleanup replays from its record)."""
     import signal
 
     from resilience_tests.backup import pending
+    from resilience_tests.backup.hooks import HttpHook
     from resilience_tests.cli import main
 
     before = json.loads(cluster.exec("records-0", records, ["/demoapp", "checksum", "--data", "/data"])[1])
-    exp = _experiment(records)
+    exp = _experiment(records, http=True)
     exp["faults"][2]["at"] = "10m"  # the restore never comes: the run is killed first
     path = tmp_path / "killed.yaml"
     path.write_text(json.dumps(exp))
@@ -237,6 +241,7 @@ def test_a_run_killed_after_its_disaster_is_restored_by_cleanup_with_its_data(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     (left,) = [p for p in pending.recorded(cluster) if p.namespace == records]
+    assert left.import_hook == HttpHook(port=8080, path="/records/import")  # as the experiment said
     assert Path(left.archive).is_file() and oct(Path(left.archive).stat().st_mode & 0o777) == "0o600"
     assert main(["cleanup", "--run", left.run_id, "--force", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0
     assert cluster.namespace_exists(records)

@@ -189,6 +189,13 @@ def test_stateful_mode_keeps_records_across_a_restart_and_exports_what_import_re
         app.wait_listening()
         assert json.loads(_call(app.port, "GET", "/records/checksum")[1]) == {"count": 5, "sha256": expected}
         exported = _call(app.port, "GET", "/records/export")[1]
+        # an exec hook imports into the running app's folder: the app serves what it added, and goes on above it
+        done = subprocess.run([str(binary), "import", "--data", str(data)], input='{"id": 7, "value": "x"}\n',
+                              capture_output=True, text=True, check=True, timeout=30)
+        assert json.loads(done.stdout) == {"imported": 1}
+        assert json.loads(_call(app.port, "GET", "/records/count")[1]) == {"count": 6}
+        assert json.loads(_call(app.port, "POST", "/records?value=after")[1])["id"] == 8
+        assert _call(app.port, "GET", "/records?id=7") == (200, '{"id":7,"value":"x"}\n')
     finally:
         app.stop()
     assert len(exported.splitlines()) == 5

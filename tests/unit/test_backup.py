@@ -237,3 +237,27 @@ def test_rpo_counts_what_was_written_after_the_backup_and_lost() -> None:
     assert verdict.evidence == ("12 record(s) written after the backup, 12 of them lost",)
     assert parse_check({"type": "rpo", "max": 12}).evaluate(ev).passed
     assert parse_check({"type": "rpo"}).evaluate(_evidence({"count": 30}, {"count": 30}, RESTORED)).passed
+
+
+def test_a_hook_is_a_command_or_an_http_call_and_a_mistake_is_explained_for_the_form_meant() -> None:
+    from resilience_tests.backup import hooks
+    from resilience_tests.experiment.model import ExperimentError, parse_experiment
+    from resilience_tests.faults.base import load_registry
+
+    def backup(**keys: object) -> object:
+        return parse_experiment({"name": "x", "target": {"namespace": "demo", "workload": "statefulset/records"},
+                                 "faults": [{"type": "backup", **keys}]}, load_registry()).faults[0]
+
+    step = backup(export={"port": 8080, "path": "/records/export"}, probe=["/demoapp", "checksum"])
+    assert step.export == hooks.HttpHook(port=8080, path="/records/export")  # type: ignore[attr-defined]
+    assert step.probe == ("/demoapp", "checksum")  # type: ignore[attr-defined]
+    for hook in (step.export, step.probe):  # type: ignore[attr-defined]
+        assert hooks.from_json(hooks.to_json(hook)) == hook  # as the disaster's record keeps it
+    assert hooks.shown(step.export) == "`GET/POST :8080/records/export` (through the API server)"  # type: ignore
+    for keys, problem in [({"export": {"port": 8080, "pth": "/x"}}, "faults[0].export.http.pth: unknown key"),
+                          ({"export": {"port": 0}}, "faults[0].export.http.port: Input should be greater"),
+                          ({"probe": {"port": 80, "path": "x"}}, "faults[0].probe.http.path: a path starts with /"),
+                          ({"export": "export"}, "faults[0].export.command: Input should be a valid tuple")]:
+        with pytest.raises(ExperimentError) as info:
+            backup(**keys)
+        assert problem in str(info.value) and "problems" not in str(info.value), info.value
