@@ -35,7 +35,8 @@ from resilience_tests.labels import HEARTBEAT_LABEL, NODE_KIND_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
-from resilience_tests.testbed.realnodes import RealNode, RealNodes, plan
+from resilience_tests.testbed.nodeconfigs import RealNode, plan
+from resilience_tests.testbed.realnodes import RealNodes
 from resilience_tests.testbed.topology import SIM_POD_CIDR, Topology, node_list
 from resilience_tests.waiting import wait_until
 

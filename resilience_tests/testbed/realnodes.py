@@ -24,61 +24,42 @@ rejected in the ``RT-GUARD`` chain.
 
 Only one cluster on a machine can have real nodes (the bridges, routes and
 iptables chains are per host).
+
+This module starts and stops the nodes' processes; what a node is and the
+documents its processes read are in :mod:`~resilience_tests.testbed.nodeconfigs`,
+the host's network in :mod:`~resilience_tests.testbed.hostnet`, the cgroup trees
+in :mod:`~resilience_tests.testbed.cgroups`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.labels import NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
-from resilience_tests.testbed import procs, storage
-from resilience_tests.testbed.kwokctl import SERVICE_CIDR
+from resilience_tests.testbed import cgroups, hostnet, procs, storage
+from resilience_tests.testbed.hostnet import RECORDED_SYSCTLS, run
+from resilience_tests.testbed.nodeconfigs import (
+    CNI_BIN,
+    RealNode,
+    cni_config,
+    containerd_config,
+    kube_proxy_config,
+    kubelet_config,
+)
 from resilience_tests.testbed.pki import Authority
-from resilience_tests.testbed.topology import REGION, SIM_POD_CIDR
+from resilience_tests.testbed.topology import REGION
 from resilience_tests.waiting import wait_until
 
-REAL_POD_CIDR = "10.244.0.0/16"
-# Real nodes run only pods that tolerate this taint (and select them by the node-kind label):
-# workloads written for simulated nodes, with images that exist nowhere, never land on a kubelet.
-REAL_NODE_TAINT = "resilience-tests.io/real-node"
-NODE_IP_PREFIX = "10.241.0."
-NODE_IP_CIDR = "10.241.0.0/24"
-HOST_BRIDGE = "rt0"
-GUARD_CHAIN = "RT-GUARD"
-# Pods may answer the host (probes, load through NodePorts) but open no connection to it: not to the
-# kubelets' ports on the node IPs, nor to anything else listening on this machine.
-HOST_GUARD_CHAIN = "RT-HOST-GUARD"
-FREEZE_CHAIN = "RT-FREEZE"
-CNI_BIN = Path("/usr/lib/cni")
-# Host settings the real nodes need on.
-SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet")
-# Every host setting that is changed while real nodes run: ours, the kubelet's kernel tunables
-# (it sets them at start unless protectKernelDefaults) and kube-proxy's (route_localnet for
-# NodePorts on 127.0.0.1). Recorded before the first change and restored at teardown.
-RECORDED_SYSCTLS = (
-    *SYSCTLS, "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
-    "net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established",
-    "net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/netfilter/nf_conntrack_tcp_be_liberal",
-    "net/ipv4/conf/default/route_localnet", "net/ipv4/conf/all/forwarding", "net/ipv4/conf/default/forwarding",
-)
-HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices", "systemd", "hugetlb")
-KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-PROXY-CANARY")
 # Debian package providing each command or file the real nodes need.
 REQUIREMENTS = {
     "containerd": "containerd",
@@ -94,35 +75,6 @@ REQUIREMENTS = {
     str(CNI_BIN / "loopback"): "containernetworking-plugins",
 }
 _Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RealNode:
-    """One real node: its name, zone and index (1-based), from which addresses derive."""
-
-    name: str
-    zone: str
-    index: int
-
-    @property
-    def ip(self) -> str:
-        """The node's InternalIP (on the host bridge ``rt0``)."""
-        return f"{NODE_IP_PREFIX}{self.index}"
-
-    @property
-    def subnet(self) -> str:
-        """The node's pod subnet."""
-        return f"10.244.{self.index}.0/24"
-
-    @property
-    def bridge(self) -> str:
-        """The node's CNI bridge."""
-        return f"rtbr{self.index}"
-
-
-def plan(names: list[str], zone_of: Callable[[str], str]) -> list[RealNode]:
-    """The real nodes for ``names`` (indexes 1..n)."""
-    return [RealNode(name, zone_of(name), i) for i, name in enumerate(names, start=1)]
 
 
 def missing_requirements() -> list[str]:
@@ -142,13 +94,6 @@ def missing_requirements() -> list[str]:
         if not Path(f"/sys/fs/cgroup/{hierarchy}/cgroup.procs").exists():
             missing.append(f"the cgroup v1 {hierarchy} hierarchy (/sys/fs/cgroup/{hierarchy})")
     return missing
-
-
-def _run(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise TestbedError(f"`{' '.join(argv[:4])}` failed: {(proc.stderr or proc.stdout).strip()[:400]}")
-    return proc
 
 
 class RealNodes:
@@ -244,7 +189,7 @@ class RealNodes:
         The caller has checked :func:`missing_requirements`.
         """
         provisioner = storage.provisioner_binary()  # built before anything changes (minutes the first time)
-        host = {key: _read_sysctl(key) for key in RECORDED_SYSCTLS}
+        host = {key: hostnet.read_sysctl(key) for key in RECORDED_SYSCTLS}
         self._record(nodes, host)  # before any change to the host, so a crash is cleaned up
         self.dir.chmod(0o700)
         self._issue_identities(nodes)
@@ -293,44 +238,14 @@ class RealNodes:
         authority.kubeconfig(self.dir / "kube-proxy" / "kubeconfig", server, "system:kube-proxy", proxy)
 
     def _setup_host(self, nodes: list[RealNode]) -> None:
-        for key in SYSCTLS:
-            _write_sysctl(key, "1")
-        if _run("ip", "link", "show", HOST_BRIDGE, check=False).returncode != 0:
-            _run("ip", "link", "add", HOST_BRIDGE, "type", "bridge")
-        _run("ip", "link", "set", HOST_BRIDGE, "up")
-        for node in nodes:
-            _run("ip", "addr", "replace", f"{node.ip}/32", "dev", HOST_BRIDGE)
-        _run("ip", "route", "replace", SERVICE_CIDR, "dev", HOST_BRIDGE)
-        _run("ip", "route", "replace", "unreachable", SIM_POD_CIDR)
-        _run("ip", "route", "replace", "unreachable", REAL_POD_CIDR)
-        # Real pods may talk to each other, to Services (already DNATed here) and to the host; nothing else.
-        _ensure_chain("filter", GUARD_CHAIN, [
-            ["-d", REAL_POD_CIDR, "-j", "RETURN"],
-            ["-d", NODE_IP_CIDR, "-j", "RETURN"],
-            ["-s", REAL_POD_CIDR, "-j", "REJECT"],
-        ], jumps=["FORWARD"])
-        _ensure_chain("filter", HOST_GUARD_CHAIN, [
-            ["-s", REAL_POD_CIDR, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
-            ["-s", REAL_POD_CIDR, "-j", "REJECT"],
-        ], jumps=["INPUT"])
-        _ensure_chain("filter", FREEZE_CHAIN, [], jumps=["FORWARD", "OUTPUT"])
-        for hierarchy in self._hierarchies():
-            for node in nodes:
-                for path in (self.cgroup(node, hierarchy).parent, self.cgroup(node, hierarchy),
-                             self.cgroup(node, hierarchy, "system")):
-                    path.mkdir(exist_ok=True)
-                    if hierarchy == "cpuset":
-                        for name in ("cpuset.cpus", "cpuset.mems"):
-                            (path / name).write_text((path.parent / name).read_text())
-
-    @staticmethod
-    def _hierarchies() -> list[str]:
-        return [h for h in HIERARCHIES if Path(f"/sys/fs/cgroup/{h}/cgroup.procs").exists()]
+        hostnet.setup(nodes)
+        for hierarchy in cgroups.hierarchies():
+            node_groups = [self.cgroup(node, hierarchy) for node in nodes]
+            cgroups.make([node_groups[0].parent, *[p for g in node_groups for p in (g, g / "system")]])
 
     def _start_in_cgroup(self, name: str, node: RealNode, argv: list[str]) -> procs.ProcessRecord:
         """Start ``argv`` inside the node's system cgroup (joined before exec, so children follow)."""
-        targets = " ".join(str(self.cgroup(node, h, "system", "cgroup.procs")) for h in self._hierarchies())
-        script = f'for f in {targets}; do echo $$ > "$f"; done; exec "$@"'
+        script = cgroups.join_script([self.cgroup(node, h, "system") for h in cgroups.hierarchies()])
         record = procs.start(name, ["/bin/sh", "-c", script, name, *argv], run_dir=self.dir,
                              marker=str(self.node_dir(node)))
         if not procs.survived_start(record):
@@ -360,7 +275,7 @@ class RealNodes:
 
     def _ctr(self, node: RealNode, *args: str, check: bool = True,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return _run("ctr", "-a", str(self.socket(node)), "-n", "k8s.io", *args, check=check, timeout=timeout)
+        return run("ctr", "-a", str(self.socket(node)), "-n", "k8s.io", *args, check=check, timeout=timeout)
 
     def import_image(self, node: RealNode, archive: Path, tag: str = "") -> None:
         """Import an image archive (docker-archive or OCI layout) into the node's containerd."""
@@ -396,7 +311,7 @@ class RealNodes:
 
         def probe() -> bool:
             for name in list(left):
-                proc = _run(str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}", "get", "node", name,
+                proc = run(str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}", "get", "node", name,
                             "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
                 if proc.stdout.strip() == "True":
                     left.remove(name)
@@ -434,40 +349,24 @@ class RealNodes:
         The network goes first and at once, as a machine that dies does: the drops are in place and first in
         line before any process is frozen, so no request is answered by a node half-way through its freeze.
         """
-        for node in nodes:
-            _iptables("filter", "-A", FREEZE_CHAIN, "-d", node.subnet, "-j", "DROP",
-                      "-m", "comment", "--comment", f"frozen {node.name}")
-        # First in line, ahead of kube-proxy's ACCEPT of established flows: those stop answering too.
-        for parent in ("FORWARD", "OUTPUT"):
-            _first_in_line(parent, FREEZE_CHAIN)
-        states = [self.cgroup(node, "freezer") / "freezer.state" for node in nodes]
-        for state in states:
-            state.write_text("FROZEN")
-        for node, state in zip(nodes, states, strict=True):
-            wait_until(f"{node.name} frozen", functools.partial(_reads, state, "FROZEN"), timeout=10, interval=0.05)
+        hostnet.cut(nodes)
+        cgroups.freeze([self.cgroup(node, "freezer") for node in nodes])
 
     def thaw(self, nodes: list[RealNode]) -> None:
         """Undo :meth:`freeze` (no-op for nodes that are not frozen)."""
-        for node in nodes:
-            state = self.cgroup(node, "freezer") / "freezer.state"
-            with contextlib.suppress(OSError):
-                state.write_text("THAWED")
-            _iptables("filter", "-D", FREEZE_CHAIN, "-d", node.subnet, "-j", "DROP",
-                      "-m", "comment", "--comment", f"frozen {node.name}", check=False)
+        cgroups.thaw([self.cgroup(node, "freezer") for node in nodes])
+        hostnet.reconnect(nodes)
 
     def frozen(self, node: RealNode) -> bool:
         """Whether ``node`` is frozen now."""
-        try:
-            return (self.cgroup(node, "freezer") / "freezer.state").read_text().strip() != "THAWED"
-        except OSError:
-            return False
+        return cgroups.frozen(self.cgroup(node, "freezer"))
 
     # ------------------------------------------------------------------ memory
     def pids(self) -> list[int]:
         """Every process of the real nodes (kubelets, containerds, shims, containers) and kube-proxy."""
         found = set(self.running().values())
         for node in self.recorded():
-            found.update(_cgroup_pids(self.cgroup(node, "freezer")))
+            found.update(cgroups.pids(self.cgroup(node, "freezer")))
         return sorted(found)
 
     # ------------------------------------------------------------------ teardown
@@ -487,15 +386,15 @@ class RealNodes:
             procs.stop(record, self.dir, grace=1)
         self._unmount_under(self.dir)
         if nodes:
-            _run(str(self.binaries / "kube-proxy"), "--cleanup", check=False, timeout=60)
-            self._undo_host(nodes)
+            run(str(self.binaries / "kube-proxy"), "--cleanup", check=False, timeout=60)
+            hostnet.undo(nodes, self._saved_host())
         for node in nodes:
-            for hierarchy in self._hierarchies():
-                _remove_cgroup_tree(self.cgroup(node, hierarchy))
-        for hierarchy in self._hierarchies():
+            for hierarchy in cgroups.hierarchies():
+                cgroups.remove_tree(self.cgroup(node, hierarchy))
+        for hierarchy in cgroups.hierarchies():
             with contextlib.suppress(OSError):
-                Path("/sys/fs/cgroup", hierarchy, self.cgroup_root).rmdir()
-        left = [p for n in nodes for p in _cgroup_pids(self.cgroup(n, "freezer"))]
+                (cgroups.ROOT / hierarchy / self.cgroup_root).rmdir()
+        left = [p for n in nodes for p in cgroups.pids(self.cgroup(n, "freezer"))]
         if left:
             problems.append(f"processes still in the real nodes' cgroups: {left[:10]}")
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -504,22 +403,15 @@ class RealNodes:
     def _kill_node(self, node: RealNode) -> None:
         """SIGKILL every process in the node's cgroup tree, releasing the pods' network namespaces."""
         root = self.cgroup(node, "freezer")
-        netns = {_netns_inode(pid) for pid in _cgroup_pids(root)} - {_netns_inode(os.getpid()), 0}
-        for _ in range(20):
-            pids = _cgroup_pids(root)
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+        netns = {hostnet.netns_inode(pid) for pid in cgroups.pids(root)} - {hostnet.netns_inode(os.getpid()), 0}
+        cgroups.kill_tree(root)
         netns_dir = Path("/var/run/netns")
         for entry in netns_dir.glob("cni-*") if netns_dir.is_dir() else []:
             with contextlib.suppress(OSError):
                 if entry.stat().st_ino in netns:
-                    _run("umount", "-l", str(entry), check=False)
+                    run("umount", "-l", str(entry), check=False)
                     entry.unlink()
-        _run("ip", "link", "del", node.bridge, check=False)
+        run("ip", "link", "del", node.bridge, check=False)
 
     @staticmethod
     def _unmount_under(folder: Path) -> None:
@@ -531,230 +423,4 @@ class RealNodes:
                 if point.startswith(prefix):
                     mounts.append(point)
         for point in sorted(mounts, key=len, reverse=True):
-            _run("umount", "-l", point, check=False)
-
-    def _undo_host(self, nodes: list[RealNode]) -> None:
-        for chain, jumps in ((GUARD_CHAIN, ["FORWARD"]), (HOST_GUARD_CHAIN, ["INPUT"]),
-                             (FREEZE_CHAIN, ["FORWARD", "OUTPUT"])):
-            _drop_chain("iptables", "filter", chain, jumps)
-        for tool in ("iptables", "ip6tables"):
-            for table in ("filter", "nat", "mangle"):
-                for chain in KUBELET_CHAINS:
-                    _drop_chain(tool, table, chain, ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"])
-        for route in (["unreachable", SIM_POD_CIDR], ["unreachable", REAL_POD_CIDR], [SERVICE_CIDR]):
-            _run("ip", "route", "del", *route, check=False)
-        _run("ip", "link", "del", HOST_BRIDGE, check=False)
-        for node in nodes:
-            _run("ip", "link", "del", node.bridge, check=False)
-        for key, value in self._saved_host().items():
-            with contextlib.suppress(OSError):
-                _write_sysctl(key, value)
-
-
-# ---------------------------------------------------------------------- configuration documents
-def containerd_config(folder: Path, sock: Path) -> str:
-    """containerd 1.6 configuration of one node: own root, state and socket; CRI with our pause image."""
-    from resilience_tests.testbed.images import PAUSE_IMAGE
-
-    return f"""version = 2
-root = "{folder / 'root'}"
-state = "{folder / 'state'}"
-oom_score = 0
-
-[grpc]
-  address = "{sock}"
-
-[debug]
-  level = "warn"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  enable_selinux = false
-  disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "overlayfs"
-  default_runtime_name = "runc"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-  SystemdCgroup = false
-
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "{CNI_BIN}"
-  conf_dir = "{folder / 'cni-conf'}"
-  max_conf_num = 1
-
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "{folder / 'certs.d'}"
-"""
-
-
-def cni_config(node: RealNode, ipam_dir: Path) -> dict[str, Any]:
-    """CNI conflist of one node: a bridge with the node's pod subnet, and portmap."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": f"rt-{node.name}",
-        "plugins": [
-            {"type": "bridge", "bridge": node.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "dataDir": str(ipam_dir), "ranges": [[{"subnet": node.subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }
-
-
-def kubelet_config(node: RealNode, folder: Path, sock: Path, cgroup_root: str, ca: Path) -> dict[str, Any]:
-    """KubeletConfiguration of one node (cgroup v1, cgroupfs, ports on the node IP).
-
-    Its API (port 10250) serves the certificate issued for the node and answers only
-    clients with a certificate of the cluster CA or a token the API server accepts,
-    for what the API server authorizes (``Webhook``): nobody anonymous.
-    """
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "cgroupDriver": "cgroupfs",
-        "failCgroupV1": False,
-        "failSwapOn": False,
-        "cgroupRoot": cgroup_root,
-        "containerRuntimeEndpoint": f"unix://{sock}",
-        "address": node.ip,
-        "port": 10250,
-        "healthzBindAddress": node.ip,
-        "healthzPort": 10248,
-        "readOnlyPort": 0,
-        "tlsCertFile": str(folder / "pki" / "kubelet-server.crt"),
-        "tlsPrivateKeyFile": str(folder / "pki" / "kubelet-server.key"),
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": str(ca)}},
-        "authorization": {"mode": "Webhook"},
-        "enforceNodeAllocatable": [],
-        "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                         "nodefs.inodesFree": "1%"},
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "localStorageCapacityIsolation": False,
-        "resolvConf": "",
-        "podLogsDir": str(folder / "pod-logs"),
-        "nodeStatusUpdateFrequency": "5s",
-        "nodeStatusReportFrequency": "10s",
-        "syncFrequency": "10s",
-        "serializeImagePulls": False,
-        "maxPods": 40,
-        "registerWithTaints": [{"key": REAL_NODE_TAINT, "value": "true", "effect": "NoSchedule"}],
-        "containerLogMaxSize": "1Mi",
-    }
-
-
-def kube_proxy_config(hostname: str, kubeconfig: Path, ports: tuple[int, int]) -> dict[str, Any]:
-    """KubeProxyConfiguration: iptables mode, NodePorts on 127.0.0.1, no host-wide conntrack tuning."""
-    return {
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "mode": "iptables",
-        "clusterCIDR": REAL_POD_CIDR,
-        "hostnameOverride": hostname,
-        "bindAddress": "127.0.0.1",
-        "healthzBindAddress": f"127.0.0.1:{ports[0]}",
-        "metricsBindAddress": f"127.0.0.1:{ports[1]}",
-        "nodePortAddresses": ["127.0.0.0/8"],
-        "clientConnection": {"kubeconfig": str(kubeconfig)},
-        # Zero: leave the host's conntrack table size and timeouts as they are.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"syncPeriod": "10s", "minSyncPeriod": "0s"},
-    }
-
-
-# ---------------------------------------------------------------------- host helpers
-def _read_sysctl(key: str) -> str:
-    try:
-        return Path("/proc/sys", key).read_text().strip()
-    except OSError:
-        return ""
-
-
-def _write_sysctl(key: str, value: str) -> None:
-    if value:
-        Path("/proc/sys", key).write_text(value)
-
-
-def _iptables(table: str, *args: str, tool: str = "iptables", check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _run(tool, "-w", "5", "-t", table, *args, check=check)
-
-
-def _first_in_line(parent: str, chain: str) -> None:
-    """Make the jump to ``chain`` the first rule of ``parent`` (filter table), without a moment where it is
-    missing: a new jump goes in first, then any later one is deleted by its number."""
-    def numbers() -> list[int]:
-        listed = _iptables("filter", "-S", parent).stdout.splitlines()[1:]  # the first line is the policy
-        return [i for i, rule in enumerate(listed, 1) if rule.split() == ["-A", parent, "-j", chain]]
-
-    if numbers()[:1] == [1]:
-        return
-    _iptables("filter", "-I", parent, "1", "-j", chain)
-    for number in reversed(numbers()[1:]):
-        _iptables("filter", "-D", parent, str(number))
-
-
-def _ensure_chain(table: str, chain: str, rules: list[list[str]], *, jumps: list[str]) -> None:
-    if _iptables(table, "-n", "-L", chain, check=False).returncode != 0:
-        _iptables(table, "-N", chain)
-    _iptables(table, "-F", chain)
-    for rule in rules:
-        _iptables(table, "-A", chain, *rule)
-    for parent in jumps:
-        if _iptables(table, "-C", parent, "-j", chain, check=False).returncode != 0:
-            _iptables(table, "-I", parent, "1", "-j", chain)
-
-
-def _drop_chain(tool: str, table: str, chain: str, parents: list[str]) -> None:
-    listing = _iptables(table, "-S", tool=tool, check=False).stdout
-    if f"-N {chain}" not in listing:
-        return
-    for line in listing.splitlines():
-        words = line.split()
-        if len(words) > 2 and words[0] == "-A" and words[1] in parents and f"-j {chain}" in line:
-            _iptables(table, "-D", *words[1:], tool=tool, check=False)
-    _iptables(table, "-F", chain, tool=tool, check=False)
-    _iptables(table, "-X", chain, tool=tool, check=False)
-
-
-def _reads(path: Path, value: str) -> bool:
-    return path.read_text().strip() == value
-
-
-def _cgroup_pids(root: Path) -> list[int]:
-    pids: list[int] = []
-    if not root.is_dir():
-        return pids
-    for procs_file in root.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError, ValueError):
-            pids.extend(int(p) for p in procs_file.read_text().split())
-    return pids
-
-
-def _remove_cgroup_tree(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            path.rmdir()
-    with contextlib.suppress(OSError):
-        root.rmdir()
-
-
-def _netns_inode(pid: int) -> int:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return 0
-
+            run("umount", "-l", point, check=False)

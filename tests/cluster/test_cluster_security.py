@@ -23,8 +23,9 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from resilience_tests.testbed.cluster import LocalCluster
+from resilience_tests.testbed.hostnet import HOST_GUARD_CHAIN
+from resilience_tests.testbed.nodeconfigs import NODE_IP_PREFIX
 from resilience_tests.testbed.pki import is_secret_file
-from resilience_tests.testbed.realnodes import HOST_GUARD_CHAIN, NODE_IP_PREFIX
 from resilience_tests.testbed.topology import Topology
 from resilience_tests.waiting import wait_until
 from tests.cluster import conftest

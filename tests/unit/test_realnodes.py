@@ -9,7 +9,7 @@ import pytest
 
 from resilience_tests.errors import UsageError
 from resilience_tests.testbed.kwokctl import SERVICE_CIDR
-from resilience_tests.testbed.realnodes import (
+from resilience_tests.testbed.nodeconfigs import (
     NODE_IP_CIDR,
     REAL_NODE_TAINT,
     REAL_POD_CIDR,
