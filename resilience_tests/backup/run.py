@@ -149,11 +149,16 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
         raise RestoreError(f"this cluster does not serve {', '.join(unserved)}; nothing was applied",
                            hint="install the CRDs (or API versions) the backup needs, then restore again")
     conflicts: list[str] = []
+    live: dict[Resource, dict[str, dict[str, Any]]] = {}  # one LIST per kind, not one GET per object
     for obj in objects:
         resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
         assert resource is not None
-        existing = resources.get(resource, target, obj["metadata"]["name"])
-        if existing is not None and kind_key(obj) != "core/Namespace" and not within(obj, existing):
+        if kind_key(obj) == "core/Namespace" or not resource.namespaced:
+            continue  # an existing namespace is where the objects go, not a conflict
+        if resource not in live:
+            live[resource] = {o["metadata"]["name"]: o for o in resources.list(resource, target)}
+        existing = live[resource].get(obj["metadata"]["name"])
+        if existing is not None and not within(obj, existing):
             conflicts.append(ref(obj))
     if conflicts and not overwrite:
         raise RestoreError(f"{target} holds {len(conflicts)} object(s) that differ from the backup: "

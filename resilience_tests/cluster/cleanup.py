@@ -10,8 +10,6 @@ are stopped too.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,15 +101,12 @@ def _undo_run(kube: Kube, target: changes.Target, run: str, dry_run: bool,
 
 def _host_restore(kube: Kube) -> Callable[[str, str], None]:
     def restore(node: str, field: str) -> None:
-        if field == "host/local-failed":
-            from resilience_tests.cluster.client import current_context
-            from resilience_tests.testbed.cluster import LocalCluster
+        from resilience_tests.cluster import providers
+        from resilience_tests.cluster.client import current_context
 
-            context = kube.ref.context or current_context(kube.ref.kubeconfig)
-            if context.startswith("kwok-"):
-                LocalCluster(context.removeprefix("kwok-")).restore_nodes([node])
-        elif field == "host/docker-paused" and shutil.which("docker"):
-            subprocess.run(["docker", "unpause", node], check=False, capture_output=True, timeout=60)
+        provider = providers.for_field(field, kube.ref.context or current_context(kube.ref.kubeconfig))
+        if provider is not None:
+            provider.restore([node])
 
     return restore
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from resilience_tests.cluster.providers import ProviderName
 from resilience_tests.cluster.selection import NodeSelector
 from resilience_tests.faults.base import FaultParams
-from resilience_tests.faults.node_failure import NodeFailure, ProviderName
+from resilience_tests.faults.node_failure import NodeFailure
 
 
 class ZoneOutageParams(FaultParams):
