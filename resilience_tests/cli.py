@@ -50,6 +50,8 @@ def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                     help="real kubelet+containerd nodes, one per zone (default 3; 0 for none)")
     up.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness (default 120)")
+    up.add_argument("--velero", action="store_true",
+                    help="also run Velero and an S3 object store as host processes (docs/backup.md)")
     named("down", "stop every process of the cluster and remove its state")
     named("status", "show processes and nodes")
     named("kubeconfig", "print the kubeconfig path")
@@ -440,6 +442,8 @@ def _run_cluster(args: argparse.Namespace) -> int:
 def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
     topology = Topology(args.zones, args.nodes_per_zone, args.real_nodes)
     kubeconfig = cluster.up(topology, port=args.port, timeout=args.timeout)
+    if args.velero:
+        cluster.start_velero()
     print(kubeconfig)
     return 0
 

@@ -29,6 +29,9 @@ ANNOTATIONS_DROPPED = (
     "volume.kubernetes.io/selected-node", "volume.beta.kubernetes.io/storage-provisioner",
     "volume.kubernetes.io/storage-provisioner",
 )
+# Velero labels every object it restores with the backup and restore it came from: bookkeeping that changes with
+# each restore, not part of what the object is.
+LABELS_DROPPED = ("velero.io/backup-name", "velero.io/restore-name")
 # Restore order: what others depend on first; kinds not named here come last.
 ORDER = (
     "core/Namespace", "core/ResourceQuota", "core/LimitRange", "core/ServiceAccount",
@@ -64,6 +67,11 @@ def clean(obj: dict[str, Any]) -> dict[str, Any]:
         meta["annotations"] = annotations
     else:
         meta.pop("annotations", None)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in LABELS_DROPPED}
+    if labels:
+        meta["labels"] = labels
+    else:
+        meta.pop("labels", None)
     spec = out.get("spec")
     key = kind_key(out)
     if isinstance(spec, dict):

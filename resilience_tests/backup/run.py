@@ -179,22 +179,30 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
                                hint="fix the cause and restore again with --overwrite") from None
         done.applied.append(name)
     done.applied_s = time.monotonic() - started
-    workloads = [o for o in objects if kind_key(o) in WORKLOADS]
-    if workloads and timeout > 0:
-        pending: list[str] = []
-
-        def ready() -> bool:
-            pending[:] = [ref(o) for o in workloads
-                          if not _ready(resources, target, o)]
-            return not pending
-
-        try:
-            wait_until(f"restored workloads of {target} ready", ready, timeout=timeout, interval=0.5,
-                       pending=lambda: ", ".join(pending))
-            done.ready_s = time.monotonic() - started
-        except ResilienceError:
-            done.not_ready = list(pending)
+    done.not_ready = wait_ready(resources, target, objects, timeout=timeout)
+    if not done.not_ready and timeout > 0 and any(kind_key(o) in WORKLOADS for o in objects):
+        done.ready_s = time.monotonic() - started
     return done
+
+
+def wait_ready(resources: Resources, namespace: str, objects: list[dict[str, Any]], *, timeout: float) -> list[str]:
+    """Wait up to ``timeout`` s until the workloads among ``objects`` are ready in ``namespace``; those that are
+    not (none when ``timeout`` is 0: not waited)."""
+    workloads = [o for o in objects if kind_key(o) in WORKLOADS]
+    pending: list[str] = []
+    if not workloads or timeout <= 0:
+        return pending
+
+    def ready() -> bool:
+        pending[:] = [ref(o) for o in workloads if not _ready(resources, namespace, o)]
+        return not pending
+
+    try:
+        wait_until(f"restored workloads of {namespace} ready", ready, timeout=timeout, interval=0.5,
+                   pending=lambda: ", ".join(pending))
+    except ResilienceError:
+        return list(pending)
+    return []
 
 
 def _ready(resources: Resources, namespace: str, obj: dict[str, Any]) -> bool:

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from resilience_tests.backup import hooks, pending
+from resilience_tests.backup import hooks, pending, velero
 from resilience_tests.backup.archive import Archive, kind_key
 from resilience_tests.backup.clean import diff
 from resilience_tests.backup.hooks import Hook
-from resilience_tests.backup.run import backup, namespace_objects, restore
+from resilience_tests.backup.run import backup, namespace_objects, restore, wait_ready
 from resilience_tests.cluster.resources import Resources
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
@@ -50,6 +51,7 @@ class BackupParams(FaultParams):
     export: Hook = ()  # run in each pod of the target; what it answers is archived
     probe: Hook = ()  # answers {"count": N, "sha256": "..."} in each pod of the target
     exclude: tuple[str, ...] = ()  # kinds left out of the backup: ConfigMap, apps/Deployment, example.com/Widget
+    engine: Literal["auto", "builtin", "velero"] = "auto"  # auto: Velero where the cluster runs it
 
 
 class DisasterParams(FaultParams):
@@ -64,6 +66,12 @@ class RestoreParams(FaultParams):
 
     import_: Hook = Field(default=(), alias="import")  # fed each pod's export (standard input, or the body)
     timeout: Duration = 180.0
+
+
+def _velero_name(run_id: str, what: str) -> str:
+    """A Velero object name for this run's backup or restore (DNS label rules)."""
+    base = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    return f"{base[:63 - len(what) - 1]}-{what}"
 
 
 def _state(ctx: FaultContext) -> dict[str, Any]:
@@ -132,11 +140,27 @@ class Backup:
     def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
         assert isinstance(params, BackupParams)
         self.params, self.ctx = params, ctx
+        self._engine: str | None = None
+
+    def engine(self) -> str:
+        """``velero`` or ``builtin``: chosen once, when the plan is made (``auto``: Velero if the cluster runs
+        it). Asking for Velero where it does not run is refused then, before anything happens."""
+        if self._engine is None:
+            there = self.params.engine != "builtin" and velero.available(self.ctx.kube)
+            if self.params.engine == "velero" and not there:
+                raise FaultError(f"engine velero: this cluster does not run Velero (no Available "
+                                 f"BackupStorageLocation in namespace {velero.NAMESPACE})",
+                                 hint="use engine: builtin, or start Velero (`resilience cluster up --velero`)")
+            self._engine = "velero" if there else "builtin"
+            _state(self.ctx)["engine"] = self._engine  # for the restore step's plan
+        return self._engine
 
     def describe(self) -> list[str]:
+        through = (f" through Velero (a Backup in namespace {velero.NAMESPACE}; the built-in archive is held in "
+                   "memory too, for the diff and as the disaster's safety copy)") if self.engine() == "velero" \
+            else " (held in memory)"
         steps = [f"back up namespace {self.ctx.namespace}: every kind this account may read"
-                 + (f", except {', '.join(self.params.exclude)}" if self.params.exclude else "")
-                 + " (held in memory)"]
+                 + (f", except {', '.join(self.params.exclude)}" if self.params.exclude else "") + through]
         if self.params.probe:
             steps.append(f"read the data probe {hooks.shown(self.params.probe)} in each pod of the target")
         if self.params.export:
@@ -155,8 +179,21 @@ class Backup:
             if _matches("core/Secret", self.params.exclude):
                 taken.secrets = []
         taken.data = {f"export/{pod}": text.encode() for pod, text in exports.items()}
+        through: dict[str, object] = {"engine": self.engine()}
+        if self.engine() == "velero":
+            name = _velero_name(self.ctx.run_id, "backup")
+            left_out = [k for k in taken.kinds() if k != "core/Namespace" and self.params.exclude
+                        and _matches(k, self.params.exclude)]
+            try:
+                done = velero.backup(self.ctx.kube, self.ctx.namespace, name, exclude=tuple(left_out),
+                                     timeout=self.params.timeout)
+            except velero.VeleroError as exc:
+                raise FaultError(exc.message, hint=exc.hint) from None
+            state["velero_backup"] = name
+            through.update(velero_backup=f"{velero.NAMESPACE}/{name}", velero_items=int(
+                (done.get("progress") or {}).get("itemsBackedUp") or 0), velero_s=done["took_s"])
         state.update(archive=taken, probe=self.params.probe, backup_probe=probe, taken_at=time.time())
-        self.ctx.record("backup", {"objects": len(taken.objects) + len(taken.secrets),
+        self.ctx.record("backup", {**through, "objects": len(taken.objects) + len(taken.secrets),
                                    "kinds": json.dumps(taken.kinds()), "exported": len(exports),
                                    "unreadable": ",".join(taken.unreadable),
                                    **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
@@ -247,8 +284,10 @@ class Restore:
         _state(ctx)["import"] = params.import_  # the disaster's safety copy imports with it too
 
     def describe(self) -> list[str]:
-        steps = [f"restore the backup into {self.ctx.namespace} (dependency order, server-side apply) and wait "
-                 f"up to {self.params.timeout:.0f} s for its workloads"]
+        how = ("with a Velero Restore of the backup" if _state(self.ctx).get("engine") == "velero"
+               else "(dependency order, server-side apply)")
+        steps = [f"restore the backup into {self.ctx.namespace} {how} and wait up to {self.params.timeout:.0f} s "
+                 "for its workloads"]
         if self.params.import_:
             steps.append(f"import with {hooks.shown(self.params.import_)} in each pod, fed its export")
         return [*steps, "read the data probe until it answers; compare the objects with those before"]
@@ -259,12 +298,28 @@ class Restore:
         if archive is None:
             raise FaultError("a restore needs a backup step before it: nothing was applied")
         started = time.time()
-        done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
-        state["restored"] = True
-        _forget(self.ctx)
-        details: dict[str, object] = {"applied": len(done.applied), "not_ready": ",".join(done.not_ready),
-                                      "started": started}
-        if not done.not_ready:
+        if state.get("velero_backup"):
+            name = _velero_name(self.ctx.run_id, "restore")
+            try:
+                status = velero.restore(self.ctx.kube, state["velero_backup"], name, timeout=self.params.timeout)
+            except velero.VeleroError as exc:
+                raise FaultError(exc.message, hint=exc.hint) from None
+            state["restored"] = True
+            _forget(self.ctx)
+            left = max(1.0, self.params.timeout - (time.time() - started))
+            not_ready = wait_ready(Resources(self.ctx.kube.api), self.ctx.namespace, archive.objects, timeout=left)
+            details: dict[str, object] = {
+                "engine": "velero", "velero_restore": f"{velero.NAMESPACE}/{name}", "velero_s": status["took_s"],
+                "applied": int((status.get("progress") or {}).get("itemsRestored") or 0),
+                "not_ready": ",".join(not_ready), "started": started}
+        else:
+            done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
+            state["restored"] = True
+            _forget(self.ctx)
+            not_ready = done.not_ready
+            details = {"engine": "builtin", "applied": len(done.applied), "not_ready": ",".join(not_ready),
+                       "started": started}
+        if not not_ready:
             exported = {key.split("/", 1)[1]: blob.decode() for key, blob in archive.data.items()
                         if key.startswith("export/")}
             if self.params.import_:

@@ -325,6 +325,20 @@ class LocalCluster:
         if not procs.survived_start(record):
             raise TestbedError(f"kwok exited at start:\n{procs.log_tail(record.log)}")
 
+    def start_velero(self) -> None:
+        """Run Velero and its object store as host processes (:mod:`resilience_tests.testbed.velero`); stopped
+        by :meth:`stop_velero` or with the cluster."""
+        from resilience_tests.testbed import velero
+
+        self._require_running()
+        velero.start(self.run_dir, self.kubeconfig, self.kubectl)
+
+    def stop_velero(self) -> None:
+        """Stop Velero's processes and remove its namespace and CRDs."""
+        from resilience_tests.testbed import velero
+
+        velero.stop(self.run_dir, self.kubectl if self.state() == "running" else None)
+
     def down(self, *, log: bool = True) -> bool:
         """Stop every process of the cluster and delete its state. Returns False if nothing was there."""
         say = _printer(log)

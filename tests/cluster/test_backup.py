@@ -249,3 +249,48 @@ def test_a_run_killed_after_its_disaster_is_restored_by_cleanup_with_its_data(
     assert after == before and before["count"] == 12  # the data, imported back by cleanup
     assert [p for p in pending.recorded(cluster) if p.namespace == records] == []
     assert not Path(left.archive).exists() and not Path(left.key_path).exists()
+
+
+def test_engine_velero_where_velero_does_not_run_is_refused_before_anything_happens(
+        records: str, cluster: Kube) -> None:
+    from resilience_tests.chaos import Chaos
+    from resilience_tests.experiment.runner import PreflightError
+    from resilience_tests.faults.base import load_registry
+
+    with pytest.raises(PreflightError) as refused:
+        Chaos(cluster, load_registry()).run(_experiment(records, backup={"engine": "velero"}))
+    assert "engine velero: this cluster does not run Velero" in str(refused.value)
+    assert cluster.namespace_exists(records)
+
+
+@pytest.fixture
+def velero_running(local_cluster: LocalCluster, cluster: Kube) -> Any:
+    """Velero and its object store as host processes on the shared cluster; stopped and removed after (its
+    namespace and CRDs too), so the other tests see a cluster without Velero."""
+    local_cluster.start_velero()
+    yield
+    local_cluster.stop_velero()
+    assert not cluster.namespace_exists("velero")
+
+
+def test_a_lost_namespace_comes_back_through_velero_with_the_same_verdicts(
+        velero_running: None, records: str, local_cluster: LocalCluster, cluster: Kube) -> None:
+    """Where Velero runs, the same steps (engine auto) back up and restore through Velero's Backup and Restore
+    objects; the verdicts are those of the built-in archive: back in time, every object equal, the data intact;
+    and data-intact fails, naming the count, when the import hook is missing."""
+    from resilience_tests.chaos import Chaos
+    from resilience_tests.faults.base import load_registry
+
+    journal = Chaos(cluster, load_registry()).run(_experiment(records))
+    assert journal.outcome == "passed", [(v.check, v.message) for v in journal.verdicts] + list(journal.errors)
+    steps = {r.name: dict(r.details) for r in journal.records
+             if r.kind == "action" and r.name in ("backup", "restored")}
+    assert steps["backup"]["engine"] == "velero" and steps["restored"]["engine"] == "velero", steps
+    for kind, key in (("backups.velero.io", "velero_backup"), ("restores.velero.io", "velero_restore")):
+        name = str((steps["backup"] if kind.startswith("backups") else steps["restored"])[key]).split("/")[1]
+        phase = local_cluster.kubectl("get", kind, "-n", "velero", name, "-o", "jsonpath={.status.phase}")
+        assert phase == "Completed", (kind, name, phase)
+    # and they fail for the same reason: without the import hook the pods come back on empty volumes
+    journal = Chaos(cluster, load_registry()).run(_experiment(records, restore={"import": []}))
+    assert {v.check for v in journal.verdicts if not v.passed} == {"data-intact"}, journal.verdicts
+    assert any("after restore: count 0" in line for v in journal.verdicts for line in v.evidence)

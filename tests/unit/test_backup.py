@@ -166,6 +166,15 @@ def test_the_diff_of_a_restore_names_missing_changed_and_added_objects_and_ignor
     assert diff(backed, restored) == (["core/ConfigMap b"], ["apps/Deployment web"], ["core/ConfigMap c"])
     defaults = [_obj("Deployment", "web", "apps/v1", spec={"replicas": 2, "revisionHistoryLimit": 10})]
     assert diff(backed[2:], defaults) == ([], [], [])
+    # Velero's labels say which backup and restore an object came from, and change with every restore
+    labelled = [_obj("ConfigMap", "a", data={"k": "1"},
+                     metadata={"name": "a", "labels": {"app": "x", "velero.io/restore-name": "r1"}})]
+    relabelled = [_obj("ConfigMap", "a", data={"k": "1"},
+                       metadata={"name": "a", "labels": {"app": "x", "velero.io/restore-name": "r2",
+                                                         "velero.io/backup-name": "b2"}})]
+    assert diff(labelled, relabelled) == ([], [], [])
+    relabelled[0]["metadata"]["labels"]["app"] = "y"
+    assert diff(labelled, relabelled) == ([], ["core/ConfigMap a"], [])
 
 
 # --- the checks of a backup/disaster/restore experiment -----------------------------------------------------
@@ -261,3 +270,16 @@ def test_a_hook_is_a_command_or_an_http_call_and_a_mistake_is_explained_for_the_
         with pytest.raises(ExperimentError) as info:
             backup(**keys)
         assert problem in str(info.value) and "problems" not in str(info.value), info.value
+
+
+def test_velero_object_names_are_dns_labels_of_the_run_and_the_engine_is_one_of_three() -> None:
+    from resilience_tests.experiment.model import ExperimentError, parse_experiment
+    from resilience_tests.faults.backup_restore import _velero_name
+    from resilience_tests.faults.base import load_registry
+
+    assert _velero_name("lost-namespace-1cab38ff", "backup") == "lost-namespace-1cab38ff-backup"
+    name = _velero_name("Game_Day " + "x" * 80, "restore")
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63 and name.endswith("-restore")
+    with pytest.raises(ExperimentError, match=r"faults\[0\]\.engine: Input should be 'auto', 'builtin' or 'velero'"):
+        parse_experiment({"name": "x", "target": {"namespace": "demo", "workload": "statefulset/records"},
+                          "faults": [{"type": "backup", "engine": "restic"}]}, load_registry())
