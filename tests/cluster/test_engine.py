@@ -267,8 +267,13 @@ def test_interrupted_runs_revert_before_exiting(local_cluster: LocalCluster, clu
             proc.send_signal(getattr(signal, how))
         output, _ = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # it did not end: kill it, and undo what it left so later tests start clean
             proc.kill()
+            proc.wait()
+            time.sleep(LEASE_SECONDS + 2)  # its lease expires: the run counts as dead
+            left = cleanup(cluster)
+            pytest.fail(f"the run did not end within 90 s of {how}; killed, cleanup undid: "
+                        f"{[a.action for a in left]}", pytrace=False)
     assert proc.returncode != 0, output
     assert snapshot(cluster, web) == before, output
 
