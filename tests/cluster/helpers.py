@@ -162,3 +162,12 @@ def service_account_kubeconfig(local_cluster: LocalCluster, core: client.CoreV1A
         "contexts": [{"name": context, "context": {"cluster": "local", "user": account}}]}))
     path.chmod(0o600)
     return path
+
+
+def ctrl_c_reaches_it() -> None:
+    """``preexec_fn`` for a process a test interrupts with SIGINT, as an operator's Ctrl-C would: SIGINT back to
+    its default. A command started in the background by a non-interactive shell (``bash .ci/run &``) inherits
+    SIGINT ignored, and so would every process the tests start."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ from resilience_tests.experiment.runner import PreflightError
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import create_pdb, running_pods
+from tests.cluster.helpers import create_pdb, ctrl_c_reaches_it, running_pods
 
 
 def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -259,7 +259,8 @@ def test_interrupted_runs_revert_before_exiting(local_cluster: LocalCluster, clu
     extra = "-q -p no:randomly" + (" --timeout 15" if how == "pytest-timeout" else "")
     proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
                              str(local_cluster.kubeconfig), "--pytest-args", extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=ctrl_c_reaches_it)
     try:
         wait_until("faults injected", lambda: snapshot(cluster, web)["deployments"]["web"]["replicas"] == 3
                    and any(n["unschedulable"] for n in snapshot(cluster, web)["nodes"].values()), timeout=60)

@@ -22,6 +22,7 @@ from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.reporting import html
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import ctrl_c_reaches_it
 
 ROOT = Path(__file__).parents[2]
 EVIDENCE = ROOT / "reports" / "test-evidence"  # screenshots kept for a person to look at (not in git)
@@ -109,7 +110,8 @@ def _cli(args: list[str], local_cluster: LocalCluster, cwd: Path) -> subprocess.
     return subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", *args, "--kubeconfig",
                              str(local_cluster.kubeconfig), "--context", local_cluster.context, "--no-progress",
                              "--reports", str(cwd / "reports")], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_reaches_it)
 
 
 def _results(cwd: Path) -> Path:
