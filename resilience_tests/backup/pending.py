@@ -27,6 +27,7 @@ from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.leases import LEASE_NAMESPACE, run_state
 from resilience_tests.cluster.resources import Resource, ResourceError, Resources
 from resilience_tests.errors import ResilienceError
+from resilience_tests.labels import object_name
 
 LABEL = "resilience-tests.io/pending-restore"
 
@@ -57,7 +58,7 @@ def folder() -> Path:
 
 
 def _name(run_id: str) -> str:
-    return ("disaster-" + re.sub(r"[^a-z0-9.-]", "-", run_id.lower()))[:253].rstrip("-.")
+    return object_name("disaster-" + run_id)
 
 
 def _configmaps(resources: Resources) -> Resource:

@@ -76,10 +76,9 @@ def backup(kube: Kube, namespace: str, name: str, *, exclude: tuple[str, ...] = 
     """Back ``namespace`` up with Velero as Backup ``name`` (kept 24 h), leaving out the kinds ``exclude`` names
     (``core/ConfigMap``); its status once Completed."""
     resources = Resources(kube.api)
-    kind = _kind(resources, "Backup")
-    if kind is None or not available(kube):
-        raise VeleroError("this cluster does not run Velero (no Available BackupStorageLocation in namespace "
-                          f"{NAMESPACE})", hint="use engine: builtin, or install Velero")
+    kind = _kind(resources, "Backup")  # whether Velero's server answers was asked when the plan was made
+    if kind is None:
+        raise VeleroError("this cluster does not serve Velero's Backup", hint="use engine: builtin, or install Velero")
     spec: dict[str, Any] = {"includedNamespaces": [namespace], "snapshotVolumes": False, "ttl": "24h0m0s",
                             "defaultVolumesToFsBackup": False}
     if exclude:

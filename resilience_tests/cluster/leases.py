@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import getpass
 import os
-import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.errors import ResilienceError
+from resilience_tests.labels import object_name
 
 LEASE_NAMESPACE = "resilience-tests"
 LEASE_SECONDS = 30
@@ -35,7 +35,7 @@ class LeaseError(ResilienceError):
 
 def lease_name(run_id: str) -> str:
     """``run-<run id>`` as a valid object name."""
-    return ("run-" + re.sub(r"[^a-z0-9.-]", "-", run_id.lower()))[:253].rstrip("-.")
+    return object_name("run-" + run_id)
 
 
 def _now() -> dt.datetime:

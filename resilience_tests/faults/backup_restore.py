@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +38,7 @@ from resilience_tests.backup.run import backup, namespace_objects, restore, wait
 from resilience_tests.cluster.resources import Resources
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
+from resilience_tests.labels import object_name
 from resilience_tests.schema import Duration
 from resilience_tests.waiting import wait_until
 
@@ -69,9 +69,8 @@ class RestoreParams(FaultParams):
 
 
 def _velero_name(run_id: str, what: str) -> str:
-    """A Velero object name for this run's backup or restore (DNS label rules)."""
-    base = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
-    return f"{base[:63 - len(what) - 1]}-{what}"
+    """A Velero object name for this run's backup or restore (at most 63 characters)."""
+    return f"{object_name(run_id, limit=63 - len(what) - 1)}-{what}"
 
 
 def _state(ctx: FaultContext) -> dict[str, Any]:
