@@ -51,11 +51,11 @@ def bench_latency(samples: int) -> None:
     with Timeline(kube, "default") as timeline:
         for i in range(samples):
             before = time.time()
-            kube.core.patch_node("sim-a1", {"spec": {"unschedulable": i % 2 == 0}})
+            kube.raw.core.patch_node("sim-a1", {"spec": {"unschedulable": i % 2 == 0}})
             record = timeline.wait_for(lambda r: r.kind == "node" and r.name == "sim-a1", 10, since=before)
             assert record is not None
             delays.append(record.t - before)
-    kube.core.patch_node("sim-a1", {"spec": {"unschedulable": False}})
+    kube.raw.core.patch_node("sim-a1", {"spec": {"unschedulable": False}})
     kube.close()
     delays.sort()
     print(f"event-to-record latency over {samples} node updates (includes the PATCH round trip): "
@@ -99,7 +99,7 @@ def bench_scale(pods: int) -> None:
     start_time = time.perf_counter() - started
     _, peak_start = tracemalloc.get_traced_memory()
     before = time.time()
-    kube.apps.patch_namespaced_deployment_scale("many", "default", {"spec": {"replicas": pods + 100}})
+    kube.raw.apps.patch_namespaced_deployment_scale("many", "default", {"spec": {"replicas": pods + 100}})
     record = timeline.wait_for(lambda r: r.kind == "pod" and r.change == "added", 30, since=before)
     latency = (record.t - before) if record else float("nan")
     time.sleep(20)

@@ -44,10 +44,10 @@ def main() -> None:
     if cluster.state() != "running":
         subprocess.run([sys.executable, "-m", "resilience_tests.cli", "cluster", "up"], check=True)
     kube = Kube.connect(ClusterRef(str(cluster.kubeconfig), cluster.context))
-    if not any(n.metadata.name == NAMESPACE for n in kube.core.list_namespace().items):
-        kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        kube.apps.create_namespaced_deployment(NAMESPACE, deployment("web", 6))
-    wait_until("web available", lambda: (kube.apps.read_namespaced_deployment_status(
+    if not any(n.metadata.name == NAMESPACE for n in kube.raw.core.list_namespace().items):
+        kube.raw.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+        kube.raw.apps.create_namespaced_deployment(NAMESPACE, deployment("web", 6))
+    wait_until("web available", lambda: (kube.raw.apps.read_namespaced_deployment_status(
         "web", NAMESPACE).status.available_replicas or 0) == 6, timeout=120)
     failures = []
     started = time.monotonic()
@@ -62,7 +62,7 @@ def main() -> None:
                     failures.append((seed, result))
             expiry = _lease_expiry(cluster, kube, Path(tmp))
     finally:  # nothing of the benchmark stays in the cluster (a later drain test would meet its pods)
-        delete_namespace(kube.core, NAMESPACE)
+        delete_namespace(kube.raw.core, NAMESPACE)
     print(f"\n{args.trials} trials, {len(failures)} with state differences after cleanup")
     for seed, result in failures:
         print(f"  seed {seed}: {result}")

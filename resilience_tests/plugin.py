@@ -164,7 +164,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         ref = run.ref()
         kube = Kube.connect(ref, timeout=3)
         try:
-            server = f"{kube.api.configuration.host}, server {kube.server_version()}"
+            server = f"{kube.server}, server {kube.server_version()}"
         finally:
             kube.close()
         return [f"resilience-tests: context {ref.context}, {server}, seed {run.seed}", *allowed]

@@ -79,7 +79,7 @@ def record(kube: Kube, run_id: str, taken: Archive, *, selector: str = "",
     archives.write(taken, archive, key)
     archive.chmod(0o600)
     pending = Pending(run_id, taken.namespace, socket.gethostname(), str(archive), selector, import_hook)
-    resources = Resources(kube.api)
+    resources = kube.resources()
     resources.apply(_configmaps(resources), LEASE_NAMESPACE, {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": _name(run_id), "labels": {LABEL: "true"}},
@@ -91,7 +91,7 @@ def record(kube: Kube, run_id: str, taken: Archive, *, selector: str = "",
 
 def forget(kube: Kube, pending: Pending) -> None:
     """The namespace is back: remove the record and the files."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     resources.delete(_configmaps(resources), LEASE_NAMESPACE, _name(pending.run_id))
     for path in (pending.archive, pending.key_path):
         with contextlib.suppress(OSError):
@@ -100,7 +100,7 @@ def forget(kube: Kube, pending: Pending) -> None:
 
 def recorded(kube: Kube) -> list[Pending]:
     """Every pending restore recorded in the cluster."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     try:
         items = resources.list(_configmaps(resources), LEASE_NAMESPACE, f"{LABEL}=true")
     except ResourceError as exc:

@@ -58,7 +58,7 @@ def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bo
            keep_secrets: bool = False) -> Archive:
     """Read ``namespace`` into an :class:`Archive` (not yet written). Secrets are kept whole with a ``key``
     (to be encrypted) or ``keep_secrets`` (an archive held in memory), else left out by name."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     try:
         ns = resources.get(_namespace_resource(resources), "", namespace)
     except ResourceError as exc:
@@ -68,7 +68,7 @@ def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bo
     if ns is None:
         raise UsageError(f"namespace {namespace!r} does not exist", hint="name a namespace of this cluster")
     archive = Archive(namespace=namespace, created=time.time(), source={
-        "context": kube.ref.context or "", "server": kube.api.configuration.host,
+        "context": kube.ref.context or "", "server": kube.server,
         "version": kube.server_version()})
     items, archive.unreadable = namespace_objects(resources, namespace)
     for item in items:
@@ -141,7 +141,7 @@ def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite:
         raise RestoreError(f"the archive holds no values for {len(archive.omitted_secrets)} Secret(s) (backed up "
                            f"without a key): {', '.join(sorted(archive.omitted_secrets)[:5])}; nothing was applied",
                            hint="create them in the target namespace first and pass --without-secrets")
-    resources = Resources(kube.api)
+    resources = kube.resources()
     target, objects, dropped = plan(archive, into)
     unserved = sorted({f"{o.get('apiVersion')} {o.get('kind')}" for o in objects
                        if resources.find(str(o.get("apiVersion")), str(o.get("kind"))) is None})

@@ -35,7 +35,7 @@ def available(kube: Kube, *, timeout: float = 10) -> bool:
     """Whether Velero runs on the cluster: its server answers a ServerStatusRequest within ``timeout`` s (as
     ``velero version`` asks) and a backup storage location in its namespace is Available. The location's phase
     alone is not enough: it stays Available after the server is gone."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     try:
         locations = _kind(resources, "BackupStorageLocation")
         requests = _kind(resources, "ServerStatusRequest")
@@ -75,7 +75,7 @@ def backup(kube: Kube, namespace: str, name: str, *, exclude: tuple[str, ...] = 
            ) -> dict[str, Any]:
     """Back ``namespace`` up with Velero as Backup ``name`` (kept 24 h), leaving out the kinds ``exclude`` names
     (``core/ConfigMap``); its status once Completed."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     kind = _kind(resources, "Backup")  # whether Velero's server answers was asked when the plan was made
     if kind is None:
         raise VeleroError("this cluster does not serve Velero's Backup", hint="use engine: builtin, or install Velero")
@@ -88,7 +88,7 @@ def backup(kube: Kube, namespace: str, name: str, *, exclude: tuple[str, ...] = 
 
 def restore(kube: Kube, backup_name: str, name: str, *, timeout: float = 300) -> dict[str, Any]:
     """Restore Velero Backup ``backup_name`` as Restore ``name``; its status once Completed."""
-    resources = Resources(kube.api)
+    resources = kube.resources()
     kind = _kind(resources, "Restore")
     if kind is None:
         raise VeleroError("this cluster does not run Velero", hint="use engine: builtin")

@@ -28,11 +28,11 @@ HOST = "host/"
 
 def _read(kube: Kube, target: Target) -> dict[str, Any]:
     if isinstance(target, str):
-        response = kube.core.read_node(target, _preload_content=False)
+        response = kube.raw.core.read_node(target, _preload_content=False)
     else:
-        readers = {"deployment": kube.apps.read_namespaced_deployment,
-                   "statefulset": kube.apps.read_namespaced_stateful_set,
-                   "daemonset": kube.apps.read_namespaced_daemon_set}
+        readers = {"deployment": kube.raw.apps.read_namespaced_deployment,
+                   "statefulset": kube.raw.apps.read_namespaced_stateful_set,
+                   "daemonset": kube.raw.apps.read_namespaced_daemon_set}
         response = readers[target.kind](target.name, target.namespace, _preload_content=False)
     try:
         data: dict[str, Any] = json.loads(response.data)
@@ -43,7 +43,7 @@ def _read(kube: Kube, target: Target) -> dict[str, Any]:
 
 def _write(kube: Kube, target: Target, body: dict[str, Any]) -> None:
     if isinstance(target, str):
-        kube.core.patch_node(target, body)
+        kube.raw.core.patch_node(target, body)
     else:
         kube.patch_workload(target, body)
 

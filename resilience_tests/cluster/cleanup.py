@@ -32,11 +32,11 @@ def _targets(kube: Kube) -> list[tuple[changes.Target, tuple[ledgers.Change, ...
     """Every node and workload carrying a change ledger."""
     selector = ledgers.RUN_LABEL
     found: list[tuple[changes.Target, tuple[ledgers.Change, ...]]] = []
-    for node in raw_list(kube.core.list_node, label_selector=selector)["items"]:
+    for node in raw_list(kube.raw.core.list_node, label_selector=selector)["items"]:
         found.append((node["metadata"]["name"], _ledger(node)))
-    listers = (("deployment", kube.apps.list_deployment_for_all_namespaces),
-               ("statefulset", kube.apps.list_stateful_set_for_all_namespaces),
-               ("daemonset", kube.apps.list_daemon_set_for_all_namespaces))
+    listers = (("deployment", kube.raw.apps.list_deployment_for_all_namespaces),
+               ("statefulset", kube.raw.apps.list_stateful_set_for_all_namespaces),
+               ("daemonset", kube.raw.apps.list_daemon_set_for_all_namespaces))
     for kind, lister in listers:
         for obj in raw_list(lister, label_selector=selector)["items"]:
             meta = obj["metadata"]
@@ -129,7 +129,7 @@ def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState], *,
             run = env.get("RT_RUN_ID", "")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if not run or (run_id and run != run_id) or env.get("RT_CLUSTER", "") != kube.api.configuration.host:
+        if not run or (run_id and run != run_id) or env.get("RT_CLUSTER", "") != kube.server:
             continue
         state = states.setdefault(run, run_state(kube, run))
         if state.alive and not (force and run == run_id):

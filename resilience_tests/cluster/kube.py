@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client, api_message
+from resilience_tests.cluster.resources import Resources
 from resilience_tests.cluster.selection import NodeInfo, PodInfo
 from resilience_tests.errors import ResilienceError
 
@@ -65,18 +66,36 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
                    emptydir=tuple(v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v))
 
 
-class Kube:
-    """API access for one cluster. Build with :meth:`connect`; close when done."""
+class RawApis:
+    """The kubernetes client's API objects: for the modules of cluster/ (and tests) only. Everything else asks
+    :class:`Kube` for an operation, so that the client's models and ``ApiException`` stay in this layer."""
 
-    def __init__(self, api: client.ApiClient, ref: ClusterRef) -> None:
-        self.api = api
-        self.ref = ref
+    def __init__(self, api: client.ApiClient) -> None:
+        self.client = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
+
+
+class Kube:
+    """API access for one cluster. Build with :meth:`connect`; close when done."""
+
+    def __init__(self, api: client.ApiClient, ref: ClusterRef) -> None:
+        self.ref = ref
+        self.raw = RawApis(api)
+
+    def resources(self) -> Resources:
+        """Any served kind by REST path. Its discovery is made on first use and kept by the object returned, so
+        each call sees the kinds served then (a CRD installed since, e.g. Velero's, is found)."""
+        return Resources(self.raw.client)
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return str(self.raw.client.configuration.host)
 
     @classmethod
     def connect(cls, ref: ClusterRef, *, timeout: float = 5) -> Kube:
@@ -91,14 +110,14 @@ class Kube:
 
     def close(self) -> None:
         """Release connection pools."""
-        self.api.close()
+        self.raw.client.close()
 
     def server_version(self, *, timeout: float = 5) -> str:
         """The API server's git version, e.g. v1.36.3."""
         try:
-            info = client.VersionApi(self.api).get_code(_request_timeout=timeout)
+            info = client.VersionApi(self.raw.client).get_code(_request_timeout=timeout)
         except (HTTPError, OSError, ApiException) as exc:
-            host = self.api.configuration.host
+            host = self.raw.client.configuration.host
             raise ClusterAccessError(f"API server {host} is unreachable ({type(exc).__name__})",
                                      hint="check that the cluster runs and the kubeconfig/context point at it"
                                      ) from None
@@ -107,37 +126,49 @@ class Kube:
     # ------------------------------------------------------------- reading
     def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
         """Pods of ``namespace`` matching a label selector."""
-        items = raw_list(self.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
+        items = raw_list(self.raw.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
         return [pod_info(p) for p in items]
 
     def pods_on_nodes(self, nodes: list[str]) -> list[PodInfo]:
         """Pods of every namespace bound to ``nodes``."""
         found: list[PodInfo] = []
         for node in nodes:
-            items = raw_list(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")["items"]
+            items = raw_list(self.raw.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")["items"]
             found += [pod_info(p) for p in items]
         return found
+
+    def pod_objects(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        """Pods of ``namespace`` matching a label selector, as the server sent them."""
+        return list(raw_list(self.raw.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"])
+
+    def node_objects(self) -> list[dict[str, Any]]:
+        """All nodes, as the server sent them."""
+        return list(raw_list(self.raw.core.list_node)["items"])
+
+    def services(self, namespace: str) -> list[Any]:
+        """Services of the namespace (client models: what :func:`load.target.service_url` reads)."""
+        return list(self.raw.core.list_namespaced_service(namespace).items)
 
     def nodes(self) -> list[NodeInfo]:
         """All nodes."""
         return [NodeInfo(name=n["metadata"]["name"], labels=dict(n["metadata"].get("labels") or {}),
                          unschedulable=bool(n.get("spec", {}).get("unschedulable")))
-                for n in raw_list(self.core.list_node)["items"]]
+                for n in raw_list(self.raw.core.list_node)["items"]]
 
     def audit_objects(self, namespace: str) -> list[dict[str, Any]]:
         """What the resilience audit reads of a namespace, as the server sent it (each item with its kind):
         workloads and bare pods, Services, PodDisruptionBudgets, HorizontalPodAutoscalers, NetworkPolicies,
         ResourceQuotas and LimitRanges."""
-        autoscaling = client.AutoscalingV2Api(self.api)
-        listers = (("Deployment", self.apps.list_namespaced_deployment),
-                   ("StatefulSet", self.apps.list_namespaced_stateful_set),
-                   ("DaemonSet", self.apps.list_namespaced_daemon_set),
-                   ("Pod", self.core.list_namespaced_pod), ("Service", self.core.list_namespaced_service),
-                   ("PodDisruptionBudget", self.policy.list_namespaced_pod_disruption_budget),
+        autoscaling = client.AutoscalingV2Api(self.raw.client)
+        listers = (("Deployment", self.raw.apps.list_namespaced_deployment),
+                   ("StatefulSet", self.raw.apps.list_namespaced_stateful_set),
+                   ("DaemonSet", self.raw.apps.list_namespaced_daemon_set),
+                   ("Pod", self.raw.core.list_namespaced_pod), ("Service", self.raw.core.list_namespaced_service),
+                   ("PodDisruptionBudget", self.raw.policy.list_namespaced_pod_disruption_budget),
                    ("HorizontalPodAutoscaler", autoscaling.list_namespaced_horizontal_pod_autoscaler),
-                   ("NetworkPolicy", self.networking.list_namespaced_network_policy),
-                   ("ResourceQuota", self.core.list_namespaced_resource_quota),
-                   ("LimitRange", self.core.list_namespaced_limit_range))
+                   ("NetworkPolicy", self.raw.networking.list_namespaced_network_policy),
+                   ("ResourceQuota", self.raw.core.list_namespaced_resource_quota),
+                   ("LimitRange", self.raw.core.list_namespaced_limit_range))
         found: list[dict[str, Any]] = []
         for kind, lister in listers:
             for item in raw_list(lister, namespace)["items"]:
@@ -149,7 +180,7 @@ class Kube:
     def namespace_exists(self, name: str) -> bool:
         """Whether the namespace exists."""
         try:
-            self.core.read_namespace(name)
+            self.raw.core.read_namespace(name)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -166,7 +197,7 @@ class Kube:
         from kubernetes.stream import stream
 
         try:
-            resp = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
+            resp = stream(self.raw.core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
                           container=container, stdin=stdin is not None, stdout=True, stderr=True, tty=False,
                           _preload_content=False, _request_timeout=timeout)
         except (ApiException, HTTPError, OSError) as exc:
@@ -203,11 +234,11 @@ class Kube:
         route, _, query = path.partition("?")
         headers = {"Accept": "*/*", "Content-Type": "application/octet-stream"}
         try:
-            request = self.api.param_serialize(
+            request = self.raw.client.param_serialize(
                 method=method, resource_path=f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{route}",
                 query_params=parse_qsl(query), header_params=headers, auth_settings=["BearerToken"])
             data = None if method in ("GET", "HEAD") else (body or "").encode()
-            response = self.api.call_api(*request[:3], data, request[4], _request_timeout=(10, timeout))
+            response = self.raw.client.call_api(*request[:3], data, request[4], _request_timeout=(10, timeout))
             return int(response.status), response.read().decode(errors="replace")
         except ApiException as exc:
             return int(exc.status or 0), str(exc.body or exc.reason or "")
@@ -217,7 +248,7 @@ class Kube:
     def delete_pod(self, name: str, namespace: str, grace_period_seconds: int | None = None) -> bool:
         """Delete a pod; False if it was gone already."""
         try:
-            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period_seconds)
+            self.raw.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period_seconds)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -227,7 +258,7 @@ class Kube:
     def ingresses(self, namespace: str) -> list[Any]:
         """Ingresses of the namespace; none if this account may not list them (or the API is not served)."""
         try:
-            return list(self.networking.list_namespaced_ingress(namespace).items)
+            return list(self.raw.networking.list_namespaced_ingress(namespace).items)
         except ApiException as exc:
             if exc.status in (403, 404):
                 return []
@@ -246,16 +277,16 @@ class Kube:
 
     def read_workload(self, workload: Workload) -> Any:
         """The workload object (client model)."""
-        readers = {"deployment": self.apps.read_namespaced_deployment,
-                   "statefulset": self.apps.read_namespaced_stateful_set,
-                   "daemonset": self.apps.read_namespaced_daemon_set}
+        readers = {"deployment": self.raw.apps.read_namespaced_deployment,
+                   "statefulset": self.raw.apps.read_namespaced_stateful_set,
+                   "daemonset": self.raw.apps.read_namespaced_daemon_set}
         return readers[workload.kind](workload.name, workload.namespace)
 
     def patch_workload(self, workload: Workload, body: dict[str, Any]) -> Any:
         """Strategic-merge patch of a workload."""
-        patchers = {"deployment": self.apps.patch_namespaced_deployment,
-                    "statefulset": self.apps.patch_namespaced_stateful_set,
-                    "daemonset": self.apps.patch_namespaced_daemon_set}
+        patchers = {"deployment": self.raw.apps.patch_namespaced_deployment,
+                    "statefulset": self.raw.apps.patch_namespaced_stateful_set,
+                    "daemonset": self.raw.apps.patch_namespaced_daemon_set}
         return patchers[workload.kind](workload.name, workload.namespace, body)
 
     # ------------------------------------------------------------- nodes
@@ -263,7 +294,7 @@ class Kube:
         """Evict a pod through the Eviction API; raise EvictionBlocked on HTTP 429."""
         body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
         try:
-            self.core.create_namespaced_pod_eviction(pod, namespace, body)
+            self.raw.core.create_namespaced_pod_eviction(pod, namespace, body)
         except ApiException as exc:
             if exc.status == 404:
                 return
@@ -279,11 +310,11 @@ class Kube:
     def blocking_pdbs(self, pod: str, namespace: str) -> list[str]:
         """Names of PDBs selecting ``pod`` that allow no disruption now."""
         try:
-            labels = self.core.read_namespaced_pod(pod, namespace).metadata.labels or {}
+            labels = self.raw.core.read_namespaced_pod(pod, namespace).metadata.labels or {}
         except ApiException:
             return []
         names = []
-        for pdb in self.policy.list_namespaced_pod_disruption_budget(namespace).items:
+        for pdb in self.raw.policy.list_namespaced_pod_disruption_budget(namespace).items:
             wanted = (pdb.spec.selector.match_labels or {}) if pdb.spec.selector else {}
             if all(labels.get(k) == v for k, v in wanted.items()) and (pdb.status.disruptions_allowed or 0) == 0:
                 names.append(pdb.metadata.name)
@@ -303,7 +334,7 @@ class Kube:
     def stuck_pods(self, workload: Workload) -> list[str]:
         """Pods of ``workload`` whose containers cannot start (image pull errors, crash loops), one line each."""
         selector = self.workload_selector(workload)
-        items = raw_list(self.core.list_namespaced_pod, workload.namespace, label_selector=selector)["items"]
+        items = raw_list(self.raw.core.list_namespaced_pod, workload.namespace, label_selector=selector)["items"]
         return [line for pod in items for line in stuck_reasons(pod)]
 
     def rollout_pending(self, workload: Workload) -> str:

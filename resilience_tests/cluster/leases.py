@@ -60,7 +60,7 @@ class RunState:
 def run_state(kube: Kube, run_id: str) -> RunState:
     """Whether ``run_id`` still renews its lease."""
     try:
-        lease = kube.coordination.read_namespaced_lease(lease_name(run_id), LEASE_NAMESPACE)
+        lease = kube.raw.coordination.read_namespaced_lease(lease_name(run_id), LEASE_NAMESPACE)
     except ApiException as exc:
         if exc.status == 404:
             return RunState(False)
@@ -90,7 +90,7 @@ class RunLease:
         try:
             self._ensure_namespace()
             now = _now()
-            self.kube.coordination.create_namespaced_lease(LEASE_NAMESPACE, client.V1Lease(
+            self.kube.raw.coordination.create_namespaced_lease(LEASE_NAMESPACE, client.V1Lease(
                 metadata=client.V1ObjectMeta(name=self.name, labels={"app.kubernetes.io/managed-by":
                                                                      "resilience-tests"}),
                 spec=client.V1LeaseSpec(holder_identity=self.holder, lease_duration_seconds=LEASE_SECONDS,
@@ -105,12 +105,12 @@ class RunLease:
 
     def _ensure_namespace(self) -> None:
         try:
-            self.kube.core.read_namespace(LEASE_NAMESPACE)
+            self.kube.raw.core.read_namespace(LEASE_NAMESPACE)
         except ApiException as exc:
             if exc.status != 404:
                 raise
             try:
-                self.kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+                self.kube.raw.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
                     name=LEASE_NAMESPACE)))
             except ApiException as created:
                 if created.status != 409:
@@ -119,7 +119,7 @@ class RunLease:
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_EVERY):
             try:
-                self.kube.coordination.patch_namespaced_lease(self.name, LEASE_NAMESPACE, {"spec": {
+                self.kube.raw.coordination.patch_namespaced_lease(self.name, LEASE_NAMESPACE, {"spec": {
                     "renewTime": _now().isoformat(), "holderIdentity": self.holder}})
                 self.problem = ""
             except Exception as exc:  # keep trying: the API server may come back before the lease expires
@@ -132,7 +132,7 @@ class RunLease:
             self._thread.join(timeout=5)
         # If this fails, the lease expires by itself and cleanup then sees the run as dead.
         with contextlib.suppress(Exception):
-            self.kube.coordination.delete_namespaced_lease(self.name, LEASE_NAMESPACE)
+            self.kube.raw.coordination.delete_namespaced_lease(self.name, LEASE_NAMESPACE)
 
     def __enter__(self) -> RunLease:
         return self.start()

@@ -11,10 +11,11 @@ dropped connection or an API server restart; when that version has expired
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,26 +27,118 @@ Scalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True)
+class ContainerState:
+    """One container of a pod, as the timeline saw it.
+
+    Attributes:
+        restarts: its restart count.
+        exit_code: its exit code while it is terminated now (None while it runs or waits).
+        reason: why it terminated now (``Completed``, ``Error``, ``OOMKilled`` ...).
+        last_exit_code: the exit code of its previous run, once it has restarted.
+    """
+
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str | None = None
+    last_exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class PodState:
+    """The parts of a pod the timeline tracks, typed: what the checks and the plot read.
+
+    Attributes:
+        phase: the pod's phase.
+        ready: its Ready condition is True.
+        node: the node it is bound to.
+        terminating: it has a deletion timestamp.
+        grace: its termination grace period (seconds).
+        labels: its labels.
+        containers: its containers by name.
+    """
+
+    phase: str | None = None
+    ready: bool = False
+    node: str | None = None
+    terminating: bool = False
+    grace: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    containers: Mapping[str, ContainerState] = field(default_factory=dict)
+
+    @property
+    def exits(self) -> dict[str, int]:
+        """Exit codes of the containers terminated now, by container."""
+        return {name: c.exit_code for name, c in sorted(self.containers.items()) if c.exit_code is not None}
+
+    def shown(self) -> dict[str, Scalar]:
+        """Node and the exits, as a listing shows them (``exit.<c>``, ``reason.<c>``)."""
+        terminated = sorted((n, c) for n, c in self.containers.items() if c.exit_code is not None)
+        return {"node": self.node, **{f"exit.{n}": c.exit_code for n, c in terminated},
+                **{f"reason.{n}": c.reason for n, c in terminated if c.reason is not None}}
+
+    def to_json(self) -> dict[str, Any]:
+        """As the journal writes it."""
+        return {"phase": self.phase, "ready": self.ready, "node": self.node, "terminating": self.terminating,
+                "grace": self.grace, "labels": dict(self.labels),
+                "containers": {n: dataclasses.asdict(c) for n, c in sorted(self.containers.items())}}
+
+
+Details = tuple[tuple[str, Scalar], ...]
+
+
+@dataclass(frozen=True)
 class Record:
     """One observation.
 
     Attributes:
         t: wall-clock time (epoch seconds) when it was observed.
-        kind: ``pod``, ``node``, ``endpoints``, ``event``, ``fault`` or ``watch``.
+        kind: ``pod``, ``node``, ``endpoints``, ``event``, ``fault``, ``action`` or ``watch``.
         name: the object (``namespace/name`` for namespaced ones) or fault name.
         change: short verb: ``added``, ``updated``, ``deleted``, ``start``, ``end``, ``resumed`` ...
-        details: the observed state, flat.
+        details: the observed state, flat (every kind but pods).
+        pod: a pod's state (pod records only).
     """
 
     t: float
     kind: str
     name: str
     change: str
-    details: tuple[tuple[str, Scalar], ...] = ()
+    details: Details = ()
+    pod: PodState | None = None
 
     def get(self, key: str, default: Scalar = None) -> Scalar:
         """A detail by key."""
         return dict(self.details).get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the journal writes it."""
+        data: dict[str, Any] = {"t": self.t, "kind": self.kind, "name": self.name, "change": self.change}
+        if self.pod is not None:
+            data["pod"] = self.pod.to_json()
+        else:
+            data["details"] = dict(self.details)
+        return data
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """A pod record with its state: what :func:`pod_records` gives the checks and the plot."""
+
+    t: float
+    name: str
+    change: str
+    state: PodState
+
+    @property
+    def pod(self) -> str:
+        """The pod's name, without its namespace."""
+        return self.name.rpartition("/")[2]
+
+
+def pod_records(records: Iterable[Record]) -> list[PodRecord]:
+    """The pod records among ``records``, in time order."""
+    found = [PodRecord(r.t, r.name, r.change, r.pod) for r in records if r.pod is not None]
+    return sorted(found, key=lambda r: r.t)
 
 
 Obj = dict[str, Any]
@@ -56,31 +149,23 @@ def _conditions(obj: Obj) -> dict[str, str]:
     return {c.get("type", ""): c.get("status", "") for c in obj.get("status", {}).get("conditions") or []}
 
 
-def pod_state(pod: Obj) -> tuple[tuple[str, Scalar], ...]:
+def pod_state(pod: Obj) -> PodState:
     """The parts of a pod the timeline tracks."""
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
-    state: dict[str, Scalar] = {
-        "phase": status.get("phase"),
-        "ready": _conditions(pod).get("Ready") == "True",
-        "node": spec.get("nodeName"),
-        "terminating": meta.get("deletionTimestamp") is not None,
-        "grace": spec.get("terminationGracePeriodSeconds"),
-        "labels": ",".join(f"{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())),
-    }
+    containers = {}
     for cs in status.get("containerStatuses") or []:
-        name = cs.get("name", "")
-        term = (cs.get("state") or {}).get("terminated")
-        if term is not None:
-            state[f"exit.{name}"] = term.get("exitCode")
-            state[f"reason.{name}"] = term.get("reason")
-        last = (cs.get("lastState") or {}).get("terminated")
-        if last is not None:
-            state[f"last_exit.{name}"] = last.get("exitCode")
-        state[f"restarts.{name}"] = cs.get("restartCount", 0)
-    return tuple(sorted(state.items()))
+        term = (cs.get("state") or {}).get("terminated") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        containers[cs.get("name", "")] = ContainerState(restarts=cs.get("restartCount", 0),
+                                                        exit_code=term.get("exitCode"), reason=term.get("reason"),
+                                                        last_exit_code=last.get("exitCode"))
+    return PodState(phase=status.get("phase"), ready=_conditions(pod).get("Ready") == "True",
+                    node=spec.get("nodeName"), terminating=meta.get("deletionTimestamp") is not None,
+                    grace=spec.get("terminationGracePeriodSeconds"), labels=dict(meta.get("labels") or {}),
+                    containers=containers)
 
 
-def node_state(node: Obj) -> tuple[tuple[str, Scalar], ...]:
+def node_state(node: Obj) -> Details:
     """The parts of a node the timeline tracks."""
     spec = node.get("spec", {})
     taints = sorted(f"{t.get('key')}:{t.get('effect')}" for t in spec.get("taints") or [])
@@ -88,7 +173,7 @@ def node_state(node: Obj) -> tuple[tuple[str, Scalar], ...]:
             ("taints", ",".join(taints)), ("unschedulable", bool(spec.get("unschedulable"))))
 
 
-def endpoints_state(eps: Obj) -> tuple[tuple[str, Scalar], ...]:
+def endpoints_state(eps: Obj) -> Details:
     """Ready/serving/terminating per endpoint of an EndpointSlice."""
     rows = []
     for ep in eps.get("endpoints") or []:
@@ -100,7 +185,7 @@ def endpoints_state(eps: Obj) -> tuple[tuple[str, Scalar], ...]:
     return (("endpoints", " ".join(sorted(rows))),)
 
 
-def event_state(ev: Obj) -> tuple[tuple[str, Scalar], ...]:
+def event_state(ev: Obj) -> Details:
     """Reason, type, object and message of an Event."""
     obj = ev.get("involvedObject") or {}
     return (("reason", ev.get("reason")), ("type", ev.get("type")),
@@ -108,14 +193,23 @@ def event_state(ev: Obj) -> tuple[tuple[str, Scalar], ...]:
             ("message", (ev.get("message") or "")[:300]))
 
 
+State = Details | PodState
+
+
 @dataclass
 class _Source:
     kind: str
     lister: Callable[..., Any]
-    state: Callable[[Obj], tuple[tuple[str, Scalar], ...]]
+    state: Callable[[Obj], State]
     namespaced: bool
     once: bool = False  # events: record each object once, never its updates
-    known: dict[str, tuple[tuple[str, Scalar], ...]] = field(default_factory=dict)
+    known: dict[str, State] = field(default_factory=dict)
+
+    def record(self, key: str, change: str, state: State) -> Record:
+        """A record of ``state`` observed now."""
+        if isinstance(state, PodState):
+            return Record(time.time(), self.kind, key, change, pod=state)
+        return Record(time.time(), self.kind, key, change, state)
 
 
 class Timeline:
@@ -138,7 +232,7 @@ class Timeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.resumes = 0
-        core, disc = kube.core, kube.discovery
+        core, disc = kube.raw.core, kube.raw.discovery
         self._sources = [
             _Source("pod", core.list_namespaced_pod, pod_state, True),
             _Source("node", core.list_node, node_state, False),
@@ -213,7 +307,7 @@ class Timeline:
         key = self._key(source, obj)
         if change == "deleted":
             if source.known.pop(key, None) is not None and not source.once:
-                self._append(Record(time.time(), source.kind, key, "deleted", source.state(obj)))
+                self._append(source.record(key, "deleted", source.state(obj)))
             return
         state = source.state(obj)
         previous = source.known.get(key)
@@ -221,7 +315,7 @@ class Timeline:
             return
         source.known[key] = state
         verb = change if previous is None else "updated"
-        self._append(Record(time.time(), source.kind, key, verb, state))
+        self._append(source.record(key, verb, state))
 
     def _relist(self, source: _Source, *, initial: bool) -> str:
         listing = raw_list(source.lister, *self._args(source))
@@ -232,7 +326,7 @@ class Timeline:
         for key in [k for k in source.known if k not in present]:
             state = source.known.pop(key)
             if not source.once:
-                self._append(Record(time.time(), source.kind, key, "deleted", state))
+                self._append(source.record(key, "deleted", state))
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
     def _events(self, source: _Source, rv: str) -> Iterator[tuple[str, Obj]]:

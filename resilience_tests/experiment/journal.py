@@ -153,8 +153,7 @@ class Journal:
             "aborted": self.aborted,
             "interrupted": self.interrupted,
             "load": load_summary(self.load),
-            "records": [{"t": r.t, "kind": r.kind, "name": r.name, "change": r.change, "details": dict(r.details)}
-                        for r in self.records],
+            "records": [r.to_json() for r in self.records],
         }
         if samples and self.load is not None:
             data["samples"] = [s.to_json() for s in self.load.samples]

@@ -237,7 +237,7 @@ class Runner:
             version = self.kube.server_version()
         with contextlib.suppress(ResilienceError):
             nodes = self.kube.nodes()
-        return ClusterFacts(context=self.kube.ref.context or "", server=str(self.kube.api.configuration.host),
+        return ClusterFacts(context=self.kube.ref.context or "", server=str(self.kube.server),
                             version=version, nodes=len(nodes), zones=len({n.zone for n in nodes if n.zone}),
                             seed=self.seed, node_zones=tuple(sorted((n.name, n.zone) for n in nodes if n.zone)))
 
@@ -350,14 +350,14 @@ class Runner:
         if exp.load is None:
             return None
         url = exp.load.url or exp.target.url or service_url(
-            self.kube.core.list_namespaced_service(ctx.namespace).items, parse_label_selector(ctx.target_selector),
-            ctx.namespace, self.kube.api.configuration.host, self.kube.ingresses(ctx.namespace))
+            self.kube.services(ctx.namespace), parse_label_selector(ctx.target_selector),
+            ctx.namespace, self.kube.server, self.kube.ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
         if self.results_dir is not None:
             workdir = self.results_dir / run_id / "load"
         else:
             workdir = Path(tempfile.mkdtemp(prefix=f"resilience-tests-{run_id}-"))
-        return LoadRun(exp.load, url, workdir, base, run_id=run_id, cluster=self.kube.api.configuration.host)
+        return LoadRun(exp.load, url, workdir, base, run_id=run_id, cluster=self.kube.server)
 
     def _evidence(self, result: RunResult, ctx: FaultContext, outcome: LoadOutcome | None,
                   until: float | None = None, checks: tuple[Check, ...] = ()) -> Evidence:

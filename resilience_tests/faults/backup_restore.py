@@ -35,7 +35,6 @@ from resilience_tests.backup.archive import Archive, kind_key
 from resilience_tests.backup.clean import diff
 from resilience_tests.backup.hooks import Hook
 from resilience_tests.backup.run import backup, namespace_objects, restore, wait_ready
-from resilience_tests.cluster.resources import Resources
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams
 from resilience_tests.labels import object_name
@@ -120,7 +119,7 @@ def read_probe(ctx: FaultContext, probe: Hook) -> dict[str, Any]:
 
 def _namespace_objects(ctx: FaultContext) -> list[dict[str, Any]]:
     """Every object of the target namespace a backup would hold (for the restore's diff)."""
-    return namespace_objects(Resources(ctx.kube.api), ctx.namespace)[0]
+    return namespace_objects(ctx.kube.resources(), ctx.namespace)[0]
 
 
 def _forget(ctx: FaultContext) -> None:
@@ -234,7 +233,7 @@ class Disaster:
                                      **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
         self.struck = True
         kube, namespace = self.ctx.kube, self.ctx.namespace
-        resources = Resources(kube.api)
+        resources = kube.resources()
         if self.params.what == "namespace":
             ns = resources.find("v1", "Namespace")
             assert ns is not None
@@ -306,7 +305,7 @@ class Restore:
             state["restored"] = True
             _forget(self.ctx)
             left = max(1.0, self.params.timeout - (time.time() - started))
-            not_ready = wait_ready(Resources(self.ctx.kube.api), self.ctx.namespace, archive.objects, timeout=left)
+            not_ready = wait_ready(self.ctx.kube.resources(), self.ctx.namespace, archive.objects, timeout=left)
             details: dict[str, object] = {
                 "engine": "velero", "velero_restore": f"{velero.NAMESPACE}/{name}", "velero_s": status["took_s"],
                 "applied": int((status.get("progress") or {}).get("itemsRestored") or 0),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resilience_tests.cluster.timeline import Scalar
+from resilience_tests.cluster.timeline import PodState, pod_records
 from resilience_tests.experiment.journal import FaultWindow, Journal
 from resilience_tests.load.samples import by_second, percentile
 
@@ -70,39 +70,39 @@ class ZoneReplay:
 class _Pod:
     zone: str = UNKNOWN_ZONE
     counted: bool = False
-    exits: dict[str, Scalar] = field(default_factory=dict)
-    restarts: dict[str, Scalar] = field(default_factory=dict)
+    exits: dict[tuple[str, str], int] = field(default_factory=dict)  # (exit|last_exit, container) -> code
+    restarts: dict[str, int] = field(default_factory=dict)
     marked: set[str] = field(default_factory=set)
 
 
 def replay_zones(journal: Journal, origin: float) -> ZoneReplay:
     """Replay the pod records in time order: a pod counts as ready in its node's zone while it is ready and not
-    terminating. A container exit is a record in which its ``exit.<c>`` appears or changes, or its
-    ``last_exit.<c>`` does with a restart (the terminated state itself was not seen)."""
+    terminating. A container exit is a record in which its exit code appears or changes, or its last exit code
+    does with a restart (the terminated state itself was not seen)."""
     zones = dict(journal.facts.node_zones)
     replay = ZoneReplay()
     pods: dict[str, _Pod] = {}
     ready: Counter[str] = Counter()
-    records = sorted((r for r in journal.records if r.kind == "pod"), key=lambda r: r.t)
+    records = pod_records(journal.records)
     first = records[0].t - origin if records else 0.0
     for record in records:
         x = record.t - origin
-        details = dict(record.details)
+        state = record.state
         pod = pods.get(record.name)
         if pod is None:
             pod = pods[record.name] = _Pod()
-        node = details.get("node")
+        node = state.node
         was = pod.zone
         if node:
-            pod.zone = zones.get(str(node), UNKNOWN_ZONE)
-        counted = record.change != "deleted" and bool(details.get("ready")) and not details.get("terminating")
+            pod.zone = zones.get(node, UNKNOWN_ZONE)
+        counted = record.change != "deleted" and state.ready and not state.terminating
         ready[was] -= int(pod.counted)
         ready[pod.zone] += int(counted)
         pod.counted = counted
         touched = {was, pod.zone}
         if node and pod.zone not in replay.steps:
             replay.steps[pod.zone] = [(first, 0)] if x > first else []
-        exits = _exits(record.change, details, pod)
+        exits = _exits(record.change, state, pod)
         for zone in touched:
             if zone in replay.steps:
                 replay.steps[zone].append((x, ready[zone]))
@@ -113,30 +113,25 @@ def replay_zones(journal: Journal, origin: float) -> ZoneReplay:
     return replay
 
 
-def _exits(change: str, details: Mapping[str, Scalar], pod: _Pod) -> list[tuple[int | None, str]]:
+def _exits(change: str, state: PodState, pod: _Pod) -> list[tuple[int | None, str]]:
     """The containers of one pod record that exited since the pod's previous record, as (code, reason)."""
     found: list[tuple[int | None, str]] = []
-    for key, code in details.items():
-        if not key.startswith(("exit.", "last_exit.")) or code is None:
-            continue
-        container = key.split(".", 1)[1]
-        restarts = details.get(f"restarts.{container}")
-        restarted = restarts != pod.restarts.get(container)
-        # last_exit.<c> only counts for a restart whose terminated state the timeline never saw
-        new = code != pod.exits.get(key) if key.startswith("exit.") else restarted and container not in pod.marked
+    containers = sorted(state.containers.items())
+    codes = [(("exit", name), c.exit_code, c) for name, c in containers if c.exit_code is not None]
+    codes += [(("last_exit", name), c.last_exit_code, c) for name, c in containers if c.last_exit_code is not None]
+    for key, code, container in codes:
+        name = key[1]
+        restarted = container.restarts != pod.restarts.get(name)
+        # a last exit only counts for a restart whose terminated state the timeline never saw
+        new = code != pod.exits.get(key) if key[0] == "exit" else restarted and name not in pod.marked
         if new and change != "initial":
-            found.append((code if isinstance(code, int) else None, str(details.get(f"reason.{container}") or "")))
-            pod.marked.add(container)
-    for key in [k for k in pod.exits if k not in details]:
-        del pod.exits[key]
-    for key, value in details.items():
-        if key.startswith(("exit.", "last_exit.")):
-            pod.exits[key] = value
-        elif key.startswith("restarts."):
-            container = key.split(".", 1)[1]
-            if value != pod.restarts.get(container) and f"exit.{container}" not in details:
-                pod.marked.discard(container)  # running again: its next exit is a new one
-            pod.restarts[container] = value
+            found.append((code, container.reason or ""))
+            pod.marked.add(name)
+    pod.exits = {key: code for key, code, _ in codes}
+    for name, container in containers:
+        if container.restarts != pod.restarts.get(name) and container.exit_code is None:
+            pod.marked.discard(name)  # running again: its next exit is a new one
+        pod.restarts[name] = container.restarts
     return found
 
 

@@ -53,11 +53,10 @@ def event_lines(journal: Journal) -> list[str]:
     lines = []
     for record in journal.records:
         details = dict(record.details)
-        if record.kind == "pod":
-            exits = {k: v for k, v in details.items() if k.startswith(("exit.", "reason.")) and v is not None}
-            if record.change != "deleted" and not exits:
+        if record.pod is not None:
+            if record.change != "deleted" and not record.pod.exits:
                 continue
-            details = {"node": details.get("node"), **exits}
+            details = record.pod.shown()
         elif record.kind not in EVENT_KINDS:
             continue
         shown = " ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "") and k != "labels")

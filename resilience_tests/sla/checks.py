@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from resilience_tests.cluster.timeline import Record
+from resilience_tests.cluster.timeline import PodRecord, Record
 from resilience_tests.load.samples import Failure, Totals, totals
 from resilience_tests.schema import Duration, Model, Percent
-from resilience_tests.sla.evidence import Evidence, Window, labels_of
+from resilience_tests.sla.evidence import Evidence, Window
 
 MAX_EVIDENCE = 8
 # A pod may need this long beyond its grace period to be seen exiting (kubelet and watch latency).
@@ -134,13 +135,12 @@ def _pp(value: float, limit: float) -> str:
 
 def _near(ev: Evidence, t: float) -> str:
     """What the target's pods were doing around ``t`` (terminating pods at that moment)."""
-    terminating = sorted({r.name.split("/")[-1] for r in ev.pod_records
-                          if r.get("terminating") and r.t <= t} - _gone_before(ev, t))
+    terminating = sorted({r.pod for r in ev.pod_records if r.state.terminating and r.t <= t} - _gone_before(ev, t))
     return f" (terminating then: {', '.join(terminating[:3])})" if terminating else ""
 
 
 def _gone_before(ev: Evidence, t: float) -> set[str]:
-    return {r.name.split("/")[-1] for r in ev.pod_records if r.change == "deleted" and r.t <= t}
+    return {r.pod for r in ev.pod_records if r.change == "deleted" and r.t <= t}
 
 
 class NoFailedRequests(_LoadCheck):
@@ -282,21 +282,20 @@ class _Termination:
     reason: str = ""
 
 
-def terminations(records: list[Record], window: Window) -> list[_Termination]:
+def terminations(records: list[PodRecord], window: Window) -> list[_Termination]:
     """Pods that started terminating inside ``window``, with their final exit code and time."""
     found: dict[str, _Termination] = {}
     for record in records:
-        pod = record.name.split("/")[-1]
-        if record.get("terminating") and pod not in found and record.t in window:
-            found[pod] = _Termination(pod, record.t, float(record.get("grace") or 30))
-        term = found.get(pod)
+        state = record.state
+        if state.terminating and record.pod not in found and record.t in window:
+            found[record.pod] = _Termination(record.pod, record.t, float(state.grace or 30))
+        term = found.get(record.pod)
         if term is None or term.exit_code is not None:
             continue
-        codes = [(k, v) for k, v in record.details if k.startswith("exit.") and v is not None]
-        if codes:
-            worst = max(codes, key=lambda kv: int(str(kv[1])))
-            term.exit_code, term.exited = int(str(worst[1])), record.t
-            term.reason = str(record.get("reason." + worst[0].split(".", 1)[1]) or "")
+        if state.exits:
+            container, code = max(state.exits.items(), key=lambda kv: kv[1])
+            term.exit_code, term.exited = code, record.t
+            term.reason = state.containers[container].reason or ""
     return list(found.values())
 
 
@@ -342,7 +341,7 @@ class GracefulShutdown(_LoadCheck):
 REVISION_LABELS = ("pod-template-hash", "controller-revision-hash")
 
 
-def _revision(labels: dict[str, str]) -> str | None:
+def _revision(labels: Mapping[str, str]) -> str | None:
     return next((f"{k}={labels[k]}" for k in REVISION_LABELS if k in labels), None)
 
 
@@ -410,10 +409,9 @@ class RecoveryTime(_Check):
         ready: dict[str, bool] = {}
         series = []
         for record in ev.pod_records:
-            labels = labels_of(record)
-            ready[record.name] = (bool(record.get("ready")) and not record.get("terminating")
-                                  and record.change != "deleted"
-                                  and (revision is None or _revision(labels) == revision))
+            state = record.state
+            ready[record.name] = (state.ready and not state.terminating and record.change != "deleted"
+                                  and (revision is None or _revision(state.labels) == revision))
             series.append((record.t, sum(ready.values())))
         return series
 

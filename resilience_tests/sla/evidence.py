@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from resilience_tests.audit.model import Finding
-from resilience_tests.cluster.timeline import Record
+from resilience_tests.cluster.timeline import PodRecord, Record, pod_records
 from resilience_tests.errors import UsageError
 from resilience_tests.load.samples import Sample
 
@@ -163,20 +163,7 @@ class Evidence:
         return fault.end if fault.end is not None else self.ended
 
     @functools.cached_property
-    def pod_records(self) -> list[Record]:
+    def pod_records(self) -> list[PodRecord]:
         """Pod records of the target workload (matching its selector), in time order (computed once)."""
         wanted = self.selector
-        out = []
-        for record in self.records:
-            if record.kind != "pod":
-                continue
-            labels = labels_of(record)
-            if all(labels.get(k) == v for k, v in wanted.items()):
-                out.append(record)
-        return sorted(out, key=lambda r: r.t)
-
-
-def labels_of(record: Record) -> dict[str, str]:
-    """The labels of a pod record (the timeline keeps them as ``k=v,...``)."""
-    pairs = (part.partition("=") for part in str(record.get("labels") or "").split(",") if part)
-    return {k: v for k, _, v in pairs}
+        return [r for r in pod_records(self.records) if all(r.state.labels.get(k) == v for k, v in wanted.items())]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from resilience_tests.cluster.kube import Kube, Workload, raw_list
+from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.labels import ZONE_LABEL
 from resilience_tests.sla.evidence import PodSnap, Snapshot
 
 
 def take_snapshot(kube: Kube, namespace: str, selector: str, workload: Workload | None) -> Snapshot:
     """The target's pods now (zone from their node), the workload's desired replicas and every zone of the cluster."""
-    nodes = raw_list(kube.core.list_node)["items"]
+    nodes = kube.node_objects()
     zone_of = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get(ZONE_LABEL, "") for n in nodes}
-    items = raw_list(kube.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
+    items = kube.pod_objects(namespace, selector)
     pods = []
     for item in items:
         meta, spec, status = item["metadata"], item.get("spec") or {}, item.get("status") or {}

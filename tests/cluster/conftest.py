@@ -65,8 +65,8 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
 @pytest.fixture
 def web(cluster: Kube, namespace: str) -> str:
     """A Deployment 'web' of 6 replicas spread over the zones, Available, in the test's namespace."""
-    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 6))
-    wait_until("web available", lambda: (cluster.apps.read_namespaced_deployment_status(
+    cluster.raw.apps.create_namespaced_deployment(namespace, deployment("web", 6))
+    wait_until("web available", lambda: (cluster.raw.apps.read_namespaced_deployment_status(
         "web", namespace).status.available_replicas or 0) == 6, timeout=60)
     return namespace
 

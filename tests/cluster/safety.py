@@ -29,9 +29,9 @@ def cluster_state(kube: Kube, namespace: str) -> dict[str, Any]:
                                                 if not t.key.startswith("node.kubernetes.io/")),
                                "labels": dict(n.metadata.labels or {}),
                                "annotations": _ours(n.metadata.annotations)}
-             for n in kube.core.list_node().items}
+             for n in kube.raw.core.list_node().items}
     workloads = {}
-    for d in kube.apps.list_namespaced_deployment(namespace).items:
+    for d in kube.raw.apps.list_namespaced_deployment(namespace).items:
         containers = d.spec.template.spec.containers
         workloads[d.metadata.name] = {
             "replicas": d.spec.replicas, "labels": dict(d.metadata.labels or {}),
@@ -99,7 +99,7 @@ def kill_and_clean(local_cluster: LocalCluster, kube: Kube, namespace: str, work
 
 
 def _run_id(kube: Kube, holder_suffix: str) -> str:
-    for lease in kube.coordination.list_namespaced_lease(LEASE_NAMESPACE).items:
+    for lease in kube.raw.coordination.list_namespaced_lease(LEASE_NAMESPACE).items:
         if (lease.spec.holder_identity or "").endswith(holder_suffix):
             return str(lease.metadata.name).removeprefix("run-")
     return ""

@@ -17,7 +17,7 @@ from kubernetes import client
 from resilience_tests.backup import archive as archives
 from resilience_tests.backup.clean import diff
 from resilience_tests.cluster.kube import Kube
-from resilience_tests.cluster.resources import ResourceError, Resources
+from resilience_tests.cluster.resources import ResourceError
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import REPO, delete_namespace, service_account_kubeconfig
@@ -44,7 +44,7 @@ def cli(local_cluster: LocalCluster, *args: str, kubeconfig: Path | None = None,
 
 def _objects(cluster: Kube, namespace: str) -> list[dict[str, Any]]:
     """Every object of the namespace, as a backup would read it (the test's own independent listing)."""
-    resources = Resources(cluster.api)
+    resources = cluster.resources()
     found: list[dict[str, Any]] = []
     for resource in resources.discover():
         if resource.namespaced and {"list", "get"} <= resource.verbs:
@@ -81,7 +81,7 @@ def test_a_lost_namespace_comes_back_equal_to_its_backup(local_cluster: LocalClu
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels={"team": "a"})))
     try:
         _fill(local_cluster, namespace)
-        wait_until("records ready", lambda: (cluster.apps.read_namespaced_stateful_set(
+        wait_until("records ready", lambda: (cluster.raw.apps.read_namespaced_stateful_set(
             "records", namespace).status.ready_replicas or 0) == 1, timeout=120)
         before = _objects(cluster, namespace)
         key = tmp_path / "backup.key"
@@ -182,7 +182,7 @@ def records(local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api) 
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
         {"apiVersion": "v1", "kind": "List", "items": stateful_manifests(namespace, replicas=1, quick_stop=True)}))
-    wait_until("records ready", lambda: (cluster.apps.read_namespaced_stateful_set(
+    wait_until("records ready", lambda: (cluster.raw.apps.read_namespaced_stateful_set(
         "records", namespace).status.ready_replicas or 0) == 1, timeout=120)
     lines = "".join(json.dumps({"id": i, "value": f"v{i}"}) + "\n" for i in range(1, 13))
     assert cluster.exec("records-0", namespace, ["/demoapp", "import", "--data", "/data"], stdin=lines)[0] == 0

@@ -34,12 +34,12 @@ def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:
                                "labels": n.metadata.labels,
                                "annotations": {k: v for k, v in (n.metadata.annotations or {}).items()
                                                if k.startswith("resilience-tests.io/")}}
-             for n in kube.core.list_node().items}
+             for n in kube.raw.core.list_node().items}
     deps = {d.metadata.name: {"replicas": d.spec.replicas,
                               "images": [c.image for c in d.spec.template.spec.containers],
                               "annotations": {k: v for k, v in (d.metadata.annotations or {}).items()
                                               if k.startswith("resilience-tests.io/")}}
-            for d in kube.apps.list_namespaced_deployment(namespace).items}
+            for d in kube.raw.apps.list_namespaced_deployment(namespace).items}
     return {"nodes": nodes, "deployments": deps}
 
 
@@ -59,7 +59,8 @@ def test_run_records_faults_and_what_the_cluster_did(chaos: Chaos, web: str) -> 
     changes = {(r.kind, r.change) for r in result.records}
     assert {("fault", "start"), ("fault", "end"), ("pod", "deleted"), ("pod", "added")} <= changes
     deleted = [r for r in result.records if r.kind == "pod" and r.change == "deleted"]
-    assert all(r.get("exit.app") == 0 for r in deleted), "simulated pods end with exit code 0"
+    assert all(r.pod is not None and r.pod.exits.get("app") == 0 for r in deleted), \
+        "simulated pods end with exit code 0"
 
 
 def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: LocalCluster, web: str,
@@ -82,7 +83,7 @@ def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: L
 
 
 def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: str) -> None:
-    create_pdb(cluster.policy, web, "web-pdb", "web", min_available=6)
+    create_pdb(cluster.raw.policy, web, "web-pdb", "web", min_available=6)
     before = snapshot(cluster, web)
     with pytest.raises(DrainBlocked, match="did not finish in 2 s.*blocked by PDB web-pdb"):
         chaos.run(_experiment(web, [{"type": "scale", "at": 0, "replicas": 5},
@@ -93,7 +94,7 @@ def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube, web: str) -> None:
     before = snapshot(cluster, web)
-    pods_before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
+    pods_before = {p.metadata.name for p in running_pods(cluster.raw.core, web, "web")}
     result = chaos.run(_experiment(web, [{"type": "node-drain", "nodes": {"zone": "zone-a", "count": 1}},
                                          {"type": "zone-outage", "at": "10s", "zone": "zone-c", "duration": "30s"}],
                                    guardrails={"max_nodes": 4}), dry_run=True)  # 1 + the 3 nodes of zone-c
@@ -103,7 +104,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(chaos: Chaos, cluster: Kube
     assert "[1] at 10 s: zone-outage, held 30 s" in text and "sim-c1, sim-c2" in text
     assert re.search(rf"disrupts \d+ pods \(every namespace\): .*{web}/web-", text), text
     assert snapshot(cluster, web) == before
-    assert {p.metadata.name for p in running_pods(cluster.core, web, "web")} == pods_before
+    assert {p.metadata.name for p in running_pods(cluster.raw.core, web, "web")} == pods_before
 
 
 def test_preflight_refuses_bad_targets_before_touching_anything(chaos: Chaos, cluster: Kube, web: str) -> None:
@@ -137,7 +138,7 @@ def test_timeline_event_latency_and_resume_after_api_server_restart(local_cluste
     timeline = Timeline(cluster, web, watch_timeout=3).start()
     try:
         started = time.time()
-        cluster.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 7}})
+        cluster.raw.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 7}})
         record = timeline.wait_for(lambda r: r.kind == "pod" and r.change == "added", timeout=10, since=started)
         assert record is not None
         print(f"event-to-record latency: {record.t - started:.3f} s")
@@ -146,7 +147,7 @@ def test_timeline_event_latency_and_resume_after_api_server_restart(local_cluste
         local_cluster.kwokctl.run("start", "cluster", timeout=120)
         wait_until("API server back", lambda: local_cluster.state() == "running", timeout=60)
         restarted = time.time()
-        cluster.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 8}})
+        cluster.raw.apps.patch_namespaced_deployment_scale("web", web, {"spec": {"replicas": 8}})
         record = timeline.wait_for(lambda r: r.kind == "pod" and r.change == "added", timeout=30, since=restarted)
         assert record is not None, "no pod record after the API server came back"
         assert timeline.resumes >= 1
@@ -218,7 +219,7 @@ def test_cleanup_stops_load_generators_of_dead_runs_of_this_cluster_only(cluster
     from resilience_tests.cluster.leases import RunLease
 
     live = RunLease(cluster, "live-run-1").start()
-    here = cluster.api.configuration.host
+    here = cluster.server
     stand_ins = {}
     try:
         for label, run, server in (("dead here", "dead-run-1", here), ("dead elsewhere", "dead-run-2",
@@ -307,8 +308,8 @@ def test_a_drain_refuses_pods_no_controller_owns_unless_forced(chaos: Chaos, clu
 
     bare = client.V1Pod(metadata=client.V1ObjectMeta(name="bare"), spec=client.V1PodSpec(
         node_name="sim-c2", containers=[client.V1Container(name="app", image="registry.local/demo:1")]))
-    cluster.core.create_namespaced_pod(web, bare)
-    wait_until("bare pod running", lambda: cluster.core.read_namespaced_pod("bare", web).status.phase == "Running",
+    cluster.raw.core.create_namespaced_pod(web, bare)
+    wait_until("bare pod running", lambda: cluster.raw.core.read_namespaced_pod("bare", web).status.phase == "Running",
                timeout=30)
     drain = {"type": "node-drain", "nodes": {"names": ["sim-c2"]}, "timeout": "30s"}
     before = snapshot(cluster, web)

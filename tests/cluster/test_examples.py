@@ -27,7 +27,7 @@ def account(local_cluster: LocalCluster, cluster: Kube, demo: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A client that is the ServiceAccount of deploy/rbac.yaml and nothing more."""
     local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac.yaml"))
-    path = service_account_kubeconfig(local_cluster, cluster.core, tmp_path_factory.mktemp("rbac") / "kubeconfig")
+    path = service_account_kubeconfig(local_cluster, cluster.raw.core, tmp_path_factory.mktemp("rbac") / "kubeconfig")
     kube = Kube.connect(ClusterRef(str(path), local_cluster.context))
     yield kube
     kube.close()
@@ -101,5 +101,5 @@ def test_a_fault_the_account_may_not_do_fails_in_one_line_naming_verb_and_resour
     assert cluster.replicas(Workload("deployment", web, "web")) == 6  # nothing changed
     # The run gave its lease back and stopped its watches: nothing of it lives on in this process.
     assert [t.name for t in threading.enumerate() if t.name.startswith(("lease-run-not-mine", "timeline-"))] == []
-    leases = cluster.coordination.list_namespaced_lease("resilience-tests").items
+    leases = cluster.raw.coordination.list_namespaced_lease("resilience-tests").items
     assert not [x.metadata.name for x in leases if x.metadata.name.startswith("run-not-mine")]

@@ -15,7 +15,7 @@ from tests.cluster.helpers import create_pdb, ready, running_pods, zones_of
 
 
 def _node(cluster: Kube, name: str) -> client.V1Node:
-    return cluster.core.read_node(name)
+    return cluster.raw.core.read_node(name)
 
 
 def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
@@ -26,10 +26,10 @@ def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kub
         (entry,) = parse((_node(cluster, node).metadata.annotations or {})[LEDGER_ANNOTATION])
         assert (entry.run, entry.field, entry.before, entry.after) == (chaos.run_id, "unschedulable", False, True)
         assert (_node(cluster, node).metadata.labels or {})[RUN_LABEL] == "true"
-        left = [p.metadata.name for p in cluster.core.list_namespaced_pod(web).items
+        left = [p.metadata.name for p in cluster.raw.core.list_namespaced_pod(web).items
                 if p.spec.node_name == node and p.metadata.deletion_timestamp is None]
         assert left == []
-        wait_until("web back to 6 ready", lambda: len([p for p in running_pods(cluster.core, web, "web")
+        wait_until("web back to 6 ready", lambda: len([p for p in running_pods(cluster.raw.core, web, "web")
                                                        if ready(p)]) == 6, timeout=30)
     assert not _node(cluster, node).spec.unschedulable
     assert LEDGER_ANNOTATION not in (_node(cluster, node).metadata.annotations or {})
@@ -37,7 +37,7 @@ def test_drain_evicts_every_pod_then_revert_uncordons(chaos: Chaos, cluster: Kub
 
 
 def test_drain_blocked_by_a_pdb_names_the_pdb_and_still_uncordons(chaos: Chaos, cluster: Kube, web: str) -> None:
-    create_pdb(cluster.policy, web, "web-pdb", "web", min_available=6)
+    create_pdb(cluster.raw.policy, web, "web-pdb", "web", min_available=6)
     with pytest.raises(DrainBlocked) as blocked:
         chaos.inject("node-drain", namespace=web, workload="deployment/web",
                      nodes={"zone": "zone-b", "count": 1}, timeout=6)
@@ -52,13 +52,13 @@ def test_drain_blocked_by_a_pdb_names_the_pdb_and_still_uncordons(chaos: Chaos, 
 
 
 def test_pod_kill_deletes_the_chosen_pods_and_they_are_replaced(chaos: Chaos, cluster: Kube, web: str) -> None:
-    before = {p.metadata.name for p in running_pods(cluster.core, web, "web")}
+    before = {p.metadata.name for p in running_pods(cluster.raw.core, web, "web")}
     kill = chaos.inject("pod-kill", namespace=web, workload="deployment/web", count=2)
     killed = set(kill.killed)  # type: ignore[attr-defined]
     assert len(killed) == 2 and killed <= before
 
     def replaced() -> bool:
-        now = {p.metadata.name for p in running_pods(cluster.core, web, "web") if ready(p)}
+        now = {p.metadata.name for p in running_pods(cluster.raw.core, web, "web") if ready(p)}
         return len(now) == 6 and not (killed & now)
 
     wait_until("killed pods replaced", replaced, timeout=30)
@@ -74,19 +74,19 @@ def test_pod_kill_every_n_seconds_kills_again_until_reverted(chaos: Chaos, clust
 
 def test_scale_and_revert(chaos: Chaos, cluster: Kube, web: str) -> None:
     with chaos.fault("scale", namespace=web, workload="deployment/web", replicas=2):
-        assert cluster.apps.read_namespaced_deployment("web", web).spec.replicas == 2
-        assert len(running_pods(cluster.core, web, "web")) == 2
-    assert cluster.apps.read_namespaced_deployment("web", web).spec.replicas == 6
+        assert cluster.raw.apps.read_namespaced_deployment("web", web).spec.replicas == 2
+        assert len(running_pods(cluster.raw.core, web, "web")) == 2
+    assert cluster.raw.apps.read_namespaced_deployment("web", web).spec.replicas == 6
 
 
 def test_rollout_of_a_new_image_and_its_revert(chaos: Chaos, cluster: Kube, web: str) -> None:
     def images() -> set[str]:
-        return {p.spec.containers[0].image for p in running_pods(cluster.core, web, "web")}
+        return {p.spec.containers[0].image for p in running_pods(cluster.raw.core, web, "web")}
 
     with chaos.fault("rollout", namespace=web, workload="deployment/web", action="image",
                      image="registry.local/demo:2", timeout=60):
         wait_until("old pods gone", lambda: images() == {"registry.local/demo:2"}, timeout=30)
-    template = cluster.apps.read_namespaced_deployment("web", web).spec.template
+    template = cluster.raw.apps.read_namespaced_deployment("web", web).spec.template
     assert template.spec.containers[0].image == "registry.local/demo:1"
     wait_until("rolled back", lambda: images() == {"registry.local/demo:1"}, timeout=30)
 
@@ -94,9 +94,9 @@ def test_rollout_of_a_new_image_and_its_revert(chaos: Chaos, cluster: Kube, web:
 def test_rollout_env_revert_removes_added_variables(chaos: Chaos, cluster: Kube, web: str) -> None:
     with chaos.fault("rollout", namespace=web, workload="deployment/web", action="env",
                      env={"FAULTY": "1"}, timeout=60):
-        env = cluster.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
+        env = cluster.raw.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
         assert [(e.name, e.value) for e in env] == [("FAULTY", "1")]
-    env = cluster.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
+    env = cluster.raw.apps.read_namespaced_deployment("web", web).spec.template.spec.containers[0].env
     assert not env
 
 
@@ -138,4 +138,5 @@ def test_zone_outage_over_the_blast_radius_is_refused_before_touching_anything(
     with pytest.raises(SelectionError, match="more than guardrails.max_nodes=1"):
         chaos.inject("zone-outage", namespace=web, workload="deployment/web", zone="zone-a")
     assert {_node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in ("sim-a1", "sim-a2")} == {"on"}
-    assert zones_of(cluster.core, running_pods(cluster.core, web, "web")) == {"zone-a": 2, "zone-b": 2, "zone-c": 2}
+    core = cluster.raw.core
+    assert zones_of(core, running_pods(core, web, "web")) == {"zone-a": 2, "zone-b": 2, "zone-c": 2}

@@ -87,9 +87,9 @@ def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(
         core.delete_namespaced_pod(pod.metadata.name, namespace)
         gone = timeline.wait_for(lambda r: r.kind == "pod" and r.name == key and r.change == "deleted", timeout=60)
     assert gone is not None, "the pod was never removed"
-    exits = [r for r in timeline.records("pod") if r.name == key and r.get("exit.web") is not None]
+    exits = [r for r in timeline.records("pod") if r.name == key and r.pod is not None and "web" in r.pod.exits]
     assert exits, "no final container status was recorded before the pod disappeared"
-    assert exits[0].get("exit.web") == 137
+    assert exits[0].pod is not None and exits[0].pod.exits["web"] == 137
     # Killed after the 3 s grace period, not before.
     assert 3 <= exits[0].t - deleted < 20, exits[0].t - deleted
 

@@ -125,7 +125,7 @@ def reported(local_cluster: LocalCluster, cluster: Kube, demo: str,
     if not html.tool_path().exists():
         pytest.fail(f"the Allure tool is not installed: {html.INSTALL_HINT}", pytrace=False)
     local_cluster.kubectl("apply", "-f", "-", stdin=HOLDER)
-    wait_until("holder available", lambda: (cluster.apps.read_namespaced_deployment_status(
+    wait_until("holder available", lambda: (cluster.raw.apps.read_namespaced_deployment_status(
         "holder", demo).status.available_replicas or 0) == 2, timeout=60)
     cwd = tmp_path_factory.mktemp("report-run")
     (cwd / "experiments").mkdir()

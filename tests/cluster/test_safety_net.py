@@ -54,4 +54,4 @@ def test_reverts_wait_for_an_api_server_that_went_away(local_cluster: LocalClust
     assert main(["cleanup", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0  # nothing should be left for it
     wait_until("the cluster back to its state before the run", lambda: cluster_state(cluster, web) == before,
                timeout=90, pending=lambda: diff(cluster_state(cluster, web), before) + "\n" + output[-2000:])
-    assert not [n.metadata.name for n in cluster.core.list_node(label_selector=RUN_LABEL).items]
+    assert not [n.metadata.name for n in cluster.raw.core.list_node(label_selector=RUN_LABEL).items]

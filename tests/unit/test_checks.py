@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilience_tests.cluster.timeline import Record
+from resilience_tests.cluster.timeline import ContainerState, PodState, Record
 from resilience_tests.load.samples import Sample
 from resilience_tests.sla.checks import evaluate, parse_check
 from resilience_tests.sla.evidence import Evidence, FaultWindow, PodSnap, Snapshot
@@ -24,9 +24,12 @@ def load(seconds: int = 60, rps: int = 50, latency: float = 5,
     return samples
 
 
-def pod(t: float, name: str, change: str = "updated", **state: object) -> Record:
-    details = {"ready": True, "terminating": False, "grace": 20, "labels": "app=web,pod-template-hash=x", **state}
-    return Record(T0 + t, "pod", f"demo/{name}", change, tuple(sorted(details.items())))
+def pod(t: float, name: str, change: str = "updated", *, ready: bool = True, terminating: bool = False,
+        grace: int = 20, revision: str = "x", exit: int | None = None, reason: str | None = None) -> Record:
+    """A pod record of the demo's container ``web``."""
+    return Record(T0 + t, "pod", f"demo/{name}", change, pod=PodState(
+        ready=ready, terminating=terminating, grace=grace, labels={"app": "web", "pod-template-hash": revision},
+        containers={"web": ContainerState(exit_code=exit, reason=reason)}))
 
 
 def evidence(samples: list[Sample] | None = None, records: list[Record] | None = None,
@@ -127,14 +130,14 @@ def test_survives_zone_loss() -> None:
 
 
 def test_graceful_shutdown() -> None:
-    clean = [pod(12, "web-1", terminating=True), pod(17, "web-1", terminating=True, **{"exit.web": 0}),
-             pod(18, "web-1", "deleted", terminating=True, **{"exit.web": 0})]
+    clean = [pod(12, "web-1", terminating=True), pod(17, "web-1", terminating=True, exit=0),
+             pod(18, "web-1", "deleted", terminating=True, exit=0)]
     assert verdict({"type": "graceful-shutdown"}, evidence(records=clean)).passed
     killed = [pod(12, "web-2", terminating=True, grace=3),
-              pod(15.5, "web-2", terminating=True, grace=3, **{"exit.web": 137, "reason.web": "Error"})]
+              pod(15.5, "web-2", terminating=True, grace=3, exit=137, reason="Error")]
     bad = verdict({"type": "graceful-shutdown"}, evidence(records=killed))
     assert not bad.passed and "web-2: killed (SIGKILL, exit 137) 3.5s after termination began (grace 3s)" in bad.message
-    abrupt = [pod(12, "web-3", terminating=True), pod(12.1, "web-3", terminating=True, **{"exit.web": 1})]
+    abrupt = [pod(12, "web-3", terminating=True), pod(12.1, "web-3", terminating=True, exit=1)]
     bad = verdict({"type": "graceful-shutdown"},
                   evidence(load(failures={T0 + 12.05: "connection reset"}), records=abrupt))
     assert not bad.passed and "web-3: exited 1" in bad.message
@@ -177,10 +180,10 @@ def test_recovery_time_must_hold_for_the_stable_period() -> None:
 def test_a_slow_rollout_fails_recovery_time_by_default() -> None:
     """A rollout waits until every new pod is ready, so its window ends when capacity is back: measured from
     the end it is always 0 s. Measured from the start, the new revision's 38 s of start-up show."""
-    old = [pod(0, f"web-{i}", labels="app=web,pod-template-hash=old") for i in range(4)]
-    new = [pod(12 + i, f"web-n{i}", ready=False, labels="app=web,pod-template-hash=new") for i in range(4)]
-    new += [pod(48, f"web-n{i}", labels="app=web,pod-template-hash=new") for i in range(4)]
-    gone = [pod(49, f"web-{i}", "deleted", terminating=True, labels="app=web,pod-template-hash=old")
+    old = [pod(0, f"web-{i}", revision="old") for i in range(4)]
+    new = [pod(12 + i, f"web-n{i}", ready=False, revision="new") for i in range(4)]
+    new += [pod(48, f"web-n{i}", revision="new") for i in range(4)]
+    gone = [pod(49, f"web-{i}", "deleted", terminating=True, revision="old")
             for i in range(4)]
     pods = tuple(PodSnap(f"web-n{i}", "n", z, True, labels=(("app", "web"), ("pod-template-hash", "new")))
                  for i, z in enumerate(("zone-a", "zone-b", "zone-c", "zone-a")))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resilience_tests.cluster.timeline import Record
+from resilience_tests.cluster.timeline import ContainerState, PodState, Record
 from resilience_tests.errors import UsageError
 from resilience_tests.experiment.journal import ClusterFacts, FaultWindow, Journal, Phase
 from resilience_tests.experiment.model import parse_experiment
@@ -127,10 +127,12 @@ def test_tables_show_offsets_from_the_fault_schedule() -> None:
     failed.add(3.0, failed=True, t=1006.5, name="GET /", reason="ConnectionRefusedError", pod="web-1")
     j = journal(load=LoadOutcome([failed], True, "", 1005.0, 1010.0), verdicts=(PASS, FAIL),
                 records=(Record(1007.0, "event", "demo/web-1.1", "added", (("reason", "Killing"),)),
-                         Record(1007.5, "pod", "demo/web-1", "updated", (("exit.web", 137), ("node", "n1")))))
+                         Record(1007.5, "pod", "demo/web-1", "updated", pod=PodState(
+                             node="n1", containers={"web": ContainerState(exit_code=137, reason="Error")}))))
     assert failed_request_lines(j) == ["   +1.50s  GET /: ConnectionRefusedError answered by web-1 during 0:pod-kill"]
     events = event_lines(j)
-    assert events[0].startswith("   +2.00s  event") and "exit.web=137" in events[1]
+    assert events[0].startswith("   +2.00s  event")
+    assert events[1].endswith("demo/web-1 updated  node=n1 exit.web=137 reason.web=Error")
     table = verdict_table(j)
     assert "FAILED" in table and "+1.20s GET /: ConnectionRefusedError" in table
 

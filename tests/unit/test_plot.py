@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from resilience_tests.cluster.timeline import Record, Scalar
+from resilience_tests.cluster.timeline import ContainerState, PodState, Record
 from resilience_tests.experiment.journal import ClusterFacts, FaultWindow, Journal
 from resilience_tests.experiment.model import parse_experiment
 from resilience_tests.faults.base import load_registry
@@ -25,11 +25,10 @@ NODES = {f"node-{z}{i}": f"zone-{z}" for z in "abc" for i in (1, 2)}
 
 def _pod(t: float, name: str, change: str, node: str, *, ready: bool, terminating: bool = False,
          exit_code: int | None = None, reason: str = "") -> Record:
-    details: dict[str, Scalar] = {"phase": "Running", "ready": ready, "node": node, "terminating": terminating,
-                                  "labels": "app=web", "restarts.web": 0}
-    if exit_code is not None:
-        details.update({"exit.web": exit_code, "reason.web": reason})
-    return Record(t, "pod", f"demo/{name}", change, tuple(sorted(details.items())))
+    web = ContainerState(exit_code=exit_code, reason=reason if exit_code is not None else None)
+    return Record(t, "pod", f"demo/{name}", change, pod=PodState(
+        phase="Running", ready=ready, node=node, terminating=terminating, labels={"app": "web"},
+        containers={"web": web}))
 
 
 def _records() -> list[Record]:
@@ -143,15 +142,15 @@ def test_replicas_are_replayed_per_zone_with_exits() -> None:
 
 
 def test_an_unseen_crash_counts_once_through_its_last_exit() -> None:
-    base: dict[str, Scalar] = {"ready": True, "node": "node-a1", "terminating": False}
-    steps: tuple[tuple[float, str, dict[str, Scalar]], ...] = (
-        (0, "initial", {"restarts.app": 0}),
-        (5, "updated", {"restarts.app": 1, "last_exit.app": 1}),
-        (9, "updated", {"restarts.app": 1, "last_exit.app": 1, "ready": False}),
-        (12, "updated", {"restarts.app": 1, "exit.app": 1, "last_exit.app": 1}),
-        (15, "updated", {"restarts.app": 2, "last_exit.app": 1}))
-    records = [Record(ZERO + t, "pod", "demo/p", change, tuple(sorted({**base, **extra}.items())))
-               for t, change, extra in steps]
+    steps: tuple[tuple[float, str, bool, ContainerState], ...] = (
+        (0, "initial", True, ContainerState(restarts=0)),
+        (5, "updated", True, ContainerState(restarts=1, last_exit_code=1)),
+        (9, "updated", False, ContainerState(restarts=1, last_exit_code=1)),
+        (12, "updated", True, ContainerState(restarts=1, exit_code=1, last_exit_code=1)),
+        (15, "updated", True, ContainerState(restarts=2, last_exit_code=1)))
+    records = [Record(ZERO + t, "pod", "demo/p", change,
+                      pod=PodState(ready=ready, node="node-a1", containers={"app": app}))
+               for t, change, ready, app in steps]
     journal = dataclasses.replace(make_journal(load=False, records=False), records=tuple(records))
     assert [round(e.x) for e in replay_zones(journal, ZERO).exits] == [5, 12]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -18,3 +20,44 @@ def test_static_checks_pass(command: list[str]) -> None:
         pytest.skip("ruff is not installed")
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("lint-imports")
+    if tool is None:
+        pytest.skip("import-linter is not installed")
+    return subprocess.run([tool, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_the_layer_contracts_hold() -> None:
+    proc = _lint_imports(ROOT)
+    assert proc.returncode == 0 and "3 kept, 0 broken" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    ("faults/scale.py", "import resilience_tests.experiment.runner", "layers of docs/architecture.md"),
+    ("sla/checks.py", "import pytest", "pytest stays with the entry points"),
+    ("load/target.py", "import kubernetes", "the kubernetes client stays in cluster/"),
+])
+def test_each_layer_contract_breaks_on_the_import_it_forbids(tmp_path: Path, module: str, line: str,
+                                                             contract: str) -> None:
+    shutil.copytree(ROOT / "resilience_tests", tmp_path / "resilience_tests",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    path = tmp_path / "resilience_tests" / module
+    path.write_text(path.read_text() + f"\n{line}  # a layer violation\n")
+    proc = _lint_imports(tmp_path)
+    assert proc.returncode != 0 and f"{contract} BROKEN" in proc.stdout, proc.stdout[-3000:]
+
+
+def _raw_uses(source: str) -> list[int]:
+    """Lines that reach Kube.raw (the client's API objects, for cluster/ only)."""
+    return [n.lineno for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute) and n.attr == "raw"]
+
+
+def test_only_cluster_modules_reach_the_clients_raw_apis() -> None:
+    assert _raw_uses("x = 1\nnodes = kube.raw.core.list_node()\n") == [2], "the check finds a use"
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / "resilience_tests").rglob("*.py"))
+                 if path.parent.name != "cluster" for line in _raw_uses(path.read_text())]
+    assert offenders == [], f"use an operation of Kube instead of Kube.raw: {offenders}"
