@@ -1,4 +1,5 @@
-"""node-failure: nodes really fail, through a node provider (zone-outage is the same for a whole zone).
+"""node-failure: nodes really fail, through a node provider (zone-outage uses the same :class:`NodeOutage` for
+a whole zone).
 
 The providers (``local``, ``kind``, ``generic``) are in :mod:`resilience_tests.cluster.providers`, chosen from
 the cluster's context unless the fault names one. The fault writes the provider's ledger entry on each node
@@ -23,29 +24,31 @@ class NodeFailureParams(FaultParams):
     provider: ProviderName = "auto"
 
 
-class NodeFailure:
-    """Fails the chosen nodes for the fault's duration (or until revert)."""
+class NodeOutage:
+    """Fails nodes through a node provider and brings them back: the work of node-failure and zone-outage alike.
 
-    name: ClassVar[str] = "node-failure"
-    Params: ClassVar[type[FaultParams]] = NodeFailureParams
+    Args:
+        name: the fault's name (in the plan, the ledger and the budget).
+        selector: which nodes fail.
+        provider: the node provider to use (``auto``: from the cluster's context).
+        ctx: the fault's context.
+    """
 
-    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
-        assert isinstance(params, FaultParams) and hasattr(params, "provider")
-        self.params: NodeFailureParams = params  # type: ignore[assignment]
+    def __init__(self, name: str, selector: NodeSelector, provider: ProviderName, ctx: FaultContext) -> None:
+        self.name = name
+        self.selector = selector
+        self.provider_name = provider
         self.ctx = ctx
         self.failed: list[str] = []
         self._provider: Provider | None = None
         self._chosen: list[str] | None = None
-        self.fault_id = fault_id(self.name)
-
-    def _selector(self) -> NodeSelector:
-        return self.params.nodes
+        self.fault_id = fault_id(name)
 
     def _nodes(self) -> list[str]:
         """The nodes to fail: chosen once (for the plan) and the same at inject."""
         if self._chosen is None:
             target = {p.node for p in self.ctx.kube.pods(self.ctx.namespace, self.ctx.target_selector or None)}
-            chosen = select_nodes(self.ctx.kube.nodes(), self._selector(), seed=self.ctx.seed,
+            chosen = select_nodes(self.ctx.kube.nodes(), self.selector, seed=self.ctx.seed,
                                   allow_control_plane=self.ctx.allow_control_plane, max_nodes=self.ctx.max_nodes,
                                   target_nodes=target)
             self._chosen = [n.name for n in chosen]
@@ -65,7 +68,7 @@ class NodeFailure:
         if self._provider is None:
             context = self.ctx.kube.ref.context or current_context(self.ctx.kube.ref.kubeconfig)
             try:
-                self._provider = providers.for_context(context, self.params.provider)
+                self._provider = providers.for_context(context, self.provider_name)
             except ProviderError as exc:
                 raise FaultError(exc.message, hint=exc.hint) from None
         return self._provider
@@ -120,3 +123,24 @@ class NodeFailure:
             provider.restore(mine)
         for node in nodes:
             undo_or_report(self.ctx, node, self.fault_id)
+
+
+class NodeFailure:
+    """Fails the chosen nodes for the fault's duration (or until revert)."""
+
+    name: ClassVar[str] = "node-failure"
+    Params: ClassVar[type[FaultParams]] = NodeFailureParams
+
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, NodeFailureParams)
+        self.params = params
+        self.outage = NodeOutage(self.name, params.nodes, params.provider, ctx)
+
+    def describe(self) -> list[str]:
+        return self.outage.describe()
+
+    def inject(self) -> None:
+        self.outage.inject()
+
+    def revert(self) -> None:
+        self.outage.revert()

@@ -1,4 +1,4 @@
-"""zone-outage: node-failure for every node of a zone, through the same node providers."""
+"""zone-outage: every node of a zone fails, through the same node providers as node-failure."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from resilience_tests.cluster.providers import ProviderName
 from resilience_tests.cluster.selection import NodeSelector
-from resilience_tests.faults.base import FaultParams
-from resilience_tests.faults.node_failure import NodeFailure
+from resilience_tests.faults.base import FaultContext, FaultParams
+from resilience_tests.faults.node_failure import NodeOutage
 
 
 class ZoneOutageParams(FaultParams):
@@ -17,12 +17,23 @@ class ZoneOutageParams(FaultParams):
     provider: ProviderName = "auto"
 
 
-class ZoneOutage(NodeFailure):
+class ZoneOutage:
     """Fails every node of a zone."""
 
     name: ClassVar[str] = "zone-outage"
     Params: ClassVar[type[FaultParams]] = ZoneOutageParams
 
-    def _selector(self) -> NodeSelector:
-        zone = getattr(self.params, "zone", "")
-        return NodeSelector(zone=zone, prefer_target_pods=False)
+    def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
+        assert isinstance(params, ZoneOutageParams)
+        self.params = params
+        self.outage = NodeOutage(self.name, NodeSelector(zone=params.zone, prefer_target_pods=False),
+                                 params.provider, ctx)
+
+    def describe(self) -> list[str]:
+        return self.outage.describe()
+
+    def inject(self) -> None:
+        self.outage.inject()
+
+    def revert(self) -> None:
+        self.outage.revert()

@@ -9,6 +9,8 @@ from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.ledger import LEDGER_ANNOTATION, RUN_LABEL, parse
 from resilience_tests.faults.node_drain import DrainBlocked
+from resilience_tests.faults.node_failure import NodeFailure
+from resilience_tests.faults.zone_outage import ZoneOutage
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
 from tests.cluster.helpers import create_pdb, ready, running_pods, zones_of
@@ -108,7 +110,7 @@ def test_node_failure_makes_the_node_not_ready_and_revert_recovers_it(chaos: Cha
 
     with chaos.fault("node-failure", namespace=web, workload="deployment/web",
                      nodes={"names": ["sim-c1"]}) as failure:
-        assert failure.provider().name == "local"  # type: ignore[attr-defined]
+        assert isinstance(failure, NodeFailure) and failure.outage.provider().name == "local"
         wait_until("sim-c1 NotReady", lambda: ready_status("sim-c1") != "True", timeout=45)
     wait_until("sim-c1 Ready again", lambda: ready_status("sim-c1") == "True", timeout=45)
 
@@ -120,7 +122,7 @@ def test_zone_outage_fails_every_node_of_the_zone(chaos: Chaos, cluster: Kube, w
     real = [n for n in local_cluster.real.recorded() if n.name in zone_b]
     with chaos.fault("zone-outage", namespace=web, workload="deployment/web", zone="zone-b",
                      max_nodes=len(zone_b)) as out:
-        assert sorted(out.failed) == zone_b  # type: ignore[attr-defined]
+        assert isinstance(out, ZoneOutage) and sorted(out.outage.failed) == zone_b
         labels = {n: _node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in simulated}
         assert set(labels.values()) == {"off"}
         assert all(local_cluster.real.frozen(n) for n in real)
