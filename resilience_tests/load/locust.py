@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from resilience_tests import procs
 from resilience_tests.errors import ResilienceError, UsageError, WaitTimeoutError
 from resilience_tests.load.samples import Sample, SampleReader
 from resilience_tests.load.shapes import Shape, shape_to_env
@@ -184,27 +185,23 @@ class LoadRun:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         # Through the orphan guard: the process dies with this one, even if this one is SIGKILLed.
         guarded = [sys.executable, "-m", "resilience_tests.load.orphan_guard", str(os.getpid()), "--", *argv]
-        with open(self.workdir / f"{name}.log", "wb") as log:
-            self.procs.append(subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=log,
-                                               stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                               cwd=self.workdir))
+        self.procs.append(procs.spawn(guarded, self.workdir / f"{name}.log", env=env, cwd=self.workdir))
 
     def wait_running(self, timeout: float = 60.0) -> None:
         """Wait until requests are being made (the first samples arrive); raise LoadError if Locust died."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def started() -> bool:
             self.reader.poll()
-            if self.reader.samples:
-                return
-            dead = [p for p in self.procs[:1] if p.poll() is not None]  # the master (or single process)
-            if dead:
-                self.reader.poll()
-                if self.reader.samples or self.reader.done:
-                    return  # a short shape may end before its first sample was written
-                raise LoadError(f"Locust exited at start (code {dead[0].returncode}): {self.log_tail()}",
-                                hint="run the same locustfile with `locust -f` to see the problem")
-            time.sleep(0.2)
-        raise LoadError(f"Locust made no request within {timeout:.0f} s: {self.log_tail()}")
+            return bool(self.reader.samples) or not self.running()
+
+        try:
+            wait_until("Locust's first requests", started, timeout=timeout, interval=0.2, max_interval=0.2)
+        except WaitTimeoutError:
+            raise LoadError(f"Locust made no request within {timeout:.0f} s: {self.log_tail()}") from None
+        self.reader.poll()
+        if self.reader.samples or self.reader.done:
+            return  # a short shape may end before its first sample was written
+        raise LoadError(f"Locust exited at start (code {self.procs[0].returncode}): {self.log_tail()}",
+                        hint="run the same locustfile with `locust -f` to see the problem")
 
     def wait_final(self, moment: float) -> bool:
         """Wait until every second up to ``moment`` is final in the stream (every request sent before it has its
@@ -230,9 +227,9 @@ class LoadRun:
 
     def wait_done(self, timeout: float) -> None:
         """Wait until the shape has run to its end (Locust exits by itself)."""
-        deadline = time.monotonic() + timeout
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with contextlib.suppress(WaitTimeoutError):
+            wait_until("the load shape's end", lambda: not self.running(), timeout=timeout, interval=0.2,
+                       max_interval=0.2)
 
     def stop(self) -> None:
         """Stop every Locust process (gracefully, then by force); idempotent."""
@@ -241,15 +238,10 @@ class LoadRun:
         for proc in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, signal.SIGTERM)  # all at once: the master waits for its workers
         deadline = time.monotonic() + 15
         for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+            procs.stop_group(proc, grace=deadline - time.monotonic())
 
     def outcome(self) -> LoadOutcome:
         """Samples and completeness, after :meth:`stop` (or once Locust ended)."""

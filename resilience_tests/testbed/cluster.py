@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from resilience_tests import procs
 from resilience_tests.errors import (
     BinariesMissingError,
     ResilienceError,
@@ -33,7 +34,7 @@ from resilience_tests.errors import (
 )
 from resilience_tests.labels import HEARTBEAT_LABEL, NODE_KIND_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
-from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, procs
+from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.nodeconfigs import RealNode, plan
 from resilience_tests.testbed.realnodes import RealNodes
@@ -162,7 +163,7 @@ class LocalCluster:
     def _control_plane_running(self) -> dict[str, int]:
         alive = {}
         for name, pid in self.kwokctl.pids().items():
-            if Path(f"/proc/{pid}").exists() and str(self.kwokctl.cluster_dir) in procs.cmdline(pid):
+            if str(self.kwokctl.cluster_dir) in procs.cmdline(pid):
                 alive[name] = pid
         return alive
 
@@ -505,14 +506,8 @@ class LocalCluster:
     # ------------------------------------------------------------------ measurement
     def memory_rss_bytes(self) -> int:
         """Resident memory of every process of the cluster, summed."""
-        total = 0
-        pids = {*self._control_plane_running().values(), *self._own_running().values(), *self.real.pids()}
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        return total
+        return procs.rss_bytes([*self._control_plane_running().values(), *self._own_running().values(),
+                                *self.real.pids()])
 
 
 def _printer(enabled: bool) -> _Say:

@@ -43,10 +43,11 @@ from pathlib import Path
 
 import yaml
 
+from resilience_tests import procs
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.labels import NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
 from resilience_tests.net import free_port
-from resilience_tests.testbed import cgroups, hostnet, procs, storage
+from resilience_tests.testbed import cgroups, hostnet, storage
 from resilience_tests.testbed.hostnet import RECORDED_SYSCTLS, run
 from resilience_tests.testbed.nodeconfigs import (
     CNI_BIN,

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from resilience_tests import procs
 from resilience_tests.errors import TestbedError
-from resilience_tests.testbed import procs
 from resilience_tests.testbed.pki import Authority
 
 STORAGE_CLASS = "node-local"

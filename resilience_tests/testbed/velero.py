@@ -23,9 +23,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from resilience_tests import procs
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.net import free_port
-from resilience_tests.testbed import procs
 from resilience_tests.waiting import wait_until
 
 AWS_PLUGIN = "github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws"

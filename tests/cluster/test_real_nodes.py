@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from resilience_tests import procs
 from resilience_tests.chaos import Chaos
 from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.cluster.timeline import Timeline
 from resilience_tests.faults.base import FaultError
-from resilience_tests.testbed import procs
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.testbed.images import DEMO_IMAGE
 from resilience_tests.testbed.topology import Topology

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resilience_tests.testbed import procs
+from resilience_tests import procs
 
 
 def _sleeper(tmp_path: Path) -> procs.ProcessRecord:
