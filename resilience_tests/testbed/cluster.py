@@ -1,9 +1,8 @@
 """The local cluster: launch, inspect, fail and restore nodes, tear down.
 
-The control plane comes from kwokctl (``kwokctl.py``); this module adds what
-kwokctl cannot do for us: a kwok controller that manages only nodes carrying
-``resilience-tests.io/heartbeat=on`` (so taking that label away is a real
-heartbeat loss), the zone-labelled simulated nodes, leftover detection and
+A façade over its parts: the control plane (``controlplane.py``: kwokctl's components and the kwok
+controller), the simulated nodes (``simnodes.py``), the real nodes (``realnodes.py``) and Velero
+(``velero.py``). It holds what joins them: the topology, one lock per cluster name, leftover detection and
 the failure hooks faults use.
 """
 
@@ -12,57 +11,30 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from resilience_tests import procs
-from resilience_tests.errors import (
-    BinariesMissingError,
-    ResilienceError,
-    TestbedError,
-    UsageError,
-    WaitTimeoutError,
-)
-from resilience_tests.labels import HEARTBEAT_LABEL, NODE_KIND_LABEL, ZONE_LABEL
-from resilience_tests.net import free_port
-from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build
+from resilience_tests.errors import BinariesMissingError, ResilienceError, TestbedError, UsageError
+from resilience_tests.testbed import DEFAULT_CLUSTER_NAME, build, simnodes
+from resilience_tests.testbed.controlplane import ControlPlane
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
 from resilience_tests.testbed.nodeconfigs import RealNode, plan
 from resilience_tests.testbed.realnodes import RealNodes
-from resilience_tests.testbed.topology import SIM_POD_CIDR, Topology, node_list
-from resilience_tests.waiting import wait_until
+from resilience_tests.testbed.simnodes import NodeState
+from resilience_tests.testbed.topology import Topology
 
 DEFAULT_NAME = DEFAULT_CLUSTER_NAME
-# Enough workers that lease renewals keep up with 1,000 nodes on 2 cores.
-KWOK_CONFIGURATION = {
-    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-    "kind": "KwokConfiguration",
-    "options": {"nodeLeaseParallelism": 16, "nodePlayStageParallelism": 8, "podPlayStageParallelism": 16},
-}
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 _Say = Callable[[str], None]
 
-
-@dataclass(frozen=True)
-class NodeState:
-    """One node as ``status`` reports it."""
-
-    name: str
-    zone: str
-    ready: str
-    heartbeat: str
-    kind: str
-    taints: tuple[str, ...] = ()
+__all__ = ["DEFAULT_NAME", "ClusterStatus", "LocalCluster", "NodeState"]
 
 
 @dataclass(frozen=True)
@@ -97,14 +69,19 @@ class LocalCluster:
         self.binaries = binaries or build.bin_dir()
         self.root = root or build.cache_root()
         self.run_dir = self.root / "clusters" / name
-        self.kwokctl = Kwokctl(self.binaries, self.root / "kwok", name)
+        self.control = ControlPlane(name, self.binaries, self.root, self.run_dir)
         self.real = RealNodes(name, self.run_dir, self.binaries, self.kubeconfig)
 
     # ------------------------------------------------------------------ paths
     @property
     def kubeconfig(self) -> Path:
         """Admin kubeconfig of the cluster."""
-        return self.kwokctl.kubeconfig
+        return self.control.kubeconfig
+
+    @property
+    def kwokctl(self) -> Kwokctl:
+        """kwokctl of this cluster."""
+        return self.control.kwokctl
 
     @property
     def context(self) -> str:
@@ -137,39 +114,11 @@ class LocalCluster:
                 ) from None
             yield
 
-    # ------------------------------------------------------------------ kubectl
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         """Run kubectl against this cluster and return its stdout."""
-        cmd = [str(self.binaries / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        try:
-            proc = subprocess.run(
-                cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TestbedError(f"kubectl {' '.join(args[:3])} did not answer in {timeout:.0f} s") from exc
-        if proc.returncode != 0:
-            raise TestbedError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[:500]}")
-        return proc.stdout
-
-    def _api_ready(self) -> bool:
-        if not self.kubeconfig.exists():
-            return False
-        try:
-            return self.kubectl("get", "--raw", "/readyz", "--request-timeout=3s", timeout=6).strip() == "ok"
-        except TestbedError:
-            return False
+        return self.control.kubectl(*args, stdin=stdin, timeout=timeout)
 
     # ------------------------------------------------------------------ state
-    def _control_plane_running(self) -> dict[str, int]:
-        alive = {}
-        for name, pid in self.kwokctl.pids().items():
-            if str(self.kwokctl.cluster_dir) in procs.cmdline(pid):
-                alive[name] = pid
-        return alive
-
-    def _own_running(self) -> dict[str, int]:
-        return {r.name: r.pid for r in procs.records(self.run_dir) if procs.is_running(r)}
-
     def state(self) -> str:
         """``absent``, ``running`` (healthy) or ``stale`` (leftovers of a crashed run).
 
@@ -177,7 +126,7 @@ class LocalCluster:
         20 s to answer before the cluster counts as stale: ``up`` tears stale clusters down
         (or, when only real nodes lost a process, restarts just those).
         """
-        if not self.kwokctl.cluster_dir.exists() and not self.run_dir.exists():
+        if not self.control.exists() and not self.run_dir.exists():
             return "absent"
         topology = self._saved_topology()
         if not self._control_plane_healthy() or (topology and topology.real_nodes and not self.real.healthy()):
@@ -185,15 +134,7 @@ class LocalCluster:
         return "running"
 
     def _control_plane_healthy(self) -> bool:
-        expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-        alive = expected <= set(self._control_plane_running()) and "kwok" in self._own_running()
-        if not (alive and self._saved_topology()):
-            return False
-        try:
-            wait_until("API server answering /readyz", self._api_ready, timeout=20, interval=0.5)
-        except WaitTimeoutError:
-            return False
-        return True
+        return self._saved_topology() is not None and self.control.healthy()
 
     # ------------------------------------------------------------------ up / down
     def up(self, topology: Topology, *, port: int = 0, timeout: float = 120, log: bool = True) -> Path:
@@ -255,13 +196,12 @@ class LocalCluster:
     def _start(self, topology: Topology, port: int, timeout: float, say: _Say) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)  # logs, pid files and the real nodes' keys
-        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (kwokctl)")
         timings = Timings.for_nodes(len(topology.node_names()))
-        self.kwokctl.create(port, timeout, timings)
-        say(f"starting the kwok controller ({timings.name} heartbeat timings)")
-        self._start_kwok(timings)
+        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (kwokctl) and the kwok "
+            f"controller ({timings.name} heartbeat timings)")
+        self.control.start(port, timeout, timings)
         say(f"registering {len(topology.node_names())} simulated nodes in {topology.zones} zones")
-        self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(node_list(topology)), timeout=300)
+        simnodes.register(self.kubectl, topology)
         self._topology_file.write_text(json.dumps(topology.to_json()))
         self.wait_nodes_ready(topology.node_names(), timeout=max(60.0, len(topology.node_names()) / 10))
         if topology.real_nodes:
@@ -303,29 +243,6 @@ class LocalCluster:
                 raise UsageError(f"cluster {name!r} already has real nodes (one cluster per machine can)",
                                  hint=f"run `resilience cluster down --name {name}` first, or pass --real-nodes 0")
 
-    def _start_kwok(self, timings: Timings) -> None:
-        stages = self.run_dir / "stages.yaml"
-        parts = [json.dumps(KWOK_CONFIGURATION)]
-        parts += [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
-                  for f in ("nodes.yaml", "pods.yaml")]
-        stages.write_text("\n---\n".join(parts))
-        port = free_port()
-        argv = [
-            str(self.binaries / "kwok"),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--config={stages}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-label-selector={HEARTBEAT_LABEL}=on",
-            "--node-ip=127.0.0.1",
-            f"--cidr={SIM_POD_CIDR}",
-            f"--node-lease-duration-seconds={timings.lease_seconds}",
-            f"--server-address=127.0.0.1:{port}",
-            f"--node-port={port}",
-        ]
-        record = procs.start("kwok", argv, run_dir=self.run_dir, marker=str(stages))
-        if not procs.survived_start(record):
-            raise TestbedError(f"kwok exited at start:\n{procs.log_tail(record.log)}")
-
     def start_velero(self) -> None:
         """Run Velero and its object store as host processes (:mod:`resilience_tests.testbed.velero`); stopped
         by :meth:`stop_velero` or with the cluster."""
@@ -353,25 +270,14 @@ class LocalCluster:
 
     def _teardown(self) -> None:
         errors = self.real.teardown()
-        for record in procs.records(self.run_dir):
-            procs.stop(record, self.run_dir)
-        try:
-            self.kwokctl.delete()
-        except TestbedError as exc:
-            errors.append(str(exc))
-        # Whatever kwokctl could not stop (e.g. its state was half-written).
-        for pid in self._control_plane_running().values():
-            _kill_pid(pid)
-        shutil.rmtree(self.kwokctl.cluster_dir, ignore_errors=True)
+        errors += self.control.teardown()
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        if self._control_plane_running() or errors:
+        if errors:
             raise TestbedError(f"could not stop every process of cluster {self.name!r}: {'; '.join(errors)}")
 
     def _failure_logs(self) -> str:
         chunks = []
-        logs = [Path(r.log) for r in procs.records(self.run_dir) + procs.records(self.real.dir)]
-        logs += sorted(self.kwokctl.logs_dir().glob("*.log"))
-        for path in logs:
+        for path in [*self.control.logs(), *(Path(r.log) for r in procs.records(self.real.dir))]:
             tail = procs.log_tail(path, 6)
             if tail:
                 chunks.append(f"--- {path} (last lines)\n{tail}")
@@ -383,17 +289,16 @@ class LocalCluster:
         state = self.state()
         if state == "absent":
             return ClusterStatus(name=self.name, state=state)
-        processes = {**self._control_plane_running(), **self._own_running(), **self.real.running()}
+        processes = {**self.control.running(), **self.real.running()}
         nodes: tuple[NodeState, ...] = ()
         problem = ""
-        if self._api_ready():
+        if self.control.api_ready():
             nodes = tuple(self.nodes())
         else:
             problem = "the API server does not answer"
         if state == "stale" and not problem:
-            expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
-            expected |= set(self.real.expected_processes())
-            problem = "some processes are missing: " + ", ".join(sorted(expected - set(processes)))
+            missing = [*self.control.missing(), *sorted(set(self.real.expected_processes()) - set(processes))]
+            problem = "some processes are missing: " + ", ".join(missing)
         return ClusterStatus(
             name=self.name, state=state, kubeconfig=str(self.kubeconfig), topology=self._saved_topology(),
             processes=processes, nodes=nodes, problem=problem,
@@ -401,32 +306,11 @@ class LocalCluster:
 
     def nodes(self) -> list[NodeState]:
         """Current nodes with zone, Ready condition, heartbeat label and taints."""
-        data = json.loads(self.kubectl("get", "nodes", "-o", "json"))
-        result = []
-        for item in data["items"]:
-            labels = item["metadata"].get("labels", {})
-            ready = next((c["status"] for c in item.get("status", {}).get("conditions", [])
-                          if c["type"] == "Ready"), "Unknown")
-            taints = tuple(f"{t['key']}:{t['effect']}" for t in item.get("spec", {}).get("taints", []))
-            result.append(NodeState(
-                name=item["metadata"]["name"], zone=labels.get(ZONE_LABEL, ""), ready=ready,
-                heartbeat=labels.get(HEARTBEAT_LABEL, ""),
-                kind=labels.get(NODE_KIND_LABEL, ""), taints=taints,
-            ))
-        return result
+        return simnodes.nodes(self.kubectl)
 
     def wait_nodes_ready(self, names: list[str], *, timeout: float = 60, ready: bool = True) -> None:
         """Wait until every node in ``names`` is Ready (or, with ready=False, not Ready)."""
-        wanted = "True" if ready else "not True"
-        left: list[str] = list(names)
-
-        def probe() -> bool:
-            by_name = {n.name: n for n in self.nodes()}
-            left[:] = [n for n in names if n not in by_name or ((by_name[n].ready == "True") != ready)]
-            return not left
-
-        wait_until(f"nodes becoming Ready={wanted}", probe, timeout=timeout,
-                   pending=lambda: f"{len(left)} node(s): {', '.join(left[:8])}")
+        simnodes.wait_ready(self.kubectl, names, timeout=timeout, ready=ready)
 
     # ------------------------------------------------------------------ failure hooks
     def _require_running(self) -> Topology:
@@ -453,7 +337,7 @@ class LocalCluster:
         """
         real, simulated = self._split(names)
         self.real.freeze(real)
-        self._set_heartbeat(simulated, "off")
+        simnodes.set_heartbeat(self.kubectl, simulated, "off")
 
     def restore_nodes(self, names: list[str], *, timeout: float = 60) -> None:
         """Resume the heartbeat of ``names`` and wait until they are Ready.
@@ -464,16 +348,10 @@ class LocalCluster:
         marked not-ready during the outage turn ready again.
         """
         real, simulated = self._split(names)
-        self._set_heartbeat(simulated, "on")
+        simnodes.set_heartbeat(self.kubectl, simulated, "on")
         self.real.thaw(real)
         self.wait_nodes_ready(names, timeout=timeout)
-        pods = json.loads(self.kubectl("get", "pods", "-A", "-o", "json"))["items"]
-        stamp = f"resilience-tests.io/resync={time.time():.0f}"
-        for pod in pods:
-            if pod["spec"].get("nodeName") in names:
-                meta = pod["metadata"]
-                with contextlib.suppress(TestbedError):  # gone meanwhile
-                    self.kubectl("annotate", "pod", "-n", meta["namespace"], meta["name"], stamp, "--overwrite")
+        simnodes.resync_pods(self.kubectl, names)
 
     def _split(self, names: list[str]) -> tuple[list[RealNode], list[str]]:
         """Split ``names`` into real nodes and the rest (unknown names are rejected)."""
@@ -485,10 +363,6 @@ class LocalCluster:
                              hint=f"known nodes: {', '.join(sorted(known)[:12])}")
         real = {n.name: n for n in self.real.recorded()}
         return [real[n] for n in names if n in real], [n for n in names if n not in real]
-
-    def _set_heartbeat(self, names: list[str], value: str) -> None:
-        if names:
-            self.kubectl("label", "nodes", *names, f"{HEARTBEAT_LABEL}={value}", "--overwrite")
 
     def load_image(self, archive: Path) -> list[str]:
         """Import an image archive into every real node; returns the node names."""
@@ -506,8 +380,7 @@ class LocalCluster:
     # ------------------------------------------------------------------ measurement
     def memory_rss_bytes(self) -> int:
         """Resident memory of every process of the cluster, summed."""
-        return procs.rss_bytes([*self._control_plane_running().values(), *self._own_running().values(),
-                                *self.real.pids()])
+        return procs.rss_bytes([*self.control.running().values(), *self.real.pids()])
 
 
 def _printer(enabled: bool) -> _Say:
@@ -516,11 +389,6 @@ def _printer(enabled: bool) -> _Say:
             print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     return say
-
-
-def _kill_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _check_port_free(port: int) -> None:
