@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from resilience_tests.cluster.kube import Kube, Workload
 from resilience_tests.cluster.leases import RunLease
+from resilience_tests.cluster.selection import SelectionError, parse_label_selector, parse_workload
 from resilience_tests.errors import UsageError
 from resilience_tests.experiment.journal import Journal
 from resilience_tests.experiment.model import Experiment, load_experiment, parse_experiment
@@ -55,11 +56,17 @@ class Chaos:
         ns = namespace or self.namespace or "default"
         target: Workload | None = None
         if workload:
-            kind, _, name = workload.partition("/")
+            try:
+                kind, name = parse_workload(workload)
+            except SelectionError as exc:
+                raise UsageError(exc.message, hint=exc.hint) from None
             target = Workload(kind, ns, name)
-        sel = selector or (self.kube.workload_selector(target) if target else "")
+        try:
+            labels = parse_label_selector(selector) or (self.kube.workload_labels(target) if target else {})
+        except SelectionError as exc:
+            raise UsageError(exc.message, hint=exc.hint) from None
         ctx = FaultContext(kube=self.kube, namespace=ns, run_id=self.run_id, max_nodes=max_nodes,
-                           max_pods=max_pods, target_selector=sel, workload=target,
+                           max_pods=max_pods, target_labels=labels, workload=target,
                            allow_control_plane=allow_control_plane, allow_kube_system=allow_kube_system,
                            seed=self.seed)
         fault = factory(fault_params, ctx)

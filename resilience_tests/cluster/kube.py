@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError
 
 from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_client, api_message
 from resilience_tests.cluster.resources import Resources
-from resilience_tests.cluster.selection import NodeInfo, PodInfo
+from resilience_tests.cluster.selection import NodeInfo, PodInfo, selector_text
 from resilience_tests.errors import ResilienceError
 
 
@@ -264,16 +264,15 @@ class Kube:
                 return []
             raise
 
-    def workload_selector(self, workload: Workload) -> str:
-        """The label selector of a workload, as a string; NotFound if the workload does not exist."""
+    def workload_labels(self, workload: Workload) -> dict[str, str]:
+        """The labels a workload selects its pods by (its matchLabels); NotFound if it does not exist."""
         try:
             obj = self.read_workload(workload)
         except ApiException as exc:
             if exc.status == 404:
                 raise NotFound(f"{workload} does not exist") from None
             raise
-        labels = obj.spec.selector.match_labels or {}
-        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return dict(obj.spec.selector.match_labels or {})
 
     def read_workload(self, workload: Workload) -> Any:
         """The workload object (client model)."""
@@ -333,7 +332,7 @@ class Kube:
 
     def stuck_pods(self, workload: Workload) -> list[str]:
         """Pods of ``workload`` whose containers cannot start (image pull errors, crash loops), one line each."""
-        selector = self.workload_selector(workload)
+        selector = selector_text(self.workload_labels(workload))
         items = raw_list(self.raw.core.list_namespaced_pod, workload.namespace, label_selector=selector)["items"]
         return [line for pod in items for line in stuck_reasons(pod)]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -101,6 +101,18 @@ class NodeSelector(Amount):
     prefer_target_pods: bool = True
 
 
+WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
+
+
+def parse_workload(text: str) -> tuple[str, str]:
+    """``Deployment/web`` -> ``("deployment", "web")``: the one parser of a workload's ``KIND/NAME``."""
+    kind, _, name = text.partition("/")
+    if kind.lower() not in WORKLOAD_KINDS or not name or "/" in name:
+        raise SelectionError(f"workload must be KIND/NAME with KIND one of {', '.join(WORKLOAD_KINDS)}, "
+                             f"not {text!r}", hint="e.g. deployment/web")
+    return kind.lower(), name
+
+
 def parse_label_selector(text: str | None) -> dict[str, str]:
     """``"app=web,tier=front"`` -> ``{"app": "web", "tier": "front"}`` (equality selectors only)."""
     result: dict[str, str] = {}
@@ -111,6 +123,11 @@ def parse_label_selector(text: str | None) -> dict[str, str]:
                                  hint='write selectors like "app=web,tier=front"')
         result[key.strip()] = value.strip().lstrip("=")
     return result
+
+
+def selector_text(labels: Mapping[str, str]) -> str:
+    """``{"app": "web"}`` -> ``"app=web"``: the form the API server's ``labelSelector`` takes."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from resilience_tests import strictyaml
+from resilience_tests.cluster.selection import SelectionError, parse_workload
 from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadSpec
@@ -20,7 +21,6 @@ from resilience_tests.schema import Duration, Model, explain
 from resilience_tests.sla.checks import LOAD_CHECKS, Check, GracefulShutdown, RecoveryTime, SurvivesZoneLoss
 from resilience_tests.sla.evidence import window_problem
 
-WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
 MAX_FAULTS = 200
 
 
@@ -52,10 +52,11 @@ class Target(Model):
     def _kind_slash_name(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        kind, _, name = value.partition("/")
-        if kind.lower() not in WORKLOAD_KINDS or not name:
-            raise ValueError(f"workload must be KIND/NAME with KIND one of {', '.join(WORKLOAD_KINDS)}")
-        return f"{kind.lower()}/{name}"
+        try:
+            kind, name = parse_workload(value)
+        except SelectionError as exc:
+            raise ValueError(exc.message) from None
+        return f"{kind}/{name}"
 
     @property
     def workload_kind(self) -> str | None:

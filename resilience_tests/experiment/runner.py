@@ -145,10 +145,10 @@ class Runner:
             if target.workload_kind and target.workload_name else None
         if not self.kube.namespace_exists(namespace):
             raise PreflightError(f"namespace {namespace!r} does not exist", hint="create it or fix target.namespace")
-        selector = target.selector or ""
+        labels = parse_label_selector(target.selector)
         if workload is not None:
             try:
-                selector = selector or self.kube.workload_selector(workload)
+                labels = labels or self.kube.workload_labels(workload)
             except NotFound:
                 raise PreflightError(f"{workload} does not exist", hint="fix target.workload") from None
 
@@ -163,7 +163,7 @@ class Runner:
 
         guard = exp.guardrails
         return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
-                            max_pods=guard.max_pods, target_selector=selector, workload=workload,
+                            max_pods=guard.max_pods, target_labels=labels, workload=workload,
                             allow_kube_system=guard.allow_kube_system,
                             allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record,
                             budget=Budget(guard.max_nodes, guard.max_pods), acts=acts)
@@ -350,7 +350,7 @@ class Runner:
         if exp.load is None:
             return None
         url = exp.load.url or exp.target.url or service_url(
-            self.kube.services(ctx.namespace), parse_label_selector(ctx.target_selector),
+            self.kube.services(ctx.namespace), dict(ctx.target_labels),
             ctx.namespace, self.kube.server, self.kube.ingresses(ctx.namespace))
         base = Path(exp.source).parent if exp.source and exp.source != "<memory>" else None
         if self.results_dir is not None:
@@ -368,7 +368,7 @@ class Runner:
             zero=result.zero,
             samples=list(outcome.samples) if outcome else [], records=list(result.records),
             faults=list(result.windows),
-            snapshot=result.snapshot, selector=parse_label_selector(ctx.target_selector),
+            snapshot=result.snapshot, selector=dict(ctx.target_labels),
             load_complete=None if outcome is None else outcome.complete,
             load_problem=outcome.problem if outcome else "", audit=audit, audit_at=audit_at)
 

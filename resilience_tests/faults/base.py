@@ -9,7 +9,7 @@ Built-in and third-party faults are registered the same way, through the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -42,7 +42,7 @@ class FaultContext:
     run_id: str
     max_nodes: int
     max_pods: int
-    target_selector: str = ""
+    target_labels: Mapping[str, str] = field(default_factory=dict)  # the target's pods (its selector)
     workload: Workload | None = None
     allow_kube_system: bool = False
     allow_control_plane: bool = False
@@ -53,6 +53,14 @@ class FaultContext:
     # Called by a fault right before the act that the workload feels (after choosing what to touch and writing
     # its ledger): the fault's window starts there, so its preparation is not judged as part of the fault.
     acts: Callable[[], None] = field(default=lambda: None)
+
+
+    @property
+    def target_selector(self) -> str:
+        """The target's label selector in the API server's form (``app=web``; '' for every pod)."""
+        from resilience_tests.cluster.selection import selector_text
+
+        return selector_text(self.target_labels)
 
 
 @runtime_checkable
@@ -109,14 +117,16 @@ def workload_from(text: str | None, ctx: FaultContext) -> Workload | None:
     """The workload a fault names (``deployment/web``), else the experiment target's; a workload in kube-system
     only with ``guardrails.allow_kube_system``."""
     from resilience_tests.cluster.kube import Workload
+    from resilience_tests.cluster.selection import SelectionError, parse_workload
 
     if not text:
         workload = ctx.workload
     else:
-        kind, _, name = text.partition("/")
-        if kind.lower() not in ("deployment", "statefulset", "daemonset") or not name:
-            raise FaultError(f"workload {text!r} is not KIND/NAME", hint="e.g. deployment/web")
-        workload = Workload(kind.lower(), ctx.namespace, name)
+        try:
+            kind, name = parse_workload(text)
+        except SelectionError as exc:
+            raise FaultError(exc.message, hint=exc.hint) from None
+        workload = Workload(kind, ctx.namespace, name)
     if workload is not None and workload.namespace == "kube-system" and not ctx.allow_kube_system:
         raise FaultError(f"{workload.kind}/{workload.name} is in kube-system",
                          hint="set guardrails.allow_kube_system: true to touch it")

@@ -9,8 +9,10 @@ from resilience_tests.cluster.selection import (
     PodInfo,
     SelectionError,
     parse_label_selector,
+    parse_workload,
     select_nodes,
     select_pods,
+    selector_text,
 )
 
 ZONE = "topology.kubernetes.io/zone"
@@ -113,3 +115,16 @@ def test_losing_a_node_disrupts_its_pods_but_not_daemonsets_and_kube_system_need
     with pytest.raises(SelectionError, match="drain of n1 would disrupt kube-system pods: kube-system/coredns-1"):
         node_pods(dns, allow_kube_system=False, what="drain of n1")
     assert len(node_pods(dns, allow_kube_system=True, what="x")) == 2
+
+
+@pytest.mark.parametrize("text", ["pod/web", "deployment/", "web", "deployment/a/b", ""])
+def test_a_workload_that_is_not_kind_slash_name_is_refused_saying_the_form(text: str) -> None:
+    with pytest.raises(SelectionError, match="workload must be KIND/NAME with KIND one of deployment, statefulset"):
+        parse_workload(text)
+
+
+def test_workloads_and_selectors_parse_once_and_print_in_the_api_servers_form() -> None:
+    assert parse_workload("StatefulSet/db") == ("statefulset", "db")
+    labels = parse_label_selector("tier=front, app=web")
+    assert labels == {"app": "web", "tier": "front"} and selector_text(labels) == "app=web,tier=front"
+    assert selector_text({}) == ""
