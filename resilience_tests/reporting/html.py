@@ -8,6 +8,8 @@ carried between runs in ``reports/history.jsonl`` so a nightly job's report show
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -16,13 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.errors import ResilienceError, UsageError, WaitTimeoutError
 from resilience_tests.reporting import summary
 from resilience_tests.reporting.allure import allure3_categories
 from resilience_tests.reporting.results import ALLURE_RESULTS, HISTORY_FILE, HTML_DIR, SUMMARY_FILE
+from resilience_tests.waiting import wait_until
 
 PINNED = Path(__file__).parent / "allure3"
 INSTALL_HINT = "run `python3 -m resilience_tests.reporting.html --install` (or scripts/setup)"
@@ -123,6 +127,27 @@ def find_results(path: Path | None, reports: Path = Path("reports")) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def history_lock(history: Path, *, timeout: float = GENERATE_TIMEOUT_S + 30) -> Iterator[None]:
+    """Hold the history file's lock: two reports built at once (two jobs sharing a reports folder) append to
+    the history one after the other instead of writing it together."""
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with open(history.with_name(history.name + ".lock"), "w") as handle:
+        def taken() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        try:
+            wait_until(f"the lock of {history}", taken, timeout=timeout, interval=0.2, max_interval=1.0)
+        except WaitTimeoutError:
+            raise ReportError(f"another report has been writing {history} for {timeout:.0f} s",
+                              hint="wait for it to finish, or pass another history file") from None
+        yield
+
+
 def build(results: Path, *, history: Path | None = None, name: str | None = None) -> Built:
     """Build ``<results>/html/index.html`` from ``<results>/allure-results``; history in ``history`` (default:
     ``history.jsonl`` next to the results folder)."""
@@ -150,9 +175,10 @@ def build(results: Path, *, history: Path | None = None, name: str | None = None
         tmp_out = Path(scratch) / "out"
         env = {**os.environ, "NO_COLOR": "1", "CI": "1"}
         try:
-            done = subprocess.run([str(tool), "generate", "--config", str(rc), "--output", str(tmp_out),
-                                   str(allure_results)], cwd=scratch, capture_output=True, text=True, env=env,
-                                  timeout=GENERATE_TIMEOUT_S)
+            with history_lock(history):
+                done = subprocess.run([str(tool), "generate", "--config", str(rc), "--output", str(tmp_out),
+                                       str(allure_results)], cwd=scratch, capture_output=True, text=True, env=env,
+                                      timeout=GENERATE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ReportError(f"the Allure tool did not finish in {GENERATE_TIMEOUT_S} s",
                               hint="try again; report the results folder if it keeps happening") from None
