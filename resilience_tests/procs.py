@@ -94,7 +94,7 @@ def start(
 
 def spawn(argv: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None,
           append: bool = False) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a session of its own (a Ctrl-C at the terminal does not reach it; :func:`stop_group`
+    """Start ``argv`` in a session of its own (a Ctrl-C at the terminal does not reach it; :func:`stop_groups`
     ends it with its children), its output to ``log``."""
     with open(log, "ab" if append else "wb") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -143,18 +143,22 @@ def stop(record: ProcessRecord, run_dir: Path, *, grace: float = 5.0) -> None:
     (run_dir / "pids" / f"{record.name}.json").unlink(missing_ok=True)
 
 
-def stop_group(proc: subprocess.Popen[bytes], *, grace: float) -> None:
-    """Stop a child started in its own session, with everything it started: SIGTERM to its process group, then
-    SIGKILL once ``grace`` seconds passed; reaps the child."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=max(0.1, grace))
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+def stop_groups(children: list[subprocess.Popen[bytes]], *, grace: float) -> None:
+    """Stop children started in sessions of their own, with everything they started: SIGTERM to every process
+    group at once (a parent may wait for its children), SIGKILL to the groups still there ``grace`` seconds
+    later; reaps the children."""
+    for child in children:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=5)
 
 
 def rss_bytes(pids: Iterable[int]) -> int:

@@ -126,8 +126,7 @@ class Kube:
     # ------------------------------------------------------------- reading
     def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
         """Pods of ``namespace`` matching a label selector."""
-        items = raw_list(self.raw.core.list_namespaced_pod, namespace, label_selector=selector or None)["items"]
-        return [pod_info(p) for p in items]
+        return [pod_info(p) for p in self.pod_objects(namespace, selector)]
 
     def pods_on_nodes(self, nodes: list[str]) -> list[PodInfo]:
         """Pods of every namespace bound to ``nodes``."""
@@ -153,7 +152,7 @@ class Kube:
         """All nodes."""
         return [NodeInfo(name=n["metadata"]["name"], labels=dict(n["metadata"].get("labels") or {}),
                          unschedulable=bool(n.get("spec", {}).get("unschedulable")))
-                for n in raw_list(self.raw.core.list_node)["items"]]
+                for n in self.node_objects()]
 
     def audit_objects(self, namespace: str) -> list[dict[str, Any]]:
         """What the resilience audit reads of a namespace, as the server sent it (each item with its kind):

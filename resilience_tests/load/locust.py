@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -235,13 +234,7 @@ class LoadRun:
         """Stop every Locust process (gracefully, then by force); idempotent."""
         if self.running():
             self._stopped_early = True
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)  # all at once: the master waits for its workers
-        deadline = time.monotonic() + 15
-        for proc in self.procs:
-            procs.stop_group(proc, grace=deadline - time.monotonic())
+        procs.stop_groups(self.procs, grace=15)
 
     def outcome(self) -> LoadOutcome:
         """Samples and completeness, after :meth:`stop` (or once Locust ended)."""

@@ -292,8 +292,9 @@ def terminations(records: list[PodRecord], window: Window) -> list[_Termination]
         term = found.get(record.pod)
         if term is None or term.exit_code is not None:
             continue
-        if state.exits:
-            container, code = max(state.exits.items(), key=lambda kv: kv[1])
+        exits = state.exits
+        if exits:
+            container, code = max(exits.items(), key=lambda kv: kv[1])
             term.exit_code, term.exited = code, record.t
             term.reason = state.containers[container].reason or ""
     return list(found.values())
