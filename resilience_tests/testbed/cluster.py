@@ -84,6 +84,11 @@ class LocalCluster:
         return self.control.kwokctl
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines, every write request at Metadata level)."""
+        return self.kwokctl.audit_log
+
+    @property
     def context(self) -> str:
         """Kube context name inside the kubeconfig."""
         return f"kwok-{self.name}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +96,30 @@ def apiserver_tls_args(pki: Path, etcd_port: int) -> tuple[dict[str, str], dict[
     return override, extra
 
 
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    # Every request that may change something, at Metadata level (who, verb, object; never a body, so no
+    # Secret value lands in the log); reads are not logged (they are most of the traffic).
+    "rules": [{"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+              {"level": "None"}],
+}
+"""The API server's audit policy: the log is what proves a refused input wrote nothing."""
+
+
+def audit_args(folder: Path) -> dict[str, str]:
+    """kube-apiserver flags for a JSON-lines audit log of every write, ``folder/audit.log`` (rotated at
+    100 MB, 2 old files kept), with the policy written beside it."""
+    policy = folder / "audit-policy.json"
+    policy.write_text(json.dumps(AUDIT_POLICY))
+    return {"audit-policy-file": str(policy), "audit-log-path": str(folder / "audit.log"),
+            "audit-log-format": "json", "audit-log-maxsize": "100", "audit-log-maxbackup": "2",
+            "audit-log-mode": "blocking"}
+
+
 def config_document(binaries: Path, port: int, timings: Timings, pki: Path,
-                    etcd_ports: tuple[int, int]) -> dict[str, object]:
-    """The KwokctlConfiguration used to create the control plane (``pki``: where kwokctl writes its CA)."""
+                    etcd_ports: tuple[int, int], audit: dict[str, str] | None = None) -> dict[str, object]:
+    """The KwokctlConfiguration used to create the control plane (``pki``: where kwokctl writes its CA;
+    ``audit``: the API server's audit flags, see :func:`audit_args`)."""
 
     def args(mapping: dict[str, str], *, override: bool = False) -> list[dict[str, object]]:
         if override:
@@ -134,7 +156,7 @@ def config_document(binaries: Path, port: int, timings: Timings, pki: Path,
         "componentsPatches": [
             {"name": "etcd", "extraArgs": args(etcd_override, override=True) + args(etcd_extra)},
             {"name": "kube-apiserver", "extraArgs": args(api_override, override=True)
-             + args({**timings.apiserver_args(), **api_extra})},
+             + args({**timings.apiserver_args(), **api_extra, **(audit or {})})},
             {"name": "kube-controller-manager", "extraArgs": args(timings.controller_manager_args())},
         ],
     }
@@ -184,8 +206,12 @@ class Kwokctl:
         config = self.workdir / f"{self.name}-kwokctl.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         etcd_ports = (free_port(), free_port())
+        audit_dir = self.workdir / f"{self.name}-audit"
+        audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in audit_dir.glob("audit*.log"):  # a new cluster starts a new log
+            old.unlink()
         config.write_text(json.dumps(config_document(self.binaries, port, timings, self.cluster_dir / "pki",
-                                                     etcd_ports), indent=2))
+                                                     etcd_ports, audit_args(audit_dir)), indent=2))
         self.run(
             "create", "cluster", "--config", str(config), "--kubeconfig", "",
             "--wait", f"{int(timeout)}s", "--timeout", f"{int(timeout)}s",
@@ -201,6 +227,7 @@ class Kwokctl:
         if self.cluster_dir.exists():
             # Its own kubeconfig, never the user's (an empty path is refused by delete).
             self.run("delete", "cluster", "--kubeconfig", str(self.kubeconfig), timeout=120)
+        shutil.rmtree(self.audit_log.parent, ignore_errors=True)
 
     def pids(self) -> dict[str, int]:
         """Pids of the control-plane processes, from kwokctl's pid files."""
@@ -211,6 +238,11 @@ class Kwokctl:
             except (OSError, ValueError):
                 continue
         return found
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event per line for every write request."""
+        return self.workdir / f"{self.name}-audit" / "audit.log"
 
     def logs_dir(self) -> Path:
         """Where kwokctl's components write their logs."""

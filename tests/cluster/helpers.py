@@ -171,3 +171,49 @@ def ctrl_c_reaches_it() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class AuditLog:
+    """The API server's audit log read from a mark on: what was written, read from the server itself rather
+    than from our own code (one JSON event per line, Metadata level, every write request)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def writes(self, *, namespace: str | None = None, user: str | None = None) -> list[dict[str, object]]:
+        """Write requests logged since the mark (optionally only those in ``namespace`` or made by ``user``)."""
+        import json
+
+        if not self.path.exists():
+            raise AssertionError(f"the API server's audit log {self.path} does not exist")
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            lines = handle.read().splitlines()
+        found = []
+        for line in lines:
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if event.get("verb") not in WRITE_VERBS or event.get("stage") != "ResponseComplete":
+                continue
+            if namespace is not None and ref.get("namespace") != namespace:
+                continue
+            if user is not None and (event.get("user") or {}).get("username") != user:
+                continue
+            found.append(event)
+        return found
+
+    @staticmethod
+    def describe(events: list[dict[str, object]]) -> str:
+        """``patch configmaps kube-system/x (200)`` per event, for an assertion message."""
+        out = []
+        for event in events:
+            ref = event.get("objectRef") or {}
+            assert isinstance(ref, dict)
+            code = (event.get("responseStatus") or {}).get("code")  # type: ignore[union-attr]
+            out.append(f"{event.get('verb')} {ref.get('resource')} {ref.get('namespace', '')}/{ref.get('name', '')}"
+                       f" ({code})")
+        return "; ".join(out)

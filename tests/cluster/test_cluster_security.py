@@ -29,7 +29,7 @@ from resilience_tests.testbed.pki import is_secret_file
 from resilience_tests.testbed.topology import Topology
 from resilience_tests.waiting import wait_until
 from tests.cluster import conftest
-from tests.cluster.helpers import answers, delete_namespace, deploy_demo, ready, running_pods
+from tests.cluster.helpers import AuditLog, answers, delete_namespace, deploy_demo, ready, running_pods
 from tests.cluster.host import host_state
 
 
@@ -194,6 +194,27 @@ def test_keys_and_kubeconfigs_are_readable_by_their_owner_only(local_cluster: Lo
     assert not loose
     for folder in [local_cluster.kubeconfig.parent / "pki", *folders]:
         assert not folder.stat().st_mode & 0o077, folder
+
+
+def test_the_api_server_logs_every_write_and_no_read(local_cluster: LocalCluster, core: client.CoreV1Api) -> None:
+    log = AuditLog(local_cluster.audit_log)
+    name = f"audited-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.list_namespaced_config_map(name)
+    core.delete_namespace(name)
+
+    def ours() -> list[dict[str, object]] | None:
+        found = [e for e in log.writes() if e["objectRef"].get("name") == name  # type: ignore[union-attr]
+                 and not e["objectRef"].get("subresource")]  # type: ignore[union-attr]
+        found = [e for e in found if found and e["user"] == found[0]["user"]]  # ours, not the controllers'
+        return found if [e["verb"] for e in found][-1:] == ["delete"] else None
+
+    events = wait_until("our create and delete in the audit log", ours, timeout=10)
+    assert [e["verb"] for e in events] == ["create", "delete"], AuditLog.describe(events)
+    assert all("requestObject" not in e and "responseObject" not in e for e in events)  # no body, no Secret value
+    raw = local_cluster.audit_log.read_text().splitlines()
+    assert raw and not [line for line in raw if '"verb":"list"' in line or '"verb":"get"' in line]
+    assert not local_cluster.audit_log.parent.stat().st_mode & 0o077
 
 
 def test_a_connection_to_etcd_without_tls_gets_nothing(local_cluster: LocalCluster) -> None:
