@@ -5,12 +5,15 @@
             ...  # observe
         result = chaos.run("experiments/drain.yaml")
 
-Everything injected is reverted when the block ends, and at the latest at teardown.
+Everything injected is reverted when the block ends, and at the latest at teardown. Every fault of one
+:class:`Chaos` works under one guard: ``max_nodes`` and ``max_pods`` count every fault it injects (every pod a
+drain, a node or zone failure disrupts, every pod a scale-up adds), as ``guardrails`` do for an experiment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,28 +27,62 @@ from resilience_tests.errors import UsageError
 from resilience_tests.experiment.journal import Journal
 from resilience_tests.experiment.model import Experiment, load_experiment, parse_experiment
 from resilience_tests.experiment.runner import Runner, new_run_id
-from resilience_tests.faults.base import Fault, FaultContext, FaultFactory
+from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Guard, new_guard
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.schema import explain
 
 
 class Chaos:
-    """Injects faults into one cluster and reverts them all at the end."""
+    """Injects faults into one cluster and reverts them all at the end.
+
+    Args:
+        kube: the cluster.
+        registry: fault type -> fault class.
+        seed: seed of every random choice.
+        namespace: the namespace of faults that name none.
+        max_nodes: distinct nodes all the faults it injects may touch (``guardrails.max_nodes``).
+        max_pods: pods all the faults it injects may disrupt or add (``guardrails.max_pods``).
+        allow_kube_system: the default of :meth:`inject`'s ``allow_kube_system``.
+        allow_control_plane: the default of :meth:`inject`'s ``allow_control_plane``.
+    """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, max_nodes: int = 1, max_pods: int = 10,
+                 allow_kube_system: bool = False, allow_control_plane: bool = False) -> None:
         self.kube = kube
         self.registry = registry
         self.seed = seed
         self.namespace = namespace
         self.run_id = new_run_id("chaos")
+        self.guard: Guard = new_guard(max_nodes=max_nodes, max_pods=max_pods, allow_kube_system=allow_kube_system,
+                                      allow_control_plane=allow_control_plane)
         self._active: list[Fault] = []
         self._lease: RunLease | None = None
 
+    def _guard(self, max_nodes: int | None, max_pods: int | None, allow_kube_system: bool | None,
+               allow_control_plane: bool | None) -> Guard:
+        """The guard of one fault: this helper's budget (with new limits if given: they stay for the faults
+        after it, and what was counted stays counted) and the allowances given for this fault, else the
+        helper's."""
+        try:
+            self.guard.budget.limit(max_nodes=max_nodes, max_pods=max_pods)
+        except SelectionError as exc:
+            raise UsageError(exc.message, hint=exc.hint) from None
+        return dataclasses.replace(
+            self.guard,
+            allow_kube_system=self.guard.allow_kube_system if allow_kube_system is None else allow_kube_system,
+            allow_control_plane=self.guard.allow_control_plane if allow_control_plane is None
+            else allow_control_plane)
+
     def inject(self, fault_type: str, *, namespace: str | None = None, selector: str | None = None,
-               workload: str | None = None, max_nodes: int = 1, max_pods: int = 10,
-               allow_control_plane: bool = False, allow_kube_system: bool = False, **params: Any) -> Fault:
-        """Build, inject and remember a fault; it is reverted by :meth:`revert_all` if not before."""
+               workload: str | None = None, max_nodes: int | None = None, max_pods: int | None = None,
+               allow_control_plane: bool | None = None, allow_kube_system: bool | None = None,
+               **params: Any) -> Fault:
+        """Build, inject and remember a fault; it is reverted by :meth:`revert_all` if not before.
+
+        It takes from the helper's one budget, shared by every fault it injects: ``max_nodes`` and ``max_pods``,
+        when given, set that budget's limits from this fault on.
+        """
         if fault_type not in self.registry:
             raise UsageError(f"unknown fault type {fault_type!r}", hint=f"known: {', '.join(sorted(self.registry))}")
         factory = self.registry[fault_type]
@@ -65,10 +102,9 @@ class Chaos:
             labels = parse_label_selector(selector) or (self.kube.workload_labels(target) if target else {})
         except SelectionError as exc:
             raise UsageError(exc.message, hint=exc.hint) from None
-        ctx = FaultContext(kube=self.kube, namespace=ns, run_id=self.run_id, max_nodes=max_nodes,
-                           max_pods=max_pods, target_labels=labels, workload=target,
-                           allow_control_plane=allow_control_plane, allow_kube_system=allow_kube_system,
-                           seed=self.seed)
+        guard = self._guard(max_nodes, max_pods, allow_kube_system, allow_control_plane)
+        ctx = FaultContext(kube=self.kube, namespace=ns, run_id=self.run_id, guard=guard, target_labels=labels,
+                           workload=target, seed=self.seed)
         fault = factory(fault_params, ctx)
         if self._lease is None:  # held while faults are active, so cleanup leaves them to this helper
             self._lease = RunLease(self.kube, self.run_id).start()

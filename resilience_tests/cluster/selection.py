@@ -199,36 +199,57 @@ def _sample(items: list[_T], k: int, seed: int) -> list[_T]:
 
 @dataclass
 class Budget:
-    """What one experiment may touch in all: ``guardrails.max_nodes`` distinct nodes and ``max_pods`` distinct pods,
-    over every fault and every repeated round. Faults take from it before they act; safe across threads."""
+    """What one experiment (or one test's ``chaos`` helper) may touch in all: ``guardrails.max_nodes`` distinct
+    nodes and ``max_pods`` pods, over every fault and every repeated round. Pods count as distinct pods disrupted
+    (``namespace/name``) plus the pods a fault adds (a scale-up). Faults take from it before they act; safe across
+    threads."""
 
     max_nodes: int
     max_pods: int
     nodes: set[str] = field(default_factory=set)
     pods: set[str] = field(default_factory=set)
+    started: int = 0  # pods added by scale-ups (they have no name yet)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def take(self, what: str, *, nodes: Iterable[str] = (), pods: Iterable[str] = ()) -> None:
-        """Count ``nodes`` and ``pods`` (``namespace/name``) as touched by ``what``; raise SelectionError, taking
-        nothing, if the experiment would then exceed its guardrails."""
+    def take(self, what: str, *, nodes: Iterable[str] = (), pods: Iterable[str] = (), started: int = 0) -> None:
+        """Count ``nodes`` and ``pods`` (``namespace/name``) as touched by ``what``, and ``started`` pods as added
+        by it; raise SelectionError, taking nothing, if the experiment would then exceed its guardrails."""
         with self._lock:
-            all_nodes, all_pods = self.nodes | set(nodes), self.pods | set(pods)
+            all_nodes, all_pods, all_started = self.nodes | set(nodes), self.pods | set(pods), self.started + started
             if len(all_nodes) > self.max_nodes:
                 raise SelectionError(
                     f"{what} would bring the nodes this experiment touches to {len(all_nodes)} "
                     f"({', '.join(sorted(all_nodes))}), more than guardrails.max_nodes={self.max_nodes}",
                     hint="touch fewer nodes or raise guardrails.max_nodes (it counts every fault and round)")
-            if len(all_pods) > self.max_pods:
+            if len(all_pods) + all_started > self.max_pods:
+                verb = "disrupts or starts" if all_started else "disrupts"
                 raise SelectionError(
-                    f"{what} would bring the pods this experiment disrupts to {len(all_pods)}, more than "
-                    f"guardrails.max_pods={self.max_pods} (pods of every namespace on drained or failed nodes "
-                    "count)", hint="disrupt fewer pods or raise guardrails.max_pods (it counts every fault and round)")
-            self.nodes, self.pods = all_nodes, all_pods
+                    f"{what} would bring the pods this experiment {verb} to {len(all_pods) + all_started}, more "
+                    f"than guardrails.max_pods={self.max_pods} (pods of every namespace on drained or failed nodes "
+                    "count, and so do the pods a scale-up adds)",
+                    hint="disrupt fewer pods or raise guardrails.max_pods (it counts every fault and round)")
+            self.nodes, self.pods, self.started = all_nodes, all_pods, all_started
+
+    def limit(self, *, max_nodes: int | None = None, max_pods: int | None = None) -> None:
+        """Set new limits for what is still to come; what was counted stays counted. Raises SelectionError,
+        changing nothing, if a limit is negative or below what was already touched."""
+        with self._lock:
+            nodes = self.max_nodes if max_nodes is None else max_nodes
+            pods = self.max_pods if max_pods is None else max_pods
+            if nodes < 0 or pods < 0:
+                raise SelectionError(f"guardrails max_nodes={nodes}, max_pods={pods}: a limit cannot be negative",
+                                     hint="give 0 or more")
+            if len(self.nodes) > nodes or len(self.pods) + self.started > pods:
+                raise SelectionError(
+                    f"guardrails max_nodes={nodes}, max_pods={pods} are below what was already touched "
+                    f"({len(self.nodes)} nodes, {len(self.pods) + self.started} pods)",
+                    hint="keep the limits at least as high as what the earlier faults took")
+            self.max_nodes, self.max_pods = nodes, pods
 
     def reset(self) -> None:
         """Forget what was counted (the plan's counts were a preview; the run counts again)."""
         with self._lock:
-            self.nodes, self.pods = set(), set()
+            self.nodes, self.pods, self.started = set(), set(), 0
 
 
 def node_pods(pods: list[PodInfo], *, allow_kube_system: bool, what: str) -> list[PodInfo]:

@@ -31,13 +31,13 @@ from typing import Literal
 from resilience_tests.audit.model import Finding
 from resilience_tests.cluster.kube import Kube, NotFound, Workload
 from resilience_tests.cluster.leases import RunLease
-from resilience_tests.cluster.selection import Budget, NodeInfo, parse_label_selector
+from resilience_tests.cluster.selection import NodeInfo, parse_label_selector
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.errors import ResilienceError
 from resilience_tests.experiment.journal import ClusterFacts, FaultWindow, Journal, Phase
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.experiment.progress import Progress
-from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams
+from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, FaultParams, new_guard
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
@@ -161,12 +161,11 @@ class Runner:
             if self._acting:
                 self._acted.setdefault(self._acting, time.time())
 
-        guard = exp.guardrails
-        return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, max_nodes=guard.max_nodes,
-                            max_pods=guard.max_pods, target_labels=labels, workload=workload,
-                            allow_kube_system=guard.allow_kube_system,
-                            allow_control_plane=guard.allow_control_plane, seed=self.seed, record=record,
-                            budget=Budget(guard.max_nodes, guard.max_pods), acts=acts)
+        rails = exp.guardrails
+        guard = new_guard(max_nodes=rails.max_nodes, max_pods=rails.max_pods,
+                          allow_kube_system=rails.allow_kube_system, allow_control_plane=rails.allow_control_plane)
+        return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, guard=guard, target_labels=labels,
+                            workload=workload, seed=self.seed, record=record, acts=acts)
 
     def _build(self, exp: Experiment, ctx: FaultContext) -> list[tuple[FaultParams, Fault, list[str]]]:
         built = []
@@ -257,8 +256,7 @@ class Runner:
         ready = False
         try:
             result.facts = self._facts()
-            if ctx.budget is not None:
-                ctx.budget.reset()  # the plan's counts were a preview
+            ctx.budget.reset()  # the plan's counts were a preview
             if load is not None:
                 load.preflight()  # an unreachable target stops the experiment before anything is injected
             lease = RunLease(self.kube, run_id).start()  # while it is held, cleanup leaves this run alone

@@ -18,7 +18,10 @@ What each step saw is recorded on the timeline (``action`` records ``backup``, `
 where the checks ``rto``, ``restored-objects``, ``data-intact`` and ``rpo`` read it.
 
 The disaster is always undone: if no restore step brought the namespace back, its revert restores the backup.
-A disaster without a backup before it deletes nothing.
+A disaster without a backup before it deletes nothing. ``disaster`` and ``restore`` act on their namespace with
+admin power: one of the cluster's own namespaces is refused unless ``guardrails.allow_kube_system``, and
+``resilience-tests`` (where every run keeps its leases and safety records) always, when the step is built (so
+in the plan and the dry run) and again before it acts.
 """
 
 from __future__ import annotations
@@ -210,8 +213,14 @@ class Disaster:
         assert isinstance(params, DisasterParams)
         self.params, self.ctx = params, ctx
         self.struck = False
+        self._target()
+
+    def _target(self) -> str:
+        """The namespace it deletes from, if the guardrails allow it (else a one-line UsageError)."""
+        return self.ctx.guard.check_namespace(self.ctx.namespace, what="a disaster step on")
 
     def describe(self) -> list[str]:
+        self._target()
         what = {"namespace": f"delete namespace {self.ctx.namespace} and wait until it is gone",
                 "claims": f"delete the PersistentVolumeClaims of {self.ctx.namespace} and the target's pods "
                           "(their data goes with them)",
@@ -220,6 +229,7 @@ class Disaster:
         return [what, "on revert: if no restore step brought it back, restore the backup"]
 
     def inject(self) -> None:
+        self._target()  # before anything is read, recorded or deleted
         state = _state(self.ctx)
         archive: Archive | None = state.get("archive")
         if archive is None:
@@ -279,9 +289,15 @@ class Restore:
     def __init__(self, params: FaultParams, ctx: FaultContext) -> None:
         assert isinstance(params, RestoreParams)
         self.params, self.ctx = params, ctx
+        self._target()
         _state(ctx)["import"] = params.import_  # the disaster's safety copy imports with it too
 
+    def _target(self) -> str:
+        """The namespace it restores into, if the guardrails allow it (else a one-line UsageError)."""
+        return self.ctx.guard.check_namespace(self.ctx.namespace, what="a restore step into")
+
     def describe(self) -> list[str]:
+        self._target()
         how = ("with a Velero Restore of the backup" if _state(self.ctx).get("engine") == "velero"
                else "(dependency order, server-side apply)")
         steps = [f"restore the backup into {self.ctx.namespace} {how} and wait up to {self.params.timeout:.0f} s "
@@ -291,6 +307,7 @@ class Restore:
         return [*steps, "read the data probe until it answers; compare the objects with those before"]
 
     def inject(self) -> None:
+        self._target()  # before anything is applied
         state = _state(self.ctx)
         archive: Archive | None = state.get("archive")
         if archive is None:

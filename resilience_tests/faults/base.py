@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from resilience_tests.cluster.selection import Budget, selector_text
 from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.namespaces import check_target
 from resilience_tests.schema import Duration, Model
 
 if TYPE_CHECKING:
     from resilience_tests.cluster.kube import Kube, Workload
-    from resilience_tests.cluster.selection import Budget
 
 ENTRY_POINT_GROUP = "resilience_tests.faults"
 
@@ -33,33 +34,100 @@ class FaultParams(Model):
     timeout: Duration = 120.0
 
 
+KUBE_SYSTEM_FLAG = "guardrails.allow_kube_system: true"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The guardrails every fault of one experiment (or of one test's ``chaos`` helper) works under: the budget
+    of nodes and pods they may touch together, and what they may touch at all. Made by :func:`new_guard` only.
+
+    Attributes:
+        budget: ``max_nodes``/``max_pods`` over every fault and round; faults take from it before they act.
+        allow_kube_system: the cluster's own namespaces (kube-system, default, velero...) may be touched.
+        allow_control_plane: control-plane nodes may be picked.
+    """
+
+    budget: Budget
+    allow_kube_system: bool = False
+    allow_control_plane: bool = False
+
+    @property
+    def max_nodes(self) -> int:
+        """Distinct nodes all the faults may touch."""
+        return self.budget.max_nodes
+
+    @property
+    def max_pods(self) -> int:
+        """Pods all the faults may disrupt or add."""
+        return self.budget.max_pods
+
+    def check_namespace(self, namespace: str, *, what: str) -> str:
+        """``namespace`` if a step may act on it with admin power (delete it, restore into it); else a one-line
+        UsageError: ``resilience-tests`` never, the cluster's own namespaces only with ``allow_kube_system``."""
+        return check_target(namespace, what=what, allow_system=self.allow_kube_system, flag=KUBE_SYSTEM_FLAG)
+
+
+def new_guard(*, max_nodes: int, max_pods: int, allow_kube_system: bool = False,
+              allow_control_plane: bool = False) -> Guard:
+    """The one way a :class:`Guard` is built: by the runner from an experiment's ``guardrails``, by the ``chaos``
+    helper from its arguments, so every fault is bounded however it was started.
+
+    Raises:
+        UsageError: a negative limit.
+    """
+    if max_nodes < 0 or max_pods < 0:
+        raise UsageError(f"guardrails max_nodes={max_nodes}, max_pods={max_pods}: a limit cannot be negative",
+                         hint="give 0 or more")
+    return Guard(Budget(max_nodes, max_pods), allow_kube_system=allow_kube_system,
+                 allow_control_plane=allow_control_plane)
+
+
 @dataclass
 class FaultContext:
-    """What a fault works with: the cluster, the target namespace, the run and its guardrails."""
+    """What a fault works with: the cluster, the target namespace, the run and its guardrails (always there)."""
 
     kube: Kube
     namespace: str
     run_id: str
-    max_nodes: int
-    max_pods: int
+    guard: Guard  # the experiment's (or the chaos helper's) guardrails over all its faults
     target_labels: Mapping[str, str] = field(default_factory=dict)  # the target's pods (its selector)
     workload: Workload | None = None
-    allow_kube_system: bool = False
-    allow_control_plane: bool = False
     seed: int = 0
     record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
-    budget: Budget | None = None  # the experiment's guardrails over all its faults (None: per fault only)
     shared: dict[str, Any] = field(default_factory=dict)  # what one step hands the next (backup -> restore)
     # Called by a fault right before the act that the workload feels (after choosing what to touch and writing
     # its ledger): the fault's window starts there, so its preparation is not judged as part of the fault.
     acts: Callable[[], None] = field(default=lambda: None)
 
+    @property
+    def budget(self) -> Budget:
+        """What all the faults may still touch; every fault takes from it before it acts."""
+        return self.guard.budget
+
+    @property
+    def max_nodes(self) -> int:
+        """``guardrails.max_nodes``."""
+        return self.guard.max_nodes
+
+    @property
+    def max_pods(self) -> int:
+        """``guardrails.max_pods``."""
+        return self.guard.max_pods
+
+    @property
+    def allow_kube_system(self) -> bool:
+        """``guardrails.allow_kube_system``."""
+        return self.guard.allow_kube_system
+
+    @property
+    def allow_control_plane(self) -> bool:
+        """``guardrails.allow_control_plane``."""
+        return self.guard.allow_control_plane
 
     @property
     def target_selector(self) -> str:
         """The target's label selector in the API server's form (``app=web``; '' for every pod)."""
-        from resilience_tests.cluster.selection import selector_text
-
         return selector_text(self.target_labels)
 
 

@@ -84,8 +84,7 @@ class NodeDrain:
         return pods
 
     def _take(self, node: str, pods: list[PodInfo]) -> None:
-        if self.ctx.budget is not None:
-            self.ctx.budget.take(f"drain of {node}", nodes=[node], pods=[p.key for p in pods if not p.terminating])
+        self.ctx.budget.take(f"drain of {node}", nodes=[node], pods=[p.key for p in pods if not p.terminating])
 
     def describe(self) -> list[str]:
         steps = []

@@ -58,9 +58,8 @@ class NodeOutage:
         """Pods the failure disrupts (every namespace), counted against the experiment's budget."""
         pods = node_pods(self.ctx.kube.pods_on_nodes(nodes), allow_kube_system=self.ctx.allow_kube_system,
                          what=f"{self.name} of {', '.join(nodes)}")
-        if self.ctx.budget is not None:
-            self.ctx.budget.take(f"{self.name} of {', '.join(nodes)}", nodes=nodes,
-                                 pods=[p.key for p in pods if not p.terminating])
+        self.ctx.budget.take(f"{self.name} of {', '.join(nodes)}", nodes=nodes,
+                             pods=[p.key for p in pods if not p.terminating])
         return pods
 
     def provider(self) -> Provider:

@@ -49,8 +49,7 @@ class PodKill:
                   f"{self.params.percent:.0%}" if self.params.percent else "all")
         repeat = f", every {self.params.every:.0f} s" if self.params.every else ""
         chosen = self._choose(seed=self.ctx.seed)
-        if self.ctx.budget is not None:
-            self.ctx.budget.take("pod-kill", pods=[p.key for p in chosen])
+        self.ctx.budget.take("pod-kill", pods=[p.key for p in chosen])
         pods = ", ".join(p.name for p in chosen) or "none"
         return [f"{how} {amount} pod(s) matching '{self.selector}' in {self.ctx.namespace}{repeat}: now {pods}"]
 
@@ -61,8 +60,8 @@ class PodKill:
 
     def _kill_round(self, round_no: int) -> None:
         chosen = self._choose(seed=self.ctx.seed + round_no)
-        if self.ctx.budget is not None:  # every round counts against the experiment's max_pods
-            self.ctx.budget.take(f"pod-kill round {round_no + 1}", pods=[p.key for p in chosen])
+        # every round counts against the experiment's max_pods
+        self.ctx.budget.take(f"pod-kill round {round_no + 1}", pods=[p.key for p in chosen])
         for pod in chosen:
             self.ctx.kube.delete_pod(pod.name, pod.namespace, self._grace())  # gone already: killed too
             self.killed.append(pod.name)

@@ -1,4 +1,8 @@
-"""scale: change the replicas of a Deployment or StatefulSet; restore them on revert."""
+"""scale: change the replicas of a Deployment or StatefulSet; restore them on revert.
+
+A scale-up counts the pods it adds against ``guardrails.max_pods`` (with every other fault's), so
+``replicas: 1000000000`` is refused when the plan is made and never reaches the API server.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,13 @@ from resilience_tests.faults.base import (
 )
 from resilience_tests.waiting import wait_until
 
+MAX_REPLICAS = 2**31 - 1  # the API's field is an int32: a larger number is a key error, not an overflow
+
 
 class ScaleParams(FaultParams):
     """Keys of a scale fault."""
 
-    replicas: int = Field(ge=0)
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)
     workload: str | None = None
     wait: bool = True
 
@@ -46,11 +52,19 @@ class Scale:
         self.fault_id = fault_id(self.name)
         self.changed = False
 
+    def _take(self) -> int:
+        """The replicas now; the pods a scale-up adds are taken from the budget (refused beyond it)."""
+        current = self.ctx.kube.replicas(self.workload)
+        if self.params.replicas > current:
+            self.ctx.budget.take(f"scale of {self.workload} from {current} to {self.params.replicas} replicas",
+                                 started=self.params.replicas - current)
+        return current
+
     def describe(self) -> list[str]:
-        return [f"scale {self.workload} from {self.ctx.kube.replicas(self.workload)} to {self.params.replicas} "
-                f"replicas, back on revert"]
+        return [f"scale {self.workload} from {self._take()} to {self.params.replicas} replicas, back on revert"]
 
     def inject(self) -> None:
+        self._take()  # before anything is written: a scale beyond the budget changes nothing
         self.changed = True  # before the write: a revert after a half-done inject finds nothing or undoes it
         changes.change(self.ctx.kube, self.workload, {"replicas": self.params.replicas}, run=self.ctx.run_id,
                        fault=self.fault_id)

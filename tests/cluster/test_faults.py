@@ -120,8 +120,9 @@ def test_zone_outage_fails_every_node_of_the_zone(chaos: Chaos, cluster: Kube, w
     zone_b = sorted(local_cluster.zone_nodes("zone-b"))  # simulated and real nodes alike
     simulated = [n for n in zone_b if n.startswith("sim-")]
     real = [n for n in local_cluster.real.recorded() if n.name in zone_b]
+    # every pod of every namespace on the zone's nodes counts against max_pods
     with chaos.fault("zone-outage", namespace=web, workload="deployment/web", zone="zone-b",
-                     max_nodes=len(zone_b)) as out:
+                     max_nodes=len(zone_b), max_pods=200) as out:
         assert isinstance(out, ZoneOutage) and sorted(out.outage.failed) == zone_b
         labels = {n: _node(cluster, n).metadata.labels["resilience-tests.io/heartbeat"] for n in simulated}
         assert set(labels.values()) == {"off"}

@@ -63,8 +63,8 @@ def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
     victim = real_nodes[0]
     with RequestLoop(port, max_seconds=120) as loop:
         time.sleep(1)
-        with chaos.fault("node-drain", namespace=namespace, workload="deployment/web",
-                         nodes={"names": [victim]}, timeout=90):
+        with chaos.fault("node-drain", namespace=namespace, workload="deployment/web",  # every pod of the node
+                         nodes={"names": [victim]}, timeout=90, max_pods=200):  # counts against max_pods
             wait_until("pods moved off the drained node", lambda: all(
                 p.spec.node_name != victim and ready(p) for p in running_pods(core, namespace, "web"))
                 and len(running_pods(core, namespace, "web")) == 4, timeout=90)

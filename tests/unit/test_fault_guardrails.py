@@ -7,14 +7,15 @@ from typing import Any, cast
 import pytest
 
 from resilience_tests.cluster.kube import Kube, Workload
-from resilience_tests.faults.base import FaultContext, FaultError
+from resilience_tests.faults.base import FaultContext, FaultError, new_guard
 from resilience_tests.faults.rollout import Rollout, RolloutParams
 from resilience_tests.faults.scale import Scale, ScaleParams
 
 
-def ctx(namespace: str, allow_kube_system: bool = False) -> FaultContext:
-    return FaultContext(kube=cast(Kube, None), namespace=namespace, run_id="r", max_nodes=1, max_pods=10,
-                        workload=Workload("deployment", namespace, "coredns"), allow_kube_system=allow_kube_system)
+def ctx(namespace: str, allow_kube_system: bool = False, kube: object = None, max_pods: int = 10) -> FaultContext:
+    return FaultContext(kube=cast(Kube, kube), namespace=namespace, run_id="r",
+                        guard=new_guard(max_nodes=1, max_pods=max_pods, allow_kube_system=allow_kube_system),
+                        workload=Workload("deployment", namespace, "coredns"))
 
 
 @pytest.mark.parametrize("fault, params", [
@@ -49,3 +50,220 @@ def test_a_revert_tries_every_object_and_retries_transient_errors() -> None:
     with pytest.raises(FaultError, match=r"uncordon failed for 1 of 3: node-b \(ApiException: \(403\)"):
         revert_each("uncordon", ["node-a", "node-b", "node-c"], undo, deadline=10)
     assert calls == ["node-a", "node-a", "node-a", "node-b", "node-c"]  # a retried twice, b not retried, c tried
+
+
+# --- one guard for every fault, however it is started (runner or chaos helper) ---------------------------------
+
+class Reached(Exception):
+    """The fault got past its guardrails to a call that would reach the cluster."""
+
+
+class StandInCluster:
+    """Two nodes (zone-a: n1 with 12 pods of demo; zone-b: n2 with 6) and deployment/web at 3 replicas; any
+    other call (a write, the lease, a node provider) raises :class:`Reached`."""
+
+    def __init__(self) -> None:
+        from resilience_tests.cluster.selection import NodeInfo, PodInfo
+
+        self._nodes = [NodeInfo("n1", {"topology.kubernetes.io/zone": "zone-a"}),
+                       NodeInfo("n2", {"topology.kubernetes.io/zone": "zone-b"})]
+        self._pods = [PodInfo(f"web-{i}", "demo", "n1" if i < 12 else "n2", {"app": "web"}, controller="ReplicaSet")
+                      for i in range(18)]
+        self.calls: list[str] = []
+
+    def nodes(self) -> list[Any]:
+        return list(self._nodes)
+
+    def pods(self, namespace: str, selector: str | None = None) -> list[Any]:
+        return [p for p in self._pods if p.namespace == namespace]
+
+    def pods_on_nodes(self, nodes: list[str]) -> list[Any]:
+        return [p for p in self._pods if p.node in nodes]
+
+    def replicas(self, workload: Workload) -> int:
+        return 3
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return True
+
+    def workload_labels(self, workload: Workload) -> dict[str, str]:
+        return {"app": "web"}
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        raise Reached(name)
+
+
+@pytest.fixture
+def chaos_on_stand_in(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Chaos helper (the one the ``chaos`` fixture builds) on the stand-in cluster; its lease is a stand-in."""
+    import resilience_tests.chaos as chaos_module
+    from resilience_tests.faults.base import load_registry
+
+    class Lease:
+        def __init__(self, kube: object, run_id: str) -> None:
+            pass
+
+        def start(self) -> Lease:
+            return self
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(chaos_module, "RunLease", Lease)
+
+    def build(**limits: Any) -> Any:
+        return chaos_module.Chaos(cast(Kube, StandInCluster()), load_registry(), namespace="demo", **limits)
+
+    return build
+
+
+def test_the_one_guard_factory_always_gives_a_budget_and_refuses_negative_limits() -> None:
+    from resilience_tests.cluster.selection import Budget
+    from resilience_tests.errors import UsageError
+
+    guard = new_guard(max_nodes=2, max_pods=5)
+    assert isinstance(guard.budget, Budget) and (guard.max_nodes, guard.max_pods) == (2, 5)
+    assert not guard.allow_kube_system and not guard.allow_control_plane
+    with pytest.raises(UsageError, match="max_pods=-1: a limit cannot be negative"):
+        new_guard(max_nodes=1, max_pods=-1)
+
+
+def test_the_runner_and_the_chaos_helper_both_build_their_context_with_a_guard(chaos_on_stand_in: Any) -> None:
+    from resilience_tests.experiment.model import parse_experiment
+    from resilience_tests.experiment.runner import Runner
+    from resilience_tests.faults.base import Guard, load_registry
+
+    registry = load_registry()
+    exp = parse_experiment({"name": "x", "target": {"namespace": "demo", "workload": "deployment/web"},
+                            "guardrails": {"max_nodes": 2, "max_pods": 7}, "faults": [{"type": "pod-kill"}]},
+                           registry)
+    context = Runner(cast(Kube, StandInCluster()), registry)._context(exp, "r", None)
+    assert isinstance(context.guard, Guard) and (context.budget.max_nodes, context.budget.max_pods) == (2, 7)
+    chaos = chaos_on_stand_in()
+    assert isinstance(chaos.guard, Guard) and (chaos.guard.max_nodes, chaos.guard.max_pods) == (1, 10)
+
+
+@pytest.mark.parametrize("fault, keys", [
+    ("node-drain", {"nodes": {"names": ["n1"]}}),
+    ("node-failure", {"nodes": {"names": ["n1"]}}),
+    ("zone-outage", {"zone": "zone-a"}),
+])
+def test_the_chaos_helpers_drain_node_failure_and_zone_outage_stop_at_max_pods(chaos_on_stand_in: Any, fault: str,
+                                                                                keys: dict[str, Any]) -> None:
+    from resilience_tests.cluster.selection import SelectionError
+
+    chaos = chaos_on_stand_in()  # max_pods 10 by default; n1 runs 12 pods
+    with pytest.raises(SelectionError, match=r"of n1 would bring the pods this experiment disrupts to 12, more than "
+                                             r"guardrails.max_pods=10"):
+        chaos.inject(fault, workload="deployment/web", **keys)
+    assert chaos.guard.budget.pods == set() and chaos.kube.calls == []  # refused before any write
+    with pytest.raises(Reached):  # allowed: it goes on to act
+        chaos_on_stand_in(max_pods=12).inject(fault, workload="deployment/web", **keys)
+    with pytest.raises(Reached):  # an inject's max_pods sets the helper's limit from then on
+        chaos.inject(fault, workload="deployment/web", max_pods=12, **keys)
+    assert chaos.guard.max_pods == 12
+
+
+def test_the_chaos_helper_counts_every_fault_it_injects_against_one_budget(chaos_on_stand_in: Any) -> None:
+    from resilience_tests.cluster.selection import SelectionError
+    from resilience_tests.errors import UsageError
+
+    chaos = chaos_on_stand_in(max_nodes=2, max_pods=12)
+    with pytest.raises(Reached):
+        chaos.inject("node-drain", workload="deployment/web", nodes={"names": ["n1"]})
+    assert len(chaos.guard.budget.pods) == 12
+    with pytest.raises(SelectionError, match="node-failure of n2 would bring the pods this experiment disrupts to 18"):
+        chaos.inject("node-failure", workload="deployment/web", nodes={"names": ["n2"]})
+    with pytest.raises(UsageError, match=r"max_pods=5 are below what was already touched \(1 nodes, 12 pods\)"):
+        chaos.inject("pod-kill", count=1, max_pods=5)
+
+
+def test_a_scale_up_beyond_the_budget_is_refused_in_the_plan_and_never_sent(chaos_on_stand_in: Any) -> None:
+    from pydantic import ValidationError
+
+    from resilience_tests.cluster.selection import SelectionError
+    from resilience_tests.errors import UsageError
+
+    stand_in = StandInCluster()  # web runs 3 replicas
+    huge = Scale(ScaleParams(type="scale", replicas=1_000_000_000), ctx("demo", kube=stand_in))
+    with pytest.raises(SelectionError, match=r"^scale of deployment/coredns in demo from 3 to 1000000000 replicas "
+                                             r"would bring the pods this experiment disrupts or starts to 999999997, "
+                                             r"more than guardrails.max_pods=10 \(.*\); disrupt fewer pods"):
+        huge.describe()
+    with pytest.raises(SelectionError, match="more than guardrails.max_pods=10"):
+        huge.inject()
+    assert not huge.changed and stand_in.calls == []
+    assert Scale(ScaleParams(type="scale", replicas=13), ctx("demo", kube=stand_in)).describe() == [
+        "scale deployment/coredns in demo from 3 to 13 replicas, back on revert"]  # 10 more: within max_pods=10
+    assert Scale(ScaleParams(type="scale", replicas=0), ctx("demo", kube=stand_in, max_pods=0)).describe()
+    with pytest.raises(ValidationError, match="less than or equal to 2147483647"):  # beyond int32: a key error
+        ScaleParams(type="scale", replicas=10**30)
+    chaos = chaos_on_stand_in()
+    with pytest.raises(UsageError, match=r"^scale: replicas: Input should be less than or equal to 2147483647"):
+        chaos.inject("scale", workload="deployment/web", replicas=10**30)
+    with pytest.raises(SelectionError, match="from 3 to 1000000000 replicas would bring"):
+        chaos.inject("scale", workload="deployment/web", replicas=1_000_000_000)
+    with pytest.raises(Reached):  # 3 -> 5 is within the budget: it goes on to write
+        chaos.inject("scale", workload="deployment/web", replicas=5)
+
+
+# --- disaster and restore steps: their target namespace is guarded like an experiment's ------------------------
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "kube-node-lease", "default", "velero"])
+def test_a_disaster_or_restore_step_on_a_system_namespace_is_refused_unless_allowed(namespace: str) -> None:
+    from resilience_tests.errors import UsageError
+    from resilience_tests.faults.backup_restore import Disaster, DisasterParams, Restore, RestoreParams
+
+    with pytest.raises(UsageError, match=f"^a disaster step on {namespace}: refused, it is one of the cluster's own "
+                                         "namespaces .*allow it with guardrails.allow_kube_system: true$"):
+        Disaster(DisasterParams(type="disaster", what="objects"), ctx(namespace))
+    with pytest.raises(UsageError, match=f"^a restore step into {namespace}: refused"):
+        Restore(RestoreParams(type="restore"), ctx(namespace))
+    allowed = ctx(namespace, allow_kube_system=True)
+    assert Disaster(DisasterParams(type="disaster", what="objects"), allowed).describe()[0] == \
+        f"delete the objects of every backed-up kind in {namespace}"
+    assert Restore(RestoreParams(type="restore"), allowed).describe()
+
+
+def test_a_disaster_or_restore_step_on_the_runs_namespace_is_refused_always() -> None:
+    from resilience_tests.errors import UsageError
+    from resilience_tests.faults.backup_restore import Disaster, DisasterParams, Restore, RestoreParams
+
+    for allow in (False, True):
+        with pytest.raises(UsageError, match="^a disaster step on resilience-tests: refused, it holds the leases"):
+            Disaster(DisasterParams(type="disaster"), ctx("resilience-tests", allow_kube_system=allow))
+        with pytest.raises(UsageError, match="^a restore step into resilience-tests: refused"):
+            Restore(RestoreParams(type="restore"), ctx("resilience-tests", allow_kube_system=allow))
+    assert Disaster(DisasterParams(type="disaster"), ctx("demo")).describe()[0].startswith("delete namespace demo")
+
+
+def test_a_disaster_is_refused_again_before_it_acts() -> None:
+    from resilience_tests.errors import UsageError
+    from resilience_tests.faults.backup_restore import Disaster, DisasterParams
+
+    step = Disaster(DisasterParams(type="disaster"), ctx("demo"))
+    step.ctx.namespace = "kube-system"  # whatever changed the context since the plan
+    with pytest.raises(UsageError, match="^a disaster step on kube-system: refused"):
+        step.inject()
+    assert not step.struck
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_dry_run_of_an_experiment_with_a_disaster_on_kube_system(allow: bool) -> None:
+    from resilience_tests.experiment.model import parse_experiment
+    from resilience_tests.experiment.runner import PreflightError, Runner
+    from resilience_tests.faults.base import load_registry
+
+    registry = load_registry()
+    exp = parse_experiment({"name": "x", "target": {"namespace": "kube-system", "workload": "deployment/coredns"},
+                            "guardrails": {"allow_kube_system": allow},
+                            "faults": [{"type": "backup", "engine": "builtin"},
+                                       {"type": "disaster", "at": "1s", "what": "objects"}]}, registry)
+    runner = Runner(cast(Kube, StandInCluster()), registry)
+    if allow:
+        assert any(line.endswith("delete the objects of every backed-up kind in kube-system")
+                   for line in runner.plan(exp))
+        return
+    with pytest.raises(PreflightError, match=r"^faults\[1\] \(disaster\): a disaster step on kube-system: refused"):
+        runner.plan(exp)
