@@ -79,9 +79,14 @@ def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TI
     """
     path = _files(ref.kubeconfig)
     try:
+        keys = key_folder()
+    except OSError as exc:
+        raise ClusterAccessError(f"cannot make the private folder for the kubeconfig's client key: {exc}",
+                                 hint="make ~/.cache/resilience-tests (or $RESILIENCE_CACHE) writable") from None
+    try:
         configuration = client.Configuration()
         config.load_kube_config(config_file=path, context=ref.context, client_configuration=configuration,
-                                temp_file_path=str(key_folder()))
+                                temp_file_path=str(keys))
         api = client.ApiClient(configuration=configuration)
     except ConfigException as exc:
         raise ClusterAccessError(f"kubeconfig {path} cannot be used: {exc}",
