@@ -295,11 +295,14 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, for
     where = folder()
     actions: list[CleanupAction] = []
     for data in _listed(kube):
-        run = str(data.get("run", ""))[:200]
+        run = str(data.get("run", ""))
         if run_id and run != run_id:
             continue
         named = str(data.get("namespace", ""))
         target = f"namespace/{named if is_namespace_name(named) else repr(named[:63])}"
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", run):  # never printed raw: it could hide anything
+            actions.append(CleanupAction(repr(run[:80]), target, "its run id is not one this tool makes", REFUSED))
+            continue
         try:
             actions += _one(kube, data, run, target, where, key, dry_run=dry_run,
                             forced=force and run == run_id, restore=restore)

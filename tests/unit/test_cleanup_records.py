@@ -126,6 +126,8 @@ def test_planted_records_are_refused_each_with_its_reason_and_the_good_one_is_re
     _plant(kube, "hooked", {**_data(kube, "hooked"), "import": json.dumps(["sh", "-c", "id"])})
     # a record naming one of the cluster's own namespaces
     _record(kube, "system", namespace="kube-system")
+    # a run id carrying a terminal escape
+    _plant(kube, "x\x1b]0;owned\x07", _data(kube, "good"))
     restorer = Restorer()
 
     actions = pending.cleanup(kube, restore=restorer)  # type: ignore[arg-type]
@@ -136,7 +138,8 @@ def test_planted_records_are_refused_each_with_its_reason_and_the_good_one_is_re
     assert "disaster-good" not in kube.store and not Path(good.archive).exists()
     assert not Path(good.local_path).exists() and not Path(good.key_path).exists()
     reasons = {run: a.action for run, a in seen.items() if a.outcome == REFUSED}
-    assert set(reasons) == {"forged", "outside", "link", "mismatch", "hooked", "system"}
+    assert set(reasons) == {"forged", "outside", "link", "mismatch", "hooked", "system", "'x\\x1b]0;owned\\x07'"}
+    assert reasons["'x\\x1b]0;owned\\x07'"] == "its run id is not one this tool makes"
     assert "MAC does not verify" in reasons["forged"]
     assert "is not a file of" in reasons["outside"]
     assert "is not a file of" in reasons["link"]
@@ -144,7 +147,7 @@ def test_planted_records_are_refused_each_with_its_reason_and_the_good_one_is_re
     assert "differs from this host's copy" in reasons["hooked"] and reasons["hooked"].endswith("in: import")
     assert "kube-system: refused" in reasons["system"]
     # nothing was done for a refused record: its record and its files are still there
-    for run in reasons:
+    for run in {"forged", "outside", "link", "mismatch", "hooked", "system"}:
         assert f"disaster-{run}" in kube.store
     assert (outside / "x.tar.gz").exists() and (where / "link.tar.gz").is_symlink()
     assert Path(other.archive).exists() and Path(other.key_path).exists()
