@@ -302,32 +302,39 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from resilience_tests.cluster.cleanup import CleanupAction, cleanup
+    from resilience_tests.cluster.cleanup import DONE, OUTCOMES, cleanup
 
     run = _changing_session(args)
     if args.force and not args.run_id:
         raise UsageError("--force acts on one run only", hint="name it: resilience cleanup --run RUN_ID --force")
     from resilience_tests.backup import pending
 
+    dry = bool(args.resilience_dry_run)
     try:
         kube = run.kube()
-        plan = cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force) + [
-            CleanupAction(*step) for step in pending.cleanup(kube, run_id=args.run_id, dry_run=True,
-                                                             force=args.force)]
-        for action in plan:  # what it will do, first
+        plan = [*cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force),
+                *pending.cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)]
+        todo = [a for a in plan if a.outcome == DONE]
+        for action in todo:  # what it will do, first
             print(f"plan: {action.target} ({action.run_id}): {action.action}")
         if not plan:
             print("cleanup: nothing left behind")
-        actions = [] if args.resilience_dry_run or not plan else [
+            return 0
+        actions = plan if dry or not todo else [
             *cleanup(kube, run_id=args.run_id, force=args.force),
-            *(CleanupAction(*step) for step in pending.cleanup(kube, run_id=args.run_id, force=args.force))]
+            *pending.cleanup(kube, run_id=args.run_id, force=args.force)]
     finally:
         run.close()
-    for action in actions:
-        print(f"done: {action.target} ({action.run_id}): {action.action}")
-    if plan:
-        print(f"cleanup: {len(plan)} planned, {len(actions)} done" + (" (dry run)" if args.resilience_dry_run else ""))
-    return 0
+    for action in actions:  # what became of each: done, left alone, refused, failed (and why a run is dead)
+        if action.outcome == DONE and actions is plan:
+            continue  # not done: printed as the plan above
+        print(f"{action.outcome}: {action.target} ({action.run_id}): {action.action}")
+    counts = {outcome: sum(a.outcome == outcome for a in actions) for outcome in OUTCOMES}
+    if actions is plan:
+        counts[DONE] = 0
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    print(f"cleanup: {len(todo)} planned; {summary}" + (" (dry run: nothing done)" if dry else ""))
+    return 1 if counts["failed"] else 0
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -4,8 +4,13 @@ Every node or workload a run changes carries the label ``resilience-tests.io/cha
 (:mod:`resilience_tests.cluster.ledger`). :func:`cleanup` finds them and, for every run whose lease has
 expired (:mod:`resilience_tests.cluster.leases`), undoes that run's entries: a field still holding the value the
 run set goes back to the value before; a field someone changed since is left alone and reported. A live run is
-never touched, unless it is named with ``force``. Load generators of dead runs still running on this machine
-are stopped too.
+never touched, unless it is named with ``force``. A run whose lease names a process of this host that is gone
+is dead at once (:func:`resilience_tests.cluster.leases.run_state`). Load generators of dead runs still running
+on this machine are stopped too, and the private folders where killed processes of this machine kept their
+client key (:mod:`resilience_tests.cluster.client`) are removed.
+
+Each thing found ends as one :class:`CleanupAction` whose ``outcome`` says what became of it: ``done`` (or to be
+done, in a dry run), ``left alone``, ``refused`` or ``failed``; a ``noted`` line says why a run counts as dead.
 """
 
 from __future__ import annotations
@@ -13,19 +18,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kubernetes.client.exceptions import ApiException
+
 from resilience_tests.cluster import changes
 from resilience_tests.cluster import ledger as ledgers
+from resilience_tests.cluster.client import api_message, remove_dead_key_folders
 from resilience_tests.cluster.kube import Kube, Workload, raw_list
 from resilience_tests.cluster.leases import RunState, run_state
+from resilience_tests.errors import ResilienceError
+
+DONE = "done"
+LEFT_ALONE = "left alone"
+REFUSED = "refused"
+FAILED = "failed"
+NOTED = "noted"
+OUTCOMES = (DONE, LEFT_ALONE, REFUSED, FAILED)
 
 
 @dataclass(frozen=True)
 class CleanupAction:
-    """One thing cleanup did (or would do, in a dry run), or left alone and why."""
+    """One thing cleanup did (or would do, in a dry run), left alone, refused or failed at, and what or why."""
 
     run_id: str
     target: str
     action: str
+    outcome: str = DONE
+
+
+def dead_note(run: str, state: RunState) -> list[CleanupAction]:
+    """The line saying a run is dead although its lease has not expired (its process on this host is gone)."""
+    return [CleanupAction(run, "run", f"the run is {state.describe()}", NOTED)] if state.gone else []
+
+
+def failure(exc: Exception) -> str:
+    """One line for an error met while cleaning one thing (the others go on)."""
+    if isinstance(exc, ApiException) and not isinstance(exc, ResilienceError):
+        return f"HTTP {exc.status} {api_message(exc.body, exc.reason)}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _targets(kube: Kube) -> list[tuple[changes.Target, tuple[ledgers.Change, ...]]]:
@@ -68,14 +97,24 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, for
         for run in ledgers.runs(ledger):
             if run_id and run != run_id:
                 continue
-            state = states.setdefault(run, run_state(kube, run))
-            if state.alive and not (force and run == run_id):
-                actions.append(CleanupAction(run, _name(target), f"left alone: the run is {state.describe()}"))
-                continue
-            actions += _undo_run(kube, target, run, dry_run, restore)
+            try:
+                if run not in states:
+                    states[run] = run_state(kube, run)
+                    actions += dead_note(run, states[run])
+                state = states[run]
+                if state.alive and not (force and run == run_id):
+                    actions.append(CleanupAction(run, _name(target), f"the run is {state.describe()}",
+                                                 LEFT_ALONE))
+                    continue
+                actions += _undo_run(kube, target, run, dry_run, restore)
+            except (ResilienceError, ApiException) as exc:
+                actions.append(CleanupAction(run, _name(target), failure(exc), FAILED))
     if not dry_run:
         actions += [CleanupAction(run, "this machine", what)
                     for run, what in _stop_load(kube, run_id, states, force=force)]
+    verb = "remove" if dry_run else "removed"
+    actions += [CleanupAction("-", "this machine", f"{verb} the client key folder {path} ({why})")
+                    for path, why in remove_dead_key_folders(dry_run=dry_run)]
     return actions
 
 
@@ -95,7 +134,7 @@ def _undo_run(kube: Kube, target: changes.Target, run: str, dry_run: bool,
     done = changes.undo(kube, target, run=run)
     out += [CleanupAction(run, _name(target), f"set {field} back to {value!r}")
             for field, value in done.restore.items() if not field.startswith(changes.HOST)]
-    out += [CleanupAction(run, _name(target), f"left alone: {conflict}") for conflict in done.conflicts]
+    out += [CleanupAction(run, _name(target), conflict, LEFT_ALONE) for conflict in done.conflicts]
     return out
 
 

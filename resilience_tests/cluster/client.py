@@ -1,9 +1,22 @@
-"""Building API clients from a kubeconfig, with errors that say what to fix."""
+"""Building API clients from a kubeconfig, with errors that say what to fix.
+
+A kubeconfig's ``client-key-data`` (and certificate) reach the TLS layer only as file paths: the Python client
+writes them to temporary files, by default in ``/tmp``, removed at a normal exit only. Here they go into a
+private folder of this process instead (``<cache>/client-keys/<pid>-<start>``, 0700 in a 0700 folder), removed
+at exit; a process that was killed leaves it behind, and ``resilience cleanup`` removes the folders of processes
+that are gone (:func:`remove_dead_key_folders`). An in-memory key would need the TLS context of every
+connection pool replaced (the client loads the key from its path for each new connection, also after an exec
+plugin refreshes it); one folder keeps the client as it is and works for every form of kubeconfig.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +79,15 @@ def api_client(ref: ClusterRef, *, request_timeout: urllib3.Timeout = REQUEST_TI
     """
     path = _files(ref.kubeconfig)
     try:
-        api = config.new_client_from_config(config_file=path, context=ref.context)
+        keys = key_folder()
+    except OSError as exc:
+        raise ClusterAccessError(f"cannot make the private folder for the kubeconfig's client key: {exc}",
+                                 hint="make ~/.cache/resilience-tests (or $RESILIENCE_CACHE) writable") from None
+    try:
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=path, context=ref.context, client_configuration=configuration,
+                                temp_file_path=str(keys))
+        api = client.ApiClient(configuration=configuration)
     except ConfigException as exc:
         raise ClusterAccessError(f"kubeconfig {path} cannot be used: {exc}",
                                  hint="check the file and --context") from None
@@ -117,3 +138,93 @@ def _files(kubeconfig: str) -> str:
         raise ClusterAccessError(f"kubeconfig {', '.join(missing) or repr(kubeconfig)} does not exist",
                                  hint="pass --kubeconfig PATH to a kubeconfig")
     return os.pathsep.join(paths)
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is no such process (or only
+    its zombie); -1 if it exists but may not be inspected."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by its parent: gone all the same
+            return None
+        return float(process.create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:  # exists, but may not be inspected: assume it is the one we look for
+        return -1.0
+
+
+SAME_START = 1.0
+"""Start times this close are one process (the clock behind them is read in whole seconds at boot)."""
+
+
+def process_gone(pid: int, started: float | None) -> str:
+    """Why process ``pid`` (started at ``started``, None: unknown) is no longer running; '' if it still is."""
+    now = process_started(pid)
+    if now is None:
+        return f"pid {pid} on this host is gone"
+    if started is not None and now >= 0 and abs(now - started) > SAME_START:
+        return f"pid {pid} on this host is another process now (started {now - started:+.0f} s after the run's)"
+    return ""
+
+
+KEY_FOLDERS = "client-keys"
+_lock = threading.Lock()
+_mine: list[Path] = []
+
+
+def _key_root() -> Path:
+    from resilience_tests.testbed.build import cache_root
+
+    root = cache_root() / KEY_FOLDERS
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root.chmod(0o700)
+    return root
+
+
+def key_folder() -> Path:
+    """This process's private folder for the client's key and certificate files (made once, removed at exit)."""
+    with _lock:
+        pid = os.getpid()
+        if _mine and _mine[0].is_dir() and _mine[0].name.startswith(f"{pid}-"):  # not a forked parent's
+            return _mine[0]
+        path = _key_root() / f"{pid}-{process_started(pid) or 0:.2f}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+        if not _mine:
+            atexit.register(_remove_mine)
+        _mine[:] = [path]
+        return path
+
+
+def _remove_mine() -> None:
+    for path in _mine:
+        if path.name.startswith(f"{os.getpid()}-"):  # a forked child leaves its parent's folder alone
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def dead_key_folders() -> list[tuple[Path, str]]:
+    """Key folders of processes on this machine that are gone, and why each is judged gone."""
+    root = _key_root()
+    dead = []
+    for path in sorted(root.iterdir()):
+        pid, _, started = path.name.partition("-")
+        try:
+            why = process_gone(int(pid), float(started))
+        except ValueError:
+            continue  # not one of ours
+        if why:
+            dead.append((path, why))
+    return dead
+
+
+def remove_dead_key_folders(*, dry_run: bool = False) -> list[tuple[Path, str]]:
+    """Remove the key folders of killed processes (what :func:`dead_key_folders` finds); what was removed."""
+    found = dead_key_folders()
+    if not dry_run:
+        for path, _ in found:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)
+    return found

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from resilience_tests.cluster.client import api_message
+from resilience_tests.errors import ResilienceError
 
 FIELD_MANAGER = "resilience-tests"
 
@@ -46,7 +47,7 @@ class Resource:
         return f"{base}{where}/{self.plural}" + (f"/{name}" if name else "")
 
 
-class ResourceError(Exception):
+class ResourceError(ResilienceError):
     """A request the server refused: ``status`` is its HTTP status."""
 
     def __init__(self, status: int, message: str) -> None:
