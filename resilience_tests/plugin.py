@@ -122,7 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     from resilience_tests.reporting.plugin import ReportingPlugin
 
-    config.pluginmanager.register(ReportingPlugin(config), "resilience-reporting")
+    config.pluginmanager.register(ReportingPlugin(config, cluster=config.stash[SESSION_KEY]), "resilience-reporting")
     with contextlib.suppress(ValueError):  # not in the main thread
         for sig in (signal.SIGTERM, signal.SIGHUP):  # a cancelled CI job, a closed SSH session
             if signal.getsignal(sig) is signal.SIG_DFL:
