@@ -19,6 +19,7 @@ from resilience_tests.experiment.runner import Runner
 from resilience_tests.reporting.redact import redact
 from resilience_tests.reporting.results import EXPERIMENTS, results_dir
 from resilience_tests.session import get_session
+from resilience_tests.text import printable
 
 _terminal_lock = threading.Lock()  # event lines (the run's thread) and the status line (its ticker) take turns
 
@@ -132,8 +133,10 @@ class ExperimentItem(pytest.Item):
                 self.config.pluginmanager.get_plugin("capturemanager"))
 
     def _say(self, line: str) -> None:
-        """An event line on the terminal while the experiment runs (not captured: a game day watches it)."""
-        line = redact(line)
+        """An event line on the terminal while the experiment runs (not captured: a game day watches it); secrets
+        masked and control characters escaped (an image name or an event from the cluster must not drive the
+        terminal)."""
+        line = printable(redact(line))
         reporter, capture = self._terminal()
         if reporter is None:
             return
@@ -151,7 +154,7 @@ class ExperimentItem(pytest.Item):
 
     def _progress(self, line: str) -> None:
         """The status line: rewritten in place on a terminal, a plain line every 10 s otherwise."""
-        line = redact(line)
+        line = printable(redact(line))
         reporter, capture = self._terminal()
         if reporter is None:
             return
@@ -166,7 +169,7 @@ class ExperimentItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ResilienceError):
-            return str(excinfo.value)
+            return printable(str(excinfo.value))
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -122,7 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     from resilience_tests.reporting.plugin import ReportingPlugin
 
-    config.pluginmanager.register(ReportingPlugin(config), "resilience-reporting")
+    config.pluginmanager.register(ReportingPlugin(config, cluster=config.stash[SESSION_KEY]), "resilience-reporting")
     with contextlib.suppress(ValueError):  # not in the main thread
         for sig in (signal.SIGTERM, signal.SIGHUP):  # a cancelled CI job, a closed SSH session
             if signal.getsignal(sig) is signal.SIG_DFL:
@@ -159,6 +159,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
         return [f"resilience-tests: {where}, seed {run.seed}", *allowed]
     from resilience_tests.cluster.kube import Kube
+    from resilience_tests.reporting.redact import redact
+    from resilience_tests.text import printable
+
+    def shown(line: str) -> str:  # the server's version and URL come from the cluster and the kubeconfig
+        return printable(redact(line))
 
     try:
         ref = run.ref()
@@ -167,9 +172,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             server = f"{kube.server}, server {kube.server_version()}"
         finally:
             kube.close()
-        return [f"resilience-tests: context {ref.context}, {server}, seed {run.seed}", *allowed]
+        return [shown(f"resilience-tests: context {ref.context}, {server}, seed {run.seed}"), *allowed]
     except ResilienceError as exc:
-        return [f"resilience-tests: {exc} (seed {run.seed})", *allowed]
+        return [shown(f"resilience-tests: {exc} (seed {run.seed})"), *allowed]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -19,10 +19,17 @@ from resilience_tests.faults.base import (
     undo_or_report,
     workload_from,
 )
+from resilience_tests.text import plainly_not_secret
 from resilience_tests.waiting import wait_until
 
 IMAGE_HINT = ("fix the tag, or import the image: on the local cluster `resilience cluster load-image ARCHIVE` "
               "(it has no registry), on kind `kind load image-archive ARCHIVE`")
+
+
+def shown_env(env: dict[str, str]) -> str:
+    """An env change as the plan and the journal show it: every name, and a value only when it is plainly not
+    secret (a number, a boolean or one short lowercase word under a harmless name); the others are ``***``."""
+    return ", ".join(f"{name}={value if plainly_not_secret(name, value) else '***'}" for name, value in env.items())
 
 
 class RolloutParams(FaultParams):
@@ -76,7 +83,7 @@ class Rollout:
     def describe(self) -> list[str]:
         what = {"restart": "rolling restart",
                 "image": f"set image of container {self._container()} to {self.params.image}",
-                "env": f"set env {self.params.env} on container {self._container()}"}[self.params.action]
+                "env": f"set env {shown_env(self.params.env)} on container {self._container()}"}[self.params.action]
         steps = [f"{what} of {self.workload}; wait for the rollout to complete"]
         if self.params.action != "restart":
             steps.append("on revert: roll back to the original image/env")

@@ -25,7 +25,14 @@ from pathlib import Path
 from resilience_tests.errors import ResilienceError, UsageError, WaitTimeoutError
 from resilience_tests.reporting import summary
 from resilience_tests.reporting.allure import allure3_categories
-from resilience_tests.reporting.results import ALLURE_RESULTS, HISTORY_FILE, HTML_DIR, SUMMARY_FILE
+from resilience_tests.reporting.results import (
+    ALLURE_RESULTS,
+    HISTORY_FILE,
+    HTML_DIR,
+    PRIVATE_FILE,
+    SUMMARY_FILE,
+    private_tree,
+)
 from resilience_tests.waiting import wait_until
 
 PINNED = Path(__file__).parent / "allure3"
@@ -190,6 +197,9 @@ def build(results: Path, *, history: Path | None = None, name: str | None = None
         if output.exists():
             shutil.rmtree(output)
         shutil.move(str(tmp_out), output)
+    private_tree(output)  # the report holds what the journals hold: names, events, messages
+    with contextlib.suppress(OSError):
+        history.chmod(PRIVATE_FILE)
     tests = len(list(allure_results.glob("*-result.json")))
     final = output / "index.html"
     return Built(final, time.monotonic() - started, final.stat().st_size, tests)

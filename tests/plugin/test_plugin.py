@@ -305,6 +305,10 @@ def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytest
     for path in out.rglob("*"):  # the server URL's password is in no file
         if path.is_file():
             assert b"hunter2" not in path.read_bytes(), path
+    # what may hold cluster data is the owner's only: folders 0700, files 0600
+    assert {oct(p.stat().st_mode & 0o777) for p in (out, out / "experiments", out / "allure-results")} == {"0o700"}
+    private = [out / "summary.json", *out.glob("experiments/*/*"), *(out / "allure-results").iterdir()]
+    assert {oct(p.stat().st_mode & 0o777) for p in private if p.is_file()} == {"0o600"}
 
 
 def test_a_results_folder_that_cannot_be_written_leaves_the_verdicts_standing(pytester: pytest.Pytester) -> None:
