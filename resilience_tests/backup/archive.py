@@ -204,7 +204,8 @@ def _limit(name: str) -> int:
         return 256
     if name.startswith("objects/"):
         return bounded.MAX_JSON
-    if name.startswith("secrets/"):
+    secret = _SECRET.fullmatch(name)
+    if secret and is_object_name(secret[1]):
         return 2 * bounded.MAX_JSON  # Fernet's token is base64 of the encrypted JSON
     if _DATA.fullmatch(name) and is_object_name(name.rsplit("/", 1)[1]):
         return bounded.MAX_MEMBER
@@ -254,10 +255,8 @@ def read(path: Path, key: bytes | None, *, skip_encrypted: bool = False) -> Arch
                 archive.objects.append(obj)
         elif name.startswith("data/"):
             archive.data[name[len("data/"):]] = blob
-    names = {name: _SECRET.fullmatch(name) for name in encrypted}
-    problems += [f"{name}: not a Secret's name" for name, m in names.items() if not m or not is_object_name(m[1])]
-    if encrypted and key is None and skip_encrypted:
-        archive.omitted_secrets += [m[1] for _, m in sorted(names.items()) if m]
+    if encrypted and key is None and skip_encrypted:  # names checked by _limit
+        archive.omitted_secrets += [name[len("secrets/"):-len(".json.enc")] for name in sorted(encrypted)]
     elif encrypted:
         if key is None:
             raise ArchiveError(f"{path} holds {len(encrypted)} encrypted Secret(s) and no key was given: pass "
@@ -274,18 +273,21 @@ def read(path: Path, key: bytes | None, *, skip_encrypted: bool = False) -> Arch
 def _header(path: Path, manifest: dict[str, Any]) -> Archive:
     """The manifest's fields, each of the type it must have."""
     def text(key: str) -> str:
-        value = manifest.get(key) or ""
+        value = manifest.get(key)
+        value = "" if value is None else value
         if not isinstance(value, str):
             raise ArchiveError(f"{path}: {MANIFEST}'s {key} is not a string")
         return value
 
     def texts(key: str) -> list[str]:
-        value = manifest.get(key) or []
+        value = manifest.get(key)
+        value = [] if value is None else value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ArchiveError(f"{path}: {MANIFEST}'s {key} is not a list of strings")
         return list(value)
 
-    source, created = manifest.get("source") or {}, manifest.get("created") or 0
+    source, created = manifest.get("source"), manifest.get("created")
+    source, created = {} if source is None else source, 0 if created is None else created
     if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
         raise ArchiveError(f"{path}: {MANIFEST}'s source is not a mapping of strings")
     if not isinstance(created, int | float) or isinstance(created, bool):
