@@ -119,6 +119,12 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                          help="restore an archive whose Secrets were left out (create them yourself)")
     restore.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                          help="how long to wait for the workloads to be ready (default 300; 0: do not wait)")
+    restore.add_argument("--allow-system-namespace", action="store_true",
+                         help="allow restoring into kube-system, kube-public, kube-node-lease, default or velero "
+                              "(resilience-tests never)")
+    restore.add_argument("--unauthenticated", action="store_true",
+                         help="restore an archive with no MAC checked (made or read without --key-file): its "
+                              "contents are still checked, but anyone who could write the file could have chosen them")
     for parser in (backup, restore):
         for flag, dest, help_text, kwargs in OPTIONS:
             if flag in ("--kubeconfig", "--context", "--local-cluster-name") or (
@@ -251,12 +257,15 @@ def _backup(args: argparse.Namespace) -> int:
 
     from resilience_tests.backup import archive as archives
     from resilience_tests.backup.run import backup
+    from resilience_tests.namespaces import is_namespace_name
     from resilience_tests.session import RunSession, kubeconfig_from_env
 
+    if not is_namespace_name(args.namespace):
+        raise UsageError(f"backup {args.namespace[:80]!r}: not a namespace name",
+                         hint="give the namespace to back up, e.g. resilience backup demo")
     key = archives.read_key(args.key_file)
     output = args.output or Path(f"{args.namespace}-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
-    if output.is_dir() or not output.parent.is_dir():
-        raise UsageError(f"cannot write the archive to {output}", hint="give -o a file in an existing folder")
+    archives.check_output(output)
     run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
                      context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
     started = time.monotonic()
@@ -266,6 +275,8 @@ def _backup(args: argparse.Namespace) -> int:
         run.close()
     size = archives.write(taken, output, key)
     kinds = taken.kinds()
+    if key is None:
+        print("archive: unauthenticated (no --key-file): restoring it will need --unauthenticated")
     print(f"backup: {sum(kinds.values())} object(s) of {len(kinds)} kind(s) from {args.namespace} in "
           f"{time.monotonic() - started:.1f} s: {output} ({size / 1e3:.0f} kB)")
     if taken.secrets:
@@ -280,16 +291,25 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from resilience_tests.backup import archive as archives
-    from resilience_tests.backup.run import restore
+    from resilience_tests.backup.run import plan, restore
 
     key = archives.read_key(args.key_file)
     taken = archives.read(args.archive, key, skip_encrypted=args.without_secrets)
+    plan(taken, args.into, allow_system=args.allow_system_namespace)  # a bad target is refused before connecting
+    if taken.authenticated:
+        print("archive: authenticated (its manifest's HMAC-SHA256 matches under the key; every member matches "
+              "the manifest)")
+    elif args.unauthenticated:
+        print(f"archive: {archives.UNAUTHENTICATED}")
     run = _changing_session(args)
     try:
         done = restore(run.kube(), taken, into=args.into, overwrite=args.overwrite,
-                       without_secrets=args.without_secrets, timeout=args.timeout)
+                       without_secrets=args.without_secrets, timeout=args.timeout,
+                       allow_system=args.allow_system_namespace, unauthenticated=args.unauthenticated)
     finally:
         run.close()
+    if done.weakened:
+        print(f"warning: Pod Security of {done.namespace} weakened by the restore: {', '.join(done.weakened)}")
     print(f"restore: {len(done.applied)} object(s) applied into {done.namespace} in {done.applied_s:.1f} s")
     if done.dropped_node_ports:
         print(f"nodePorts dropped (restored beside the original): {', '.join(done.dropped_node_ports)}")

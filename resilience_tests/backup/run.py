@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from resilience_tests.backup import scope
 from resilience_tests.backup.archive import Archive, kind_key, ref
 from resilience_tests.backup.clean import WORKLOADS, clean, keep, rank, within
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.resources import Resource, ResourceError, Resources
 from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.namespaces import check_target, is_namespace_name
 from resilience_tests.waiting import wait_until
 
 
@@ -58,6 +60,9 @@ def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bo
            keep_secrets: bool = False) -> Archive:
     """Read ``namespace`` into an :class:`Archive` (not yet written). Secrets are kept whole with a ``key``
     (to be encrypted) or ``keep_secrets`` (an archive held in memory), else left out by name."""
+    if not is_namespace_name(namespace):
+        raise UsageError(f"back up {namespace[:80]!r}: not a namespace name",
+                         hint="give a lower-case DNS label of at most 63 characters, e.g. demo")
     resources = kube.resources()
     try:
         ns = resources.get(_namespace_resource(resources), "", namespace)
@@ -69,7 +74,7 @@ def backup(kube: Kube, namespace: str, *, key: bytes | None, skip_unreadable: bo
         raise UsageError(f"namespace {namespace!r} does not exist", hint="name a namespace of this cluster")
     archive = Archive(namespace=namespace, created=time.time(), source={
         "context": kube.ref.context or "", "server": kube.server,
-        "version": kube.server_version()})
+        "version": kube.server_version()}, authenticated=True)  # made here: nobody else could have changed it
     items, archive.unreadable = namespace_objects(resources, namespace)
     for item in items:
         if kind_key(item) == "core/Secret":
@@ -103,17 +108,30 @@ class Restored:
     """What a restore did."""
 
     namespace: str
-    applied: list[str] = field(default_factory=list)  # "apps/Deployment web"
+    applied: list[str] = field(default_factory=list)
     dropped_node_ports: list[str] = field(default_factory=list)
     applied_s: float = 0.0
     ready_s: float | None = None  # from the first apply to every workload ready; None if not waited or not ready
     not_ready: list[str] = field(default_factory=list)
+    weakened: list[str] = field(default_factory=list)  # Pod Security labels the restore lowered (with --overwrite)
+    authenticated: bool = False  # the archive's MAC was checked (or this process made it)
 
 
-def plan(archive: Archive, into: str | None) -> tuple[str, list[dict[str, Any]], list[str]]:
+def plan(archive: Archive, into: str | None, *, allow_system: bool = False,
+         ) -> tuple[str, list[dict[str, Any]], list[str]]:
     """The target namespace, the objects to apply in order (moved into it), and the Services whose NodePorts
-    are dropped (restoring next to the original, they would collide)."""
-    target = into or archive.namespace
+    are dropped (restoring next to the original, they would collide).
+
+    Refused (:class:`~resilience_tests.errors.UsageError`, :class:`RestoreError`) before anything is applied: a
+    target that is not a namespace name, ``resilience-tests``, one of the cluster's own namespaces unless
+    ``allow_system``; an archive holding what a backup of one namespace cannot (cluster-scoped kinds, another
+    namespace's objects, invalid names, a foreign Namespace object).
+    """
+    target = check_target(archive.namespace if into is None else into, what="restore into",
+                          allow_system=allow_system, flag="--allow-system-namespace")
+    problems = scope.problems([*archive.objects, *archive.secrets], archive.namespace)
+    if problems:
+        raise _refused(archive.namespace, problems)
     objects: list[dict[str, Any]] = []
     dropped: list[str] = []
     for obj in sorted([*archive.objects, *archive.secrets], key=rank):
@@ -134,44 +152,92 @@ def plan(archive: Archive, into: str | None) -> tuple[str, list[dict[str, Any]],
     return target, objects, dropped
 
 
+def _refused(namespace: str, problems: list[str]) -> RestoreError:
+    return RestoreError(f"the archive holds what a backup of namespace {namespace} cannot: "
+                        f"{'; '.join(problems[:10])}{f' (and {len(problems) - 10} more)' if len(problems) > 10 else ''}"
+                        "; nothing was applied", hint="restore only archives `resilience backup` wrote")
+
+
+def served(resources: Resources, objects: list[dict[str, Any]]) -> dict[str, Resource]:
+    """The served kind of each object (by :func:`ref`); refused when one is not served, or is cluster-scoped
+    for the server's discovery (the Namespace object aside)."""
+    found = {ref(o): resources.find(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects}
+    unserved = sorted({f"{o.get('apiVersion')} {o.get('kind')}" for o in objects if found[ref(o)] is None})
+    if unserved:
+        raise RestoreError(f"this cluster does not serve {', '.join(unserved)}; nothing was applied",
+                           hint="install the CRDs (or API versions) the backup needs, then restore again")
+    kinds = {k for k, r in found.items() if r is not None and not r.namespaced and not k.startswith("core/Namespace ")}
+    if kinds:
+        namespace = next(o["metadata"]["name"] for o in objects if kind_key(o) == "core/Namespace")
+        raise _refused(namespace, [f"{k}: cluster-scoped (the server says so), not part of a namespace"
+                                   for k in sorted(kinds)])
+    return {k: r for k, r in found.items() if r is not None}
+
+
+def conflicts(resources: Resources, found: dict[str, Resource], target: str,
+              objects: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The objects of ``target`` that differ from the backup (the Namespace's labels and annotations too), and
+    the Pod Security labels the restore would weaken."""
+    differ: list[str] = []
+    weakened: list[str] = []
+    live: dict[Resource, dict[str, dict[str, Any]]] = {}  # one LIST per kind, not one GET per object
+    try:
+        for obj in objects:
+            resource = found[ref(obj)]
+            if kind_key(obj) == "core/Namespace":
+                ns = resources.get(resource, "", target)
+                if ns is None:
+                    continue
+                wanted = {k: v for k in ("labels", "annotations") if (v := obj["metadata"].get(k))}
+                if not within(wanted, ns.get("metadata") or {}):
+                    differ.append(f"{ref(obj)} (labels or annotations)")
+                weakened += scope.weakened(obj["metadata"].get("labels") or {},
+                                           (ns.get("metadata") or {}).get("labels") or {})
+                continue
+            if resource not in live:
+                live[resource] = {o["metadata"]["name"]: o for o in resources.list(resource, target)}
+            existing = live[resource].get(obj["metadata"]["name"])
+            if existing is not None and not within(obj, existing):
+                differ.append(ref(obj))
+    except ResourceError as exc:
+        raise RestoreError(f"reading what {target} holds failed: {exc}; nothing was applied",
+                           hint="check the account's rights (get and list in the target namespace) and that the "
+                                "API server answers, then restore again") from None
+    return differ, weakened
+
+
 def restore(kube: Kube, archive: Archive, *, into: str | None = None, overwrite: bool = False,
-            without_secrets: bool = False, timeout: float = 300) -> Restored:
-    """Apply an archive into ``into`` (default: the namespace it was taken from) and wait for its workloads."""
+            without_secrets: bool = False, timeout: float = 300, allow_system: bool = False,
+            unauthenticated: bool = False) -> Restored:
+    """Apply an archive into ``into`` (default: the namespace it was taken from) and wait for its workloads.
+
+    An archive that is not authenticated (no MAC checked with its key) is refused unless ``unauthenticated``;
+    a target among the cluster's own namespaces unless ``allow_system`` (see :func:`plan`).
+    """
+    if not archive.authenticated and not unauthenticated:
+        raise RestoreError("the archive is unauthenticated (made or read without a key): anyone who could write "
+                           "the file could have changed it; nothing was applied",
+                           hint="pass --key-file with the key it was made with, or --unauthenticated if you "
+                                "trust every hand the file went through")
     if archive.omitted_secrets and not without_secrets:
         raise RestoreError(f"the archive holds no values for {len(archive.omitted_secrets)} Secret(s) (backed up "
                            f"without a key): {', '.join(sorted(archive.omitted_secrets)[:5])}; nothing was applied",
                            hint="create them in the target namespace first and pass --without-secrets")
+    target, objects, dropped = plan(archive, into, allow_system=allow_system)
     resources = kube.resources()
-    target, objects, dropped = plan(archive, into)
-    unserved = sorted({f"{o.get('apiVersion')} {o.get('kind')}" for o in objects
-                       if resources.find(str(o.get("apiVersion")), str(o.get("kind"))) is None})
-    if unserved:
-        raise RestoreError(f"this cluster does not serve {', '.join(unserved)}; nothing was applied",
-                           hint="install the CRDs (or API versions) the backup needs, then restore again")
-    conflicts: list[str] = []
-    live: dict[Resource, dict[str, dict[str, Any]]] = {}  # one LIST per kind, not one GET per object
-    for obj in objects:
-        resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
-        assert resource is not None
-        if kind_key(obj) == "core/Namespace" or not resource.namespaced:
-            continue  # an existing namespace is where the objects go, not a conflict
-        if resource not in live:
-            live[resource] = {o["metadata"]["name"]: o for o in resources.list(resource, target)}
-        existing = live[resource].get(obj["metadata"]["name"])
-        if existing is not None and not within(obj, existing):
-            conflicts.append(ref(obj))
-    if conflicts and not overwrite:
-        raise RestoreError(f"{target} holds {len(conflicts)} object(s) that differ from the backup: "
-                           f"{', '.join(conflicts[:8])}{' ...' if len(conflicts) > 8 else ''}; nothing was applied",
+    found = served(resources, objects)
+    differ, weakened = conflicts(resources, found, target, objects)
+    if differ and not overwrite:
+        also = f" (it would weaken Pod Security: {', '.join(weakened)})" if weakened else ""
+        raise RestoreError(f"{target} holds {len(differ)} object(s) that differ from the backup: "
+                           f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}{also}; nothing was applied",
                            hint="pass --overwrite to replace them, or --into another namespace")
-    done = Restored(target, dropped_node_ports=dropped)
+    done = Restored(target, dropped_node_ports=dropped, weakened=weakened, authenticated=archive.authenticated)
     started = time.monotonic()
     for obj in objects:
-        resource = resources.find(str(obj["apiVersion"]), str(obj["kind"]))
-        assert resource is not None
         name = ref(obj)
         try:
-            resources.apply(resource, target, obj, force=True)
+            resources.apply(found[name], target, obj, force=True)
         except ResourceError as exc:
             raise RestoreError(f"applying {name} into {target} failed: {exc}; {len(done.applied)} of "
                                f"{len(objects)} object(s) were applied before it: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -42,9 +43,17 @@ class Resource:
         return f"{self.group or 'core'}/{self.kind}"
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        where = f"/namespaces/{namespace}" if namespace and self.namespaced else ""
-        return f"{base}{where}/{self.plural}" + (f"/{name}" if name else "")
+        """The request path; every segment quoted, so no name or namespace can change where it goes
+        (``../../kube-system/configmaps/x`` stays one segment, ``x?dryRun=All`` adds no query)."""
+        base = f"/apis/{_q(self.group)}/{_q(self.version)}" if self.group else f"/api/{_q(self.version)}"
+        where = f"/namespaces/{_q(namespace)}" if namespace and self.namespaced else ""
+        return f"{base}{where}/{_q(self.plural)}" + (f"/{_q(name)}" if name else "")
+
+
+def _q(segment: str) -> str:
+    """One URL path segment, quoted whole (``/``, ``?``, ``%``, ``..`` included)."""
+    quoted = quote(segment, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 class ResourceError(ResilienceError):

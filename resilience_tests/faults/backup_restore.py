@@ -272,7 +272,8 @@ class Disaster:
         if not self.struck or state.get("restored"):
             return
         archive: Archive = state["archive"]
-        done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
+        done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout,
+                       allow_system=self.ctx.allow_kube_system)
         state["restored"] = True
         _forget(self.ctx)
         self.ctx.record("disaster-undone", {"applied": len(done.applied), "not_ready": ",".join(done.not_ready)})
@@ -328,7 +329,8 @@ class Restore:
                 "applied": int((status.get("progress") or {}).get("itemsRestored") or 0),
                 "not_ready": ",".join(not_ready), "started": started}
         else:
-            done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout)
+            done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout,
+                           allow_system=self.ctx.allow_kube_system)
             state["restored"] = True
             _forget(self.ctx)
             not_ready = done.not_ready

@@ -41,13 +41,14 @@ def test_an_archive_reads_back_what_was_written_with_its_secrets_encrypted(tmp_p
         names = tar.getnames()
         sealed = tar.extractfile("secrets/db.json.enc").read()  # type: ignore[union-attr]
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
-    assert names[0] == "manifest.json" and b"c2VjcmV0" not in sealed and b"password" not in sealed
-    assert manifest["format"] == 1 and manifest["objects"] == 3 and manifest["secrets"] == "encrypted"
+    assert names[:2] == ["manifest.json", "manifest.mac"] and b"c2VjcmV0" not in sealed and b"password" not in sealed
+    assert manifest["format"] == 2 and manifest["objects"] == 3 and manifest["secrets"] == "encrypted"
     assert manifest["kinds"] == {"apps/Deployment": 1, "core/ConfigMap": 1, "core/Secret": 1}
     assert manifest["source"]["version"] == "v1.36.3"
     back = archives.read(path, KEY)
     assert back.secrets == _archive().secrets and back.data == {"export/records-0": b'{"id": 1}\n'}
     assert sorted(o["metadata"]["name"] for o in back.objects) == ["settings", "web"]
+    assert back.authenticated and path.stat().st_mode & 0o777 == 0o600
 
 
 def _rewrite(path: Path, change: Any) -> None:
@@ -67,8 +68,8 @@ def _rewrite(path: Path, change: Any) -> None:
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable backup archive"),
     (lambda p: _rewrite(p, lambda n, b: b.replace(b'"1"', b'"2"') if "settings" in n else b), "is corrupted"),
     (lambda p: _rewrite(p, lambda n, b: None if "web" in n else b), "is incomplete (truncated?)"),
-    (lambda p: _rewrite(p, lambda n, b: b.replace(b'"format": 1', b'"format": 2') if n == "manifest.json" else b),
-     "has format 2; this resilience-tests"),
+    (lambda p: _rewrite(p, lambda n, b: b.replace(b'"format": 2', b'"format": 3') if n == "manifest.json" else b),
+     "has format 3; this resilience-tests"),
     (lambda p: _rewrite(p, lambda n, b: None if n == "manifest.json" else b), "no manifest.json"),
     (lambda p: p.write_text("not an archive"), "not a readable backup archive"),
 ])
@@ -86,7 +87,7 @@ def test_secrets_need_the_key_they_were_encrypted_with(tmp_path: Path) -> None:
     archives.write(_archive(), path, KEY)
     with pytest.raises(ArchiveError, match="1 encrypted Secret.* no key was given: pass --key-file"):
         archives.read(path, None)
-    with pytest.raises(ArchiveError, match="not the key the backup was made with"):
+    with pytest.raises(ArchiveError, match="or the key is not the one it was made with"):
         archives.read(path, b"another key, long enough")
     aside = archives.read(path, None, skip_encrypted=True)
     assert aside.secrets == [] and aside.omitted_secrets == ["db"]
