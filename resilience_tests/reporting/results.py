@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,14 @@ def results_dir(config: pytest.Config) -> Path | None:
 def experiment_dir(results: Path, run_id: str) -> Path:
     """Where one experiment's journal, plot and load files go."""
     return results / EXPERIMENTS / run_id
+
+
+def journal_records(results: Path, run_id: str) -> list[dict[str, Any]]:
+    """The ``records`` of one experiment's ``journal.json`` under ``results`` (none when it is missing or
+    unreadable: the caller judges without them)."""
+    try:
+        data = json.loads((experiment_dir(results, run_id) / "journal.json").read_text())
+    except (OSError, ValueError):
+        return []
+    records = data.get("records") if isinstance(data, dict) else None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
