@@ -6,6 +6,7 @@ PodDisruptionBudget, into one multi-document file and into N small files, then t
 
     python3 benchmarks/bench_audit.py [--workloads 1000] [--rounds 3]
     python3 benchmarks/bench_audit.py --live     # also from a namespace of the running local cluster
+    python3 benchmarks/bench_audit.py --smoke    # 20 workloads, one round: shows it still runs (unit tests run it)
 
 ``--live`` creates the same objects in one namespace of the local cluster (Deployments paused, so no pod is
 made), times reading the namespace plus auditing it against the same objects read from a file, and deletes the
@@ -75,7 +76,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--namespaces", type=int, default=NAMESPACES, help="spread the workloads over N namespaces")
     parser.add_argument("--live", action="store_true", help="also audit a live namespace of the local cluster")
+    parser.add_argument("--smoke", action="store_true", help="20 workloads, one round: a second, numbers meaningless")
     args = parser.parse_args()
+    if args.smoke:
+        args.workloads, args.rounds = 20, 1
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         root = Path(tmp)
         docs = [doc for i in range(args.workloads) for doc in bundle(i, args.namespaces)]

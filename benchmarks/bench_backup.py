@@ -88,7 +88,11 @@ def main() -> None:
     parser.add_argument("--configmaps", type=int, default=10000)
     parser.add_argument("--rto-rounds", type=int, default=3)
     parser.add_argument("--velero", action="store_true", help="also measure the RTO through Velero")
+    parser.add_argument("--smoke", action="store_true",
+                        help="20 objects, 50 ConfigMaps, 1 RTO round: does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.objects, args.configmaps, args.rto_rounds = 20, 50, 1
     cluster = LocalCluster()
     if cluster.state() != "running":
         raise SystemExit("needs the local cluster: resilience cluster up")

@@ -74,7 +74,11 @@ def main() -> None:
     parser.add_argument("--scale-nodes", type=int, default=1000)
     parser.add_argument("--scale-pods", type=int, default=10000)
     parser.add_argument("--only", choices=("up", "scale"), help="run one of the two benchmarks")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (1 up, 8 nodes and 20 pods at scale): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.scale_nodes, args.scale_pods = 1, 8, 20
     if args.only != "scale":
         bench_up(args.runs)
     if args.only != "up":

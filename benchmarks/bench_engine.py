@@ -3,6 +3,9 @@
     python3 benchmarks/bench_engine.py plugin  [--runs 15]
     python3 benchmarks/bench_engine.py latency [--samples 50]     # uses the local cluster 'resilience'
     python3 benchmarks/bench_engine.py scale   [--pods 10000]     # brings up 1,000 nodes (cluster 'bench-scale')
+    python3 benchmarks/bench_engine.py plugin --smoke             # tiny sizes, seconds: shows it still runs
+
+``--smoke`` runs 1 start-up pair, 3 latency samples, 50 pods at scale (still 1,000 nodes): the numbers mean nothing.
 
 Numbers on a shared 2-core machine are noisy: compare ratios measured in one run.
 """
@@ -114,13 +117,16 @@ def bench_scale(pods: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("plugin", "latency", "scale"))
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--keep", action="store_true", help="leave the scale cluster running")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: shows the benchmark still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.samples, args.pods = 1, 3, 50
     if args.what == "plugin":
         bench_plugin(args.runs)
     elif args.what == "latency":

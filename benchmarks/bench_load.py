@@ -2,6 +2,8 @@
 time to evaluate every SLA check over a one-hour run at 1 s resolution.
 
 Usage: python3 benchmarks/bench_load.py [overhead|workers|checks] [--seconds 15] [--rounds 3]
+       python3 benchmarks/bench_load.py --smoke    # a few seconds, no Locust: the checks and the listener's cost
+                                                   # at tiny sizes (the numbers mean nothing; the unit tests run it)
 
 The target is the demo app binary on 127.0.0.1 (no cluster), so the numbers are Locust's and ours, not
 kube-proxy's. Runs alternate (with, without, with, ...) so that a noisy machine hurts both sides alike.
@@ -29,7 +31,7 @@ from resilience_tests.load.locust import LISTENER, REPO_PROFILES, SHAPE
 from resilience_tests.load.samples import Sample
 from resilience_tests.net import free_port
 from resilience_tests.sla.checks import evaluate, parse_check
-from resilience_tests.sla.evidence import Evidence, FaultSpan, PodSnap, Snapshot
+from resilience_tests.sla.evidence import Evidence, FaultWindow, PodSnap, Snapshot
 from resilience_tests.testbed.images import demoapp_binary
 
 
@@ -136,28 +138,29 @@ def _listener_cost(calls: int = 200_000) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def checks() -> None:
+def checks(seconds: int = 3600, per_second: int = 200) -> None:
     rng = random.Random(7)
     t0 = 1_800_000_000.0
     samples = []
-    for i in range(3600):
+    for i in range(seconds):
         s = Sample(int(t0) + i)
-        for _ in range(200):
+        for _ in range(per_second):
             s.add(rng.lognormvariate(2.5, 0.6))
-        if 1800 <= i < 1830:
+        if seconds // 2 <= i < seconds // 2 + 30:
             s.add(5, failed=True, t=t0 + i + 0.5, name="GET /", reason="connection refused")
         samples.append(s)
     records = []
-    for i in range(600):  # 600 pod changes over the hour (rollouts every few minutes)
+    for i in range(seconds // 6):  # 600 pod changes over the hour (rollouts every few minutes)
         t = t0 + i * 6
         records.append(Record(t, "pod", f"demo/web-{i}", "added", (("labels", "app=web"), ("ready", True))))
         records.append(Record(t + 3, "pod", f"demo/web-{i - 4}", "updated",
                               (("grace", 20), ("labels", "app=web"), ("ready", False), ("terminating", True))))
         records.append(Record(t + 5, "pod", f"demo/web-{i - 4}", "updated",
                               (("exit.web", 0), ("grace", 20), ("labels", "app=web"), ("terminating", True))))
-    snap = Snapshot(t0 + 3600, tuple(PodSnap(f"web-{i}", "n", f"zone-{'abc'[i % 3]}", True) for i in range(6)), 6,
+    snap = Snapshot(t0 + seconds, tuple(PodSnap(f"web-{i}", "n", f"zone-{'abc'[i % 3]}", True) for i in range(6)), 6,
                     ("zone-a", "zone-b", "zone-c"))
-    ev = Evidence(t0, t0 + 3600, samples, records, [FaultSpan(0, "rollout", t0 + 1790, t0 + 1850)], snap,
+    half = t0 + seconds // 2
+    ev = Evidence(t0, t0 + seconds, samples, records, [FaultWindow(0, "rollout", half - 10, half + 50)], snap,
                   {"app": "web"}, True)
     specs = [{"type": "no-failed-requests", "window": "fault:rollout"}, {"type": "error-rate", "max": "1%"},
              {"type": "latency", "percentile": 99, "max": "100ms"}, {"type": "availability", "min": "99%"},
@@ -168,7 +171,8 @@ def checks() -> None:
     started = time.perf_counter()
     verdicts = evaluate(parsed, ev)
     took = time.perf_counter() - started
-    print(f"all 9 checks over a one-hour run (3,600 samples, 720,000 requests, {len(records)} pod records): "
+    print(f"all 9 checks over a {seconds} s run ({len(samples):,} samples, {seconds * per_second:,} requests, "
+          f"{len(records)} pod records): "
           f"{took * 1000:.0f} ms; {sum(v.passed for v in verdicts)} passed")
 
 
@@ -177,7 +181,20 @@ def main() -> int:
     parser.add_argument("only", nargs="?", choices=["overhead", "workers", "checks"])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, a few seconds, to show the benchmark still runs; alone it starts no Locust "
+                             "(the checks over 2 minutes and the listener's cost over 2,000 calls)")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rounds = 2, 1
+        if args.only in (None, "checks"):
+            checks(120, 5)
+            print(f"the listener's own cost per request: {_listener_cost(2_000) * 1e6:.1f} us")
+        if args.only == "overhead":
+            overhead(args.seconds, args.rounds)
+        if args.only == "workers":
+            workers(args.seconds, args.rounds)
+        return 0
     if args.only in (None, "checks"):
         checks()
     if args.only in (None, "overhead"):

@@ -31,7 +31,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--experiment", default=str(ROOT / "experiments" / "rollout-under-load.yaml"))
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (1 round): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds = 1
     cluster = LocalCluster("resilience")
     if cluster.state() != "running":
         subprocess.run([sys.executable, "-m", "resilience_tests.cli", "cluster", "up"], check=True)

@@ -67,7 +67,11 @@ def main() -> int:
     parser.add_argument("--real-nodes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (1 real node, 1 s of 2 connections): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.real_nodes, args.seconds, args.connections = 1, 1, 2
     cluster = LocalCluster()
     cluster.down(log=False)
     proc = subprocess.run([sys.executable, "-m", "resilience_tests.cli", "cluster", "up", "--real-nodes",

@@ -66,7 +66,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", nargs="*", default=None, help="example file stems or variant names")
     parser.add_argument("--json", type=Path, default=None, help="write the raw outcomes here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (1 run of kill-two-pods): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.only = 1, args.only or ["kill-two-pods"]
 
     cluster = LocalCluster("resilience")
     if cluster.state() != "running":

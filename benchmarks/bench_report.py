@@ -79,7 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--builds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (2 experiments, 1 build): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.experiments, args.builds = 2, 1
     cluster = LocalCluster()
     if cluster.state() != "running":
         sys.exit("the local cluster is not running: bash scripts/demo (or resilience cluster up + deploy/demo.yaml)")

@@ -39,7 +39,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (1 trial): does it still run (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.trials = 1
     cluster = LocalCluster("resilience")
     if cluster.state() != "running":
         subprocess.run([sys.executable, "-m", "resilience_tests.cli", "cluster", "up"], check=True)

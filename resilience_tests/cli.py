@@ -407,7 +407,7 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
 
     from resilience_tests.audit import prove
     from resilience_tests.reporting import summary
-    from resilience_tests.reporting.results import SUMMARY_FILE, new_results_id
+    from resilience_tests.reporting.results import SUMMARY_FILE, journal_records, new_results_id
 
     proofs, unproved = prove.plan(findings, placements, rules=wanted)
     if not proofs:
@@ -429,7 +429,9 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
         entries = {str(e["name"]): e for e in summary.read(results / SUMMARY_FILE)["experiments"]}
     elif code not in (0, 1):
         raise ResilienceError(f"the proofs did not run (pytest exit code {code}); see the output above")
-    return [prove.judge(p, entries.get(p.name)) for p in proofs], unproved
+    records = {p.name: journal_records(results, str(entries[p.name].get("run_id", ""))) for p in proofs
+               if p.kind in prove.DRAINS and p.name in entries}  # a drain's proof reads its journal too
+    return [prove.judge(p, entries.get(p.name), records.get(p.name, ())) for p in proofs], unproved
 
 
 def _print_status(status: ClusterStatus) -> None:

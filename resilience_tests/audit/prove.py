@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,9 @@ PROOFS: dict[str, ProofKind] = {
     "RT502": DRAIN_BLOCKED,
 }
 PROVABLE_KINDS = ("Deployment", "StatefulSet")  # what the faults can target as a workload
+DRAINS = (DRAIN_LOAD, DRAIN_BLOCKED)  # judged with the journal's records too (see :func:`judge`)
+PENDING_S = 5.0  # a replica still on no node this long when the drain gave up: the scheduler had nowhere for it
+Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Placement:
     replicas: int = 1
     zones: Counter[str] = field(default_factory=Counter)  # zone -> running pods of the workload
     zone_nodes: dict[str, int] = field(default_factory=dict)  # zone -> its nodes (an outage fails them all)
+    labels: Labels = ()  # the workload's selector (matchLabels): which pods of the journal are its replicas
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Proof:
     workload: str  # ``deployment/web``
     findings: tuple[Finding, ...]
     experiment: dict[str, Any]
+    labels: Labels = ()  # the workload's selector, from its Placement
 
     @property
     def name(self) -> str:
@@ -156,7 +161,7 @@ def plan(findings: Iterable[Finding], placements: dict[str, Placement], *,
             continue
         workload = f"{workload_kind.lower()}/{name}"
         proofs.append(Proof(kind, namespace, workload, tuple(found),
-                            _experiment(kind, namespace, workload, name, placement, found)))
+                            _experiment(kind, namespace, workload, name, placement, found), placement.labels))
     return proofs, unproved
 
 
@@ -178,7 +183,8 @@ def read_placements(kube: Any, objects: Iterable[Obj]) -> dict[str, Placement]:
             if selector else []
         zones = Counter(zone_of.get(p.node, "") for p in pods)
         zones.pop("", None)
-        found[obj.ref] = Placement(int(spec.get("replicas", 1) or 0), zones, dict(zone_nodes))
+        found[obj.ref] = Placement(int(spec.get("replicas", 1) or 0), zones, dict(zone_nodes),
+                                   tuple(sorted((str(k), str(v)) for k, v in labels.items())))
     return found
 
 
@@ -233,8 +239,12 @@ def _load(seconds: int) -> dict[str, Any]:
     return {"shape": {"type": "constant", "users": USERS, "duration": f"{seconds}s"}}
 
 
-def judge(proof: Proof, entry: dict[str, Any] | None) -> Result:
-    """What the experiment's ``summary.json`` entry says of the proof's findings."""
+def judge(proof: Proof, entry: dict[str, Any] | None, records: Sequence[Mapping[str, Any]] = ()) -> Result:
+    """What the experiment's ``summary.json`` entry says of the proof's findings.
+
+    A drain's proof also reads ``records``, its journal's (``journal.json``): a drain that a PDB stopped while a
+    replica of the workload could be scheduled nowhere (pinned to the drained node) confirms its findings.
+    """
     if entry is None:
         return Result(proof, "not run", "the experiment did not run (the session stopped before it?)")
     outcome = str(entry.get("outcome", ""))
@@ -247,10 +257,13 @@ def judge(proof: Proof, entry: dict[str, Any] | None) -> Result:
         return Result(proof, "not run", "interrupted", outcome)
     if outcome == "planned":
         return Result(proof, "not run", "dry run: planned only", outcome)
+    blocked = next((e for e in errors if "blocked by PDB" in e), "") if proof.kind in DRAINS else ""
+    unplaced = _unplaced(proof, records, blocked) if blocked else ""
+    if proof.kind is DRAIN_LOAD and unplaced:
+        return Result(proof, "confirmed", f"{unplaced}; the drain could not finish: {blocked}", outcome)
     if proof.kind is DRAIN_BLOCKED:
-        blocked = next((e for e in errors if "blocked by PDB" in e), "")
         if blocked:
-            return Result(proof, "confirmed", blocked, outcome)
+            return Result(proof, "confirmed", f"{blocked}; {unplaced}" if unplaced else blocked, outcome)
         if outcome == "passed":
             return Result(proof, "not confirmed", "the drain finished: every pod of the node was evicted", outcome)
         return Result(proof, "inconclusive", errors[0] if errors else outcome, outcome)
@@ -271,3 +284,41 @@ def judge(proof: Proof, entry: dict[str, Any] | None) -> Result:
     if outcome == "passed" and verdict.get("passed"):
         return Result(proof, "not confirmed", said, outcome)
     return Result(proof, "inconclusive", f"{said}; outcome {outcome}", outcome)
+
+
+def _unplaced(proof: Proof, records: Sequence[Mapping[str, Any]], blocked: str) -> str:
+    """From a drain's journal records: a replica of the workload that the scheduler could place nowhere when the
+    drain gave up (Pending on no node for :data:`PENDING_S` or more, or a FailedScheduling event of it), while a
+    PDB held back another replica of the same workload (``blocked`` names it). "" when the records do not show it
+    (or the workload's labels are unknown: the journal alone cannot tell its pods from others)."""
+    gave_up = next((float(r["t"]) for r in records if r.get("kind") == "fault" and r.get("change") == "error"
+                    and str(r.get("name", "")).endswith(":node-drain")), None)
+    if gave_up is None or not proof.labels:
+        return ""
+    wanted = dict(proof.labels)
+    ours: dict[str, tuple[Mapping[str, Any], float]] = {}  # pod -> (its state when the drain gave up, since)
+    for record in sorted((r for r in records if r.get("kind") == "pod" and float(r["t"]) <= gave_up),
+                         key=lambda r: float(r["t"])):
+        name, pod = str(record["name"]), record.get("pod") or {}
+        if not name.startswith(f"{proof.namespace}/") or any((pod.get("labels") or {}).get(k) != v
+                                                             for k, v in wanted.items()):
+            continue
+        state, before = {**pod, "deleted": record.get("change") == "deleted"}, ours.get(name)
+        since = before[1] if before and _waiting(before[0]) and _waiting(state) else float(record["t"])
+        ours[name] = (state, since)
+    if not any(f"{pod} blocked by PDB" in blocked for pod in ours):
+        return ""
+    scheduler = {str((r.get("details") or {}).get("object", "")): str((r.get("details") or {}).get("message", ""))
+                 for r in records if r.get("kind") == "event" and float(r["t"]) <= gave_up
+                 and (r.get("details") or {}).get("reason") == "FailedScheduling"}
+    for name, (pod, since) in sorted(ours.items()):
+        said = scheduler.get(f"Pod/{name.rpartition('/')[2]}")
+        if _waiting(pod) and (gave_up - since >= PENDING_S or said is not None):
+            return (f"{name} could not be scheduled anywhere: Pending on no node for {gave_up - since:.0f} s when "
+                    f"the drain gave up" + (f" (the scheduler: {said})" if said else ""))
+    return ""
+
+
+def _waiting(pod: Mapping[str, Any]) -> bool:
+    return pod.get("phase") == "Pending" and not pod.get("node") and not pod.get("terminating") \
+        and not pod.get("deleted")

@@ -44,7 +44,11 @@ class PodKill:
         return None if self.params.grace_period is None else int(self.params.grace_period)
 
     def describe(self) -> list[str]:
-        how = "force-delete (grace 0)" if self.params.force else "delete (graceful)"
+        grace = self._grace()
+        how = ("force-delete (grace 0)" if self.params.force else
+               "delete with no grace (a crash)" if grace == 0 else
+               "delete (graceful: the pod's own grace period)" if grace is None else
+               f"delete (graceful: {grace} s grace)")
         amount = (f"{self.params.count}" if self.params.count else
                   f"{self.params.percent:.0%}" if self.params.percent else "all")
         repeat = f", every {self.params.every:.0f} s" if self.params.every else ""

@@ -21,10 +21,12 @@ outputs; a folder of your own that holds other files keeps its mode (its run sub
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +120,14 @@ def private_allure(alluredir: Path) -> None:
             path.chmod(PRIVATE_FILE)
     if all(p in ours for p in alluredir.iterdir()):
         alluredir.chmod(PRIVATE_DIR)
+
+
+def journal_records(results: Path, run_id: str) -> list[dict[str, Any]]:
+    """The ``records`` of one experiment's ``journal.json`` under ``results`` (none when it is missing or
+    unreadable: the caller judges without them)."""
+    try:
+        data = json.loads((experiment_dir(results, run_id) / "journal.json").read_text())
+    except (OSError, ValueError):
+        return []
+    records = data.get("records") if isinstance(data, dict) else None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []

@@ -155,3 +155,105 @@ def test_the_demo_variants_each_get_the_experiment_of_their_misbehaviour() -> No
     findings = audit(Inventory(objects))
     proofs, _ = prove.plan(findings, {"Deployment demo/web": prove.Placement(1, Counter({"zone-b": 1}))})
     assert [(p.kind.name, p.rules) for p in proofs] == [("pod-kill", "RT201")]
+
+
+PINNED = {WEB: prove.Placement(2, Counter({"zone-a": 2}), {"zone-a": 3}, (("app", "web"),))}
+GAVE_UP = "0:node-drain: drain of node-a did not finish in 35 s; still waiting for shop/web-h-2 blocked by PDB web"
+UNSCHEDULABLE = "0/6 nodes are available: 1 node(s) were unschedulable, 5 node(s) didn't match Pod's node selector."
+
+
+def _pod(t: float, name: str, change: str, phase: str = "Running", node: str | None = "node-a",
+         app: str = "web", terminating: bool = False) -> dict[str, Any]:
+    return {"t": t, "kind": "pod", "name": f"shop/{name}", "change": change,
+            "pod": {"phase": phase, "node": node, "terminating": terminating, "ready": phase == "Running",
+                    "labels": {"app": app, "pod-template-hash": "h"}, "containers": {}}}
+
+
+def _drain_journal(*, placed_at: float | None = None, event: bool = True, made_at: float = 104.0,
+                   pending_app: str = "web") -> list[dict[str, Any]]:
+    """A hostname-pinned web (2 replicas on node-a, a PDB allowing one eviction) drained: web-h-1 is evicted,
+    its replacement web-h-3 stays Pending (its node is cordoned), the PDB holds web-h-2, the drain gives up at
+    t=138, its revert uncordons node-a and web-h-3 lands there."""
+    records = [_pod(100, "web-h-1", "added"), _pod(100, "web-h-2", "added"), _pod(100, "db-1", "added", app="db"),
+               _pod(103, "web-h-1", "updated", terminating=True),
+               _pod(made_at, "web-h-3", "added", "Pending", None, app=pending_app),
+               _pod(104.2, "web-h-1", "deleted", terminating=True)]
+    if event:
+        records.append({"t": 104.5, "kind": "event", "name": "shop/web-h-3.1", "change": "added",
+                        "details": {"reason": "FailedScheduling", "type": "Warning", "object": "Pod/web-h-3",
+                                    "message": UNSCHEDULABLE}})
+    if placed_at is not None:
+        records.append(_pod(placed_at, "web-h-3", "updated", node="node-b"))
+    records += [{"t": 138.0, "kind": "fault", "name": "0:node-drain", "change": "error",
+                 "details": {"error": GAVE_UP}},
+                _pod(139.0, "web-h-3", "updated", node="node-a")]
+    return records
+
+
+def test_a_drain_stopped_by_a_pdb_with_a_replica_scheduled_nowhere_confirms_the_drain_proof() -> None:
+    """A pin to the drained node: the evicted replica's replacement is Pending, so the PDB holds the other one."""
+    (proof,), _ = prove.plan([_finding("RT203")], PINNED)
+    assert proof.kind is prove.DRAIN_LOAD and proof.labels == (("app", "web"),)
+    entry = _entry("error", errors=(GAVE_UP,))
+    result = prove.judge(proof, entry, _drain_journal())
+    assert result.status == "confirmed", result.why
+    assert result.why == (f"shop/web-h-3 could not be scheduled anywhere: Pending on no node for 34 s when the drain "
+                          f"gave up (the scheduler: {UNSCHEDULABLE}); the drain could not finish: {GAVE_UP}")
+    # the pod's state alone shows it (no event recorded), once it waited PENDING_S or more
+    assert prove.judge(proof, entry, _drain_journal(event=False)).status == "confirmed"
+    # a RT502 proof names the Pending replica next to the PDB
+    (blocked,), _ = prove.plan([_finding("RT502")], PINNED)
+    assert "shop/web-h-3 could not be scheduled anywhere" in prove.judge(blocked, entry, _drain_journal()).why
+
+
+@pytest.mark.parametrize(("journal", "placements"), [
+    ([], PINNED),  # no journal: the summary alone cannot say why the drain stopped
+    (_drain_journal(placed_at=110.0), PINNED),  # the replacement was scheduled: the PDB, not a pin, stopped it
+    (_drain_journal(pending_app="db"), PINNED),  # the Pending pod belongs to another workload
+    (_drain_journal(event=False, made_at=135.0), PINNED),  # Pending 3 s only, no word from the scheduler
+    (_drain_journal(), PLACED),  # the workload's labels are unknown: its pods cannot be told from others
+])
+def test_a_drain_stopped_by_a_pdb_stays_inconclusive_without_a_replica_scheduled_nowhere(
+        journal: list[dict[str, Any]], placements: dict[str, prove.Placement]) -> None:
+    (proof,), _ = prove.plan([_finding("RT203")], placements)
+    result = prove.judge(proof, _entry("error", errors=(GAVE_UP,)), journal)
+    assert (result.status, result.why) == ("inconclusive", GAVE_UP)
+
+
+def test_a_drain_held_by_another_workloads_pdb_does_not_confirm() -> None:
+    (proof,), _ = prove.plan([_finding("RT501")], PINNED)
+    other = GAVE_UP.replace("shop/web-h-2 blocked by PDB web", "shop/db-1 blocked by PDB db")
+    assert prove.judge(proof, _entry("error", errors=(other,)), _drain_journal()).status == "inconclusive"
+
+
+def test_a_proofs_journal_records_are_read_from_its_results(tmp_path: Path) -> None:
+    import json
+
+    from resilience_tests.reporting.results import experiment_dir, journal_records
+
+    folder = experiment_dir(tmp_path, "run-1")
+    folder.mkdir(parents=True)
+    (folder / "journal.json").write_text(json.dumps({"records": _drain_journal()}))
+    assert journal_records(tmp_path, "run-1") == _drain_journal()
+    assert journal_records(tmp_path, "run-2") == []  # missing: judged without it
+    (folder / "journal.json").write_text("{not json")
+    assert journal_records(tmp_path, "run-1") == []
+
+
+def test_placements_carry_the_workloads_labels() -> None:
+    from resilience_tests.audit.model import Obj
+    from resilience_tests.cluster.selection import ZONE_LABEL, NodeInfo, PodInfo
+
+    class Cluster:
+        def nodes(self) -> list[NodeInfo]:
+            return [NodeInfo("node-a", {ZONE_LABEL: "zone-a"})]
+
+        def pods(self, namespace: str, selector: str) -> list[PodInfo]:
+            assert selector == "app=web,tier=front"
+            return [PodInfo("web-1", namespace, "node-a", {"app": "web"})]
+
+    web = Obj({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"tier": "front", "app": "web"}}}},
+              Location("cluster:ctx/shop"))
+    placement = prove.read_placements(Cluster(), [web])["Deployment shop/web"]
+    assert placement.labels == (("app", "web"), ("tier", "front")) and placement.zones == Counter({"zone-a": 1})

@@ -267,3 +267,22 @@ def test_the_dry_run_of_an_experiment_with_a_disaster_on_kube_system(allow: bool
         return
     with pytest.raises(PreflightError, match=r"^faults\[1\] \(disaster\): a disaster step on kube-system: refused"):
         runner.plan(exp)
+
+
+@pytest.mark.parametrize(("keys", "how"), [
+    ({"grace_period": "0s"}, "delete with no grace (a crash)"),
+    ({"force": True}, "force-delete (grace 0)"),
+    ({"grace_period": "20s"}, "delete (graceful: 20 s grace)"),
+    ({}, "delete (graceful: the pod's own grace period)"),
+])
+def test_the_pod_kill_plan_says_how_the_pod_dies(keys: dict[str, Any], how: str) -> None:
+    """A zero grace is a crash, not a graceful delete (audit --prove's pod-kill plan shows this line)."""
+    from resilience_tests.cluster.selection import PodInfo
+    from resilience_tests.faults.pod_kill import PodKill, PodKillParams
+
+    class Pods:
+        def pods(self, namespace: str, selector: str | None = None) -> list[PodInfo]:
+            return [PodInfo("web-1", namespace, "n1", {"app": "web"}, controller="ReplicaSet")]
+
+    fault = PodKill(PodKillParams(type="pod-kill", count=1, selector="app=web", **keys), ctx("demo", kube=Pods()))
+    assert fault.describe() == [f"{how} 1 pod(s) matching 'app=web' in demo: now web-1"]
