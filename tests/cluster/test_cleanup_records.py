@@ -47,6 +47,7 @@ def test_planted_records_are_refused_and_the_record_of_this_host_is_restored(
         local_cluster: LocalCluster, cluster: Kube, core: client.CoreV1Api, namespace: str, tmp_path: Path) -> None:
     core.create_namespaced_config_map(namespace, client.V1ConfigMap(
         metadata=client.V1ObjectMeta(name="settings"), data={"a": "1"}))
+    RunLease(cluster, f"lease-{namespace}").start().stop()  # a run's lease makes the namespace records go in
     good = pending.record(cluster, f"good-{namespace}", backup(cluster, namespace, key=None))
     core.delete_namespaced_config_map("settings", namespace)  # what the disaster took
     victim = tmp_path / "victim.tar.gz"
