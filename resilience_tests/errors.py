@@ -87,11 +87,11 @@ def from_input(exc: BaseException, what: str) -> ResilienceError | None:
     module = type(exc).__module__.split(".")[0]
     name = type(exc).__name__
     message = _printable(str(exc).partition("\n")[0])
-    if module == "kubernetes" and isinstance(getattr(exc, "status", None), int) and exc.status:  # type: ignore[attr-defined]
-        return ResilienceError(f"{what}: the cluster answered HTTP {exc.status} "  # type: ignore[attr-defined]
-                               f"({_printable(_api_message(exc))})",
+    status = getattr(exc, "status", None) if module == "kubernetes" else None
+    if isinstance(status, int) and status > 0:  # the client's ApiException: the server answered an error
+        return ResilienceError(f"{what}: the cluster answered HTTP {status} ({_printable(_api_message(exc))})",
                                hint="check the account's rights and the objects named, then run it again")
-    if module == "urllib3" or isinstance(exc, TimeoutError) or (module == "kubernetes" and "Max retries" in str(exc)):
+    if module in ("urllib3", "kubernetes", "ssl") or isinstance(exc, (TimeoutError, ConnectionError)):
         return ResilienceError(f"{what}: the API server did not answer ({name}: {message})",
                                hint="check that it runs and that --kubeconfig/--context point to it, then run it "
                                     "again")

@@ -84,6 +84,18 @@ def _urllib3_timeout() -> BaseException:
     return ReadTimeoutError(None, "/api/v1/namespaces/demo/configmaps", "Read timed out. (read timeout=60)")
 
 
+def _urllib3_no_connection() -> BaseException:
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    return MaxRetryError(None, "/api", NewConnectionError(None, "Failed to establish a new connection"))  # type: ignore[arg-type]
+
+
+def _api_error_without_status() -> BaseException:
+    from kubernetes.client.exceptions import ApiException
+
+    return ApiException(reason="Handshake status 500 Internal Server Error")
+
+
 def _yaml_error() -> BaseException:
     try:
         yaml.safe_load("a: [")
@@ -109,6 +121,10 @@ ESCAPING: list[tuple[str, Callable[[], BaseException], str]] = [
     ("500 from the API", lambda: _api_error(500), "the cluster answered HTTP 500"),
     ("read timeout", _urllib3_timeout, "the API server did not answer (ReadTimeoutError"),
     ("TimeoutError", lambda: TimeoutError("timed out"), "the API server did not answer (TimeoutError: timed out)"),
+    ("connection refused", lambda: ConnectionRefusedError(111, "Connection refused"),
+     "the API server did not answer (ConnectionRefusedError"),
+    ("no connection", _urllib3_no_connection, "the API server did not answer (MaxRetryError"),
+    ("API error without a status", _api_error_without_status, "the API server did not answer (ApiException"),
     ("yaml error", _yaml_error, "malformed YAML"),
     ("not UTF-8", lambda: b"\xff".decode(), "input is not UTF-8 text"),
     ("nested too deep", _recursion, "input nested too deeply to be read; flatten it"),
