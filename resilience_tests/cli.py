@@ -529,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             print(rest, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # RevertsAborted says what it left behind
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:
         command = " ".join(p for p in (getattr(args, "command", None), getattr(args, "action", None)) if p)

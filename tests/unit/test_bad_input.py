@@ -148,6 +148,18 @@ def test_what_escapes_from_below_is_one_line_naming_the_command(
     assert line.startswith("error: resilience backup: ") and expected in line, line
 
 
+def test_an_interrupt_says_what_it_left(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience_tests.interrupts import RevertsAborted
+
+    def backup(_: object) -> int:
+        raise RevertsAborted("SIGINT: reverts aborted; what is still changed is listed by `resilience cleanup`")
+
+    monkeypatch.setattr(cli, "_backup", backup)
+    assert main(["backup", "demo"]) == 130
+    assert _one_line(capsys.readouterr().err) == ("error: SIGINT: reverts aborted; what is still changed is listed "
+                                                  "by `resilience cleanup`")
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def backup(_: object) -> int:
         raise KeyError("spec")
@@ -294,3 +306,32 @@ def test_strict_yaml_reads_what_kubernetes_manifests_hold() -> None:
     nested = "x: " + "[" * (strictyaml.MAX_DEPTH - 1) + "]" * (strictyaml.MAX_DEPTH - 1)  # the mapping is one
     assert strictyaml.load(nested)["x"] == strictyaml.load(nested)["x"]  # exactly at the limit: accepted
     assert strictyaml.load("n: " + "9" * strictyaml.MAX_INT_CHARS)["n"] > 0
+
+
+# -- one exception tree ---------------------------------------------------------------------------------------
+
+NOT_RAISED_OUT = {"resilience_tests.waiting._NotYet",  # a retry signal, caught where it is raised
+                  "resilience_tests.interrupts.RevertsAborted"}  # a KeyboardInterrupt: no `except Exception` stops it
+CHANGING_ELSEWHERE = {"resilience_tests.cluster.resources.ResourceError"}
+
+
+def test_every_exception_the_package_defines_is_a_resilience_error() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import resilience_tests
+    from resilience_tests.errors import ResilienceError
+
+    outside = []
+    for module_info in pkgutil.walk_packages(resilience_tests.__path__, "resilience_tests."):
+        source = Path(resilience_tests.__path__[0], *module_info.name.split(".")[1:]).with_suffix(".py")
+        if source.is_file() and ("import locust" in source.read_text() or "from locust" in source.read_text()):
+            continue  # Locust is never imported in the pytest process; such modules define no errors
+        module = importlib.import_module(module_info.name)
+        for name, value in inspect.getmembers(module, inspect.isclass):
+            qualified = f"{value.__module__}.{name}"
+            if value.__module__ == module.__name__ and issubclass(value, BaseException) and \
+                    not issubclass(value, ResilienceError) and qualified not in NOT_RAISED_OUT | CHANGING_ELSEWHERE:
+                outside.append(qualified)
+    assert outside == []
