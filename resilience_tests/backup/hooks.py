@@ -21,7 +21,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from resilience_tests.cluster.kube import ExecError, Kube
 from resilience_tests.errors import ResilienceError
@@ -104,8 +104,22 @@ def to_json(hook: Hook) -> Any:
 
 
 def from_json(data: Any) -> Hook:
-    """The hook :func:`to_json` wrote: a list is a command, a mapping an HTTP call."""
-    return HttpHook.model_validate(data) if isinstance(data, dict) else tuple(str(a) for a in data or ())
+    """The hook :func:`to_json` wrote: a list is a command, a mapping an HTTP call.
+
+    Raises:
+        HookError: it is neither, or an HTTP call that is not valid (a path leaving the pod proxy...).
+    """
+    if isinstance(data, dict):
+        try:
+            return HttpHook.model_validate(data)
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise HookError(f"a recorded HTTP hook is not valid: {problem}"[:400]) from None
+    if data is None:
+        return ()
+    if not isinstance(data, (list, tuple)) or len(data) > 1000:
+        raise HookError(f"a recorded hook is a {type(data).__name__}, not a command (a list) or an HTTP call")
+    return tuple(str(a) for a in data)
 
 
 def call(kube: Kube, pod: str, namespace: str, hook: Hook, *, stdin: str | None = None, timeout: float = 120,

@@ -298,6 +298,22 @@ def test_a_hook_path_that_could_leave_the_pod_proxy_is_refused(path: str) -> Non
         HttpHook.model_validate({"port": 8080, "path": path})
 
 
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"port": 8080, "path": "/../../../../api/v1/secrets"}, "a recorded HTTP hook is not valid: path: Value error, "),
+    ({"port": 0, "path": "/x"}, "port: Input should be greater than or equal to 1"),
+    ("sh -c 'rm -rf /'", "a recorded hook is a str, not a command"),
+    (["x"] * 1001, "a recorded hook is a list"),
+])
+def test_a_recorded_hook_that_is_not_valid_is_one_line(data: object, expected: str) -> None:
+    from resilience_tests.backup import hooks
+
+    with pytest.raises(hooks.HookError) as info:
+        hooks.from_json(data)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert hooks.from_json({"port": 8080, "path": "/import?x=1"}) == HttpHook(port=8080, path="/import?x=1")
+    assert hooks.from_json(["/app", "import"]) == ("/app", "import") and hooks.from_json(None) == ()
+
+
 def test_strict_yaml_reads_what_kubernetes_manifests_hold() -> None:
     text = "a: &anchor-without-alias 1\nb: [1, 2.5, true, null, '007', 2026-01-02]\nc: {d: !!str 5}\n"
     assert strictyaml.load(text) == {"a": 1, "b": [1, 2.5, True, None, "007", strictyaml.load("2026-01-02")],
