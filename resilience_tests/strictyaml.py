@@ -94,7 +94,7 @@ class _Builder:
                 mapping = isinstance(event, yaml.MappingStartEvent)
                 tag = event.tag
                 if tag not in (None, "!", _MAP if mapping else _SEQ):
-                    raise _problem(event.start_mark, f"the tag {tag} is not allowed; remove it")
+                    raise _problem(event.start_mark, f"the tag {tag!r} is not allowed; remove it")
                 if len(stack) >= MAX_DEPTH:
                     raise _problem(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; flatten it")
                 stack.append([{} if mapping else [], _NO_KEY, event.start_mark])
@@ -122,7 +122,7 @@ class _Builder:
         if tag == "tag:yaml.org,2002:merge":
             raise _problem(event.start_mark, "merge keys (<<) are not allowed; write the keys out")
         if tag not in _SCALARS:
-            raise _problem(event.start_mark, f"the tag {tag} is not allowed; remove it")
+            raise _problem(event.start_mark, f"the tag {tag!r} is not allowed; remove it")
         if tag.endswith(":int") and len(event.value) > MAX_INT_CHARS:
             raise _problem(event.start_mark, f"a number of {len(event.value):,} characters; numbers have at most "
                                              f"{MAX_INT_CHARS:,}")

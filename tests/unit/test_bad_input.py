@@ -178,7 +178,8 @@ AUDIT_FILES: list[tuple[str, bytes, str]] = [
     ("deep nesting", b"kind: Deployment\nspec: " + b"[" * 10_000 + b"]" * 10_000, "nested more than 100 levels"),
     ("huge integer", (MANIFEST % ("9" * 5000)).encode(), "a number of 5,000 characters"),
     ("duplicate key", (MANIFEST % 2 + "kind: Service\n").encode(), "duplicate key 'kind'"),
-    ("python tag", b"kind: !!python/object/apply:os.system [id]\n", "the tag tag:yaml.org,2002:python/object"),
+    ("python tag", b"kind: !!python/object/apply:os.system [id]\n", "the tag 'tag:yaml.org,2002:python/object"),
+    ("escape in a tag", b"kind: !%1b%5d0 Deployment\n", "the tag '!\\x1b]0' is not allowed"),
     ("control character", b"kind: Deployment\nmetadata: {name: \x1b]0;x\x07}\n", "control characters are not"),
 ]
 
@@ -312,6 +313,15 @@ def test_a_recorded_hook_that_is_not_valid_is_one_line(data: object, expected: s
     assert expected in str(info.value) and "\n" not in str(info.value)
     assert hooks.from_json({"port": 8080, "path": "/import?x=1"}) == HttpHook(port=8080, path="/import?x=1")
     assert hooks.from_json(["/app", "import"]) == ("/app", "import") and hooks.from_json(None) == ()
+
+
+def test_the_pure_python_parser_refuses_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(strictyaml, "_Parser", strictyaml._PyParser)
+    for text, expected in ((ALIAS_BOMB, "line 2, column 8: aliases"), ("a: 1\na: 2\n", "duplicate key 'a'"),
+                           ("x: " + "[" * 200 + "]" * 200, "nested more than 100"), ("a: \x01", "character 3")):
+        with pytest.raises(strictyaml.YamlProblem, match=expected.replace("[", r"\[")):
+            strictyaml.load(text)
+    assert list(strictyaml.load_all("a: 1\n---\nb: [2]\n")) == [(1, {"a": 1}), (3, {"b": [2]})]
 
 
 def test_strict_yaml_reads_what_kubernetes_manifests_hold() -> None:
