@@ -25,6 +25,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from resilience_tests.cluster.kube import ExecError, Kube
 from resilience_tests.errors import ResilienceError
+from resilience_tests.namespaces import is_namespace_name, is_object_name
 from resilience_tests.schema import Model
 
 
@@ -130,6 +131,8 @@ def call(kube: Kube, pod: str, namespace: str, hook: Hook, *, stdin: str | None 
         HookError: it exited non-zero, answered an HTTP error, or could not be run (the pod and why named).
     """
     where = f"{namespace}/{pod}"
+    if not (is_namespace_name(namespace) and is_object_name(pod)):  # both go into the request's URL
+        raise HookError(f"{where!r}: not a namespace and pod name; hooks run in pods the API server listed")
     try:
         if isinstance(hook, HttpHook):
             if path_problem(hook.path):  # built without validation: never sent

@@ -324,6 +324,23 @@ def test_the_pure_python_parser_refuses_the_same(monkeypatch: pytest.MonkeyPatch
     assert list(strictyaml.load_all("a: 1\n---\nb: [2]\n")) == [(1, {"a": 1}), (3, {"b": [2]})]
 
 
+@pytest.mark.parametrize(("pod", "namespace", "path"), [
+    ("../../kube-system/pods/x", "demo", "/export"), ("web-0", "demo/../kube-system", "/export"),
+    ("web-0", "demo", "/../../../../secrets"),
+])
+def test_a_hook_is_never_sent_to_a_url_that_leaves_the_pod(pod: str, namespace: str, path: str) -> None:
+    from resilience_tests.backup import hooks
+
+    class Kube:
+        def proxy(self, *args: object, **kwargs: object) -> tuple[int, str]:
+            raise AssertionError(f"sent: {args}")
+
+    hook = HttpHook.model_construct(port=8080, path=path, method=None)  # built without validation
+    with pytest.raises(hooks.HookError) as info:
+        hooks.call(Kube(), pod, namespace, hook)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
+
 def test_strict_yaml_reads_what_kubernetes_manifests_hold() -> None:
     text = "a: &anchor-without-alias 1\nb: [1, 2.5, true, null, '007', 2026-01-02]\nc: {d: !!str 5}\n"
     assert strictyaml.load(text) == {"a": 1, "b": [1, 2.5, True, None, "007", strictyaml.load("2026-01-02")],
