@@ -549,5 +549,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown command {args.command!r}")
     return commands[args.command](args)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,8 @@ shown for these.
 
 from __future__ import annotations
 
+import json
+
 
 class ResilienceError(Exception):
     """Root of every error raised on purpose by resilience-tests.
@@ -68,8 +70,6 @@ def _printable(text: str, limit: int = 300) -> str:
 def _api_message(exc: BaseException) -> str:
     body, reason = getattr(exc, "body", None), getattr(exc, "reason", None)
     try:
-        import json
-
         return str(json.loads(body or "{}").get("message") or reason)
     except (ValueError, AttributeError, TypeError):
         return str(reason)
@@ -91,6 +91,9 @@ def from_input(exc: BaseException, what: str) -> ResilienceError | None:
     if isinstance(status, int) and status > 0:  # the client's ApiException: the server answered an error
         return ResilienceError(f"{what}: the cluster answered HTTP {status} ({_printable(_api_message(exc))})",
                                hint="check the account's rights and the objects named, then run it again")
+    if isinstance(exc, BrokenPipeError):
+        return ResilienceError(f"{what}: its output was closed before the end",
+                               hint="nothing to do if it was piped into a command that stops early, like head")
     if module in ("urllib3", "kubernetes", "ssl") or isinstance(exc, (TimeoutError, ConnectionError)):
         return ResilienceError(f"{what}: the API server did not answer ({name}: {message})",
                                hint="check that it runs and that --kubeconfig/--context point to it, then run it "

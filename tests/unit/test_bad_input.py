@@ -131,6 +131,7 @@ ESCAPING: list[tuple[str, Callable[[], BaseException], str]] = [
     ("huge integer", _huge_int, "a number with too many digits"),
     ("file cannot be written", lambda: PermissionError(13, "Permission denied", "/root/x.tar.gz"),
      "/root/x.tar.gz: Permission denied; check the path and its permissions"),
+    ("output closed", lambda: BrokenPipeError(32, "Broken pipe"), "its output was closed before the end"),
     ("out of memory", MemoryError, "input too large to hold in memory"),
 ]
 
