@@ -16,7 +16,7 @@ import pytest
 from resilience_tests.errors import ResilienceError
 
 
-class AuditFinding(AssertionError):
+class AuditFinding(ResilienceError, AssertionError):
     """A rule does not hold for an object: a test failure, like a violated SLA."""
 
 

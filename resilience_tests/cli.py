@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.errors import ResilienceError, UsageError, from_input
+from resilience_tests.namespaces import is_namespace_name
 from resilience_tests.plugin import OPTIONS
 from resilience_tests.testbed import build
 from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalCluster
@@ -31,6 +32,21 @@ if TYPE_CHECKING:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _non_empty(flag: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"{flag} needs a name, not an empty string")
+        return value
+    return check
+
+
+def _namespace_name(value: str) -> str:
+    if not is_namespace_name(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name (a lower-case DNS label of at most 63 "
+                                         "characters, e.g. demo)")
+    return value
 
 
 def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -61,8 +77,8 @@ def _cluster_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                        ("restore", "bring failed nodes back")):
         parser = named(verb, text)
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument("--zone", help="every node of this zone")
-        target.add_argument("--node", action="append", help="this node (repeatable)")
+        target.add_argument("--zone", type=_non_empty("--zone"), help="every node of this zone")
+        target.add_argument("--node", action="append", type=_non_empty("--node"), help="this node (repeatable)")
 
 
 def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -99,7 +115,7 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                                         "too), cleaned of server-set fields, into one archive with a manifest and "
                                         "checksums. Secret values only go in encrypted, with --key-file "
                                         "(docs/backup.md).")
-    backup.add_argument("namespace", help="the namespace to back up")
+    backup.add_argument("namespace", type=_namespace_name, help="the namespace to back up")
     backup.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="archive to write (default <namespace>-<time>.tar.gz here)")
     backup.add_argument("--key-file", metavar="FILE", help="encrypt Secrets with the key in FILE (else they are "
@@ -168,7 +184,12 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
         if not Path(path).exists():
             raise UsageError(f"experiment path {path} does not exist", hint="give a YAML file or a directory")
         argv += [path, "--experiments", path]
-    return argv + _option_args(args) + shlex.split(args.pytest_args)
+    try:
+        extra = shlex.split(args.pytest_args)
+    except ValueError as exc:  # No closing quotation
+        raise UsageError(f"--pytest-args {args.pytest_args!r}: {str(exc).lower()}",
+                         hint="quote it as a shell would, e.g. --pytest-args \"-k 'drain and not zone'\"") from None
+    return argv + _option_args(args) + extra
 
 
 def _option_args(args: argparse.Namespace) -> list[str]:
@@ -518,24 +539,16 @@ def _joined(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``resilience`` console script."""
+    """Entry point of the ``resilience`` console script.
+
+    Errors raised on purpose, and what bad input or an unreachable or unwilling cluster raises from the
+    libraries below (see :func:`~resilience_tests.errors.from_input`), end as one line on stderr; anything else
+    is a bug and keeps its traceback.
+    """
+    args: argparse.Namespace | None = None
     try:
         args = make_parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
-        if args.command == "cluster":
-            return _run_cluster(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "cleanup":
-            return _cleanup(args)
-        if args.command == "report":
-            return _report_command(args)
-        if args.command == "audit":
-            return _audit(args)
-        if args.command == "backup":
-            return _backup(args)
-        if args.command == "restore":
-            return _restore(args)
-        raise UsageError(f"unknown command {args.command!r}")
+        return _dispatch(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -545,9 +558,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             print(rest, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # RevertsAborted says what it left behind
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        command = " ".join(p for p in (getattr(args, "command", None), getattr(args, "action", None)) if p)
+        line = from_input(exc, f"resilience {command}".strip())
+        if line is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"error: {line}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "cluster": _run_cluster, "run": _run, "cleanup": _cleanup, "report": _report_command, "audit": _audit,
+        "backup": _backup, "restore": _restore}
+    if args.command not in commands:
+        raise UsageError(f"unknown command {args.command!r}")
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

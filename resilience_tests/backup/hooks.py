@@ -12,17 +12,20 @@ or an HTTP call to each pod through the API server's pod proxy::
 Either way nothing but the API server is contacted, so hooks work on any cluster where the account may
 ``create pods/exec`` or ``get/create pods/proxy``. A command's standard output, or a call's response body, is
 what the hook answered; a non-zero exit or an HTTP status of 400 or more fails it, naming the pod and what it
-said.
+said. An HTTP path cannot leave the pod's proxy URL (see :func:`path_problem`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from resilience_tests.cluster.kube import ExecError, Kube
 from resilience_tests.errors import ResilienceError
+from resilience_tests.namespaces import is_namespace_name, is_object_name
 from resilience_tests.schema import Model
 
 
@@ -40,9 +43,44 @@ class HttpHook(Model):
     @field_validator("path")
     @classmethod
     def _rooted(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("a path starts with /")
+        problem = path_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+MAX_PATH = 2048
+_BAD_ESCAPE = re.compile("%(?![0-9A-Fa-f]{2})")
+_ALLOWED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+
+
+def path_problem(path: str) -> str:
+    """Why ``path`` cannot be an HTTP hook's path, or "" when it can.
+
+    The path is appended to the pod's proxy URL (``/api/v1/namespaces/NS/pods/POD:PORT/proxy``), and HTTP
+    clients resolve ``..`` before sending, so a path must stay below that URL: rooted (``/``), normalised (no
+    empty, ``.`` or ``..`` segment, also not percent-encoded, and no encoded ``/``), printable ASCII without a
+    backslash or a fragment (``#``). A query (``?since=0``) is allowed: the pod proxy passes it to the pod.
+    """
+    route, _, query = path.partition("?")
+    bad = sorted({c for c in route if c not in _ALLOWED} | {c for c in query if c not in _ALLOWED and c != "?"})
+    if len(path) > MAX_PATH:
+        return f"a path has at most {MAX_PATH} characters"
+    if not route.startswith("/"):
+        return "a path starts with /"
+    if _BAD_ESCAPE.search(path) and not bad:
+        return "a '%' not followed by two hex digits; write %25 for a percent sign"
+    if bad:
+        shown = "".join(bad)
+        return (f"{shown!r} is not allowed in a path (no backslash, fragment (#), space or control character; "
+                "percent-encode anything else as %XX)")
+    for segment in [*route.split("/")[1:-1], route.rsplit("/", 1)[1] or "x"]:
+        decoded = unquote(segment)
+        if decoded in ("", ".", ".."):
+            return f"{route!r} is not normalised (an empty, '.' or '..' segment); write the path it means"
+        if "/" in decoded or "\\" in decoded:
+            return f"{segment!r}: an encoded / or \\ is not allowed in a path segment"
+    return ""
 
 
 def _kind(value: Any) -> str:
@@ -67,8 +105,22 @@ def to_json(hook: Hook) -> Any:
 
 
 def from_json(data: Any) -> Hook:
-    """The hook :func:`to_json` wrote: a list is a command, a mapping an HTTP call."""
-    return HttpHook.model_validate(data) if isinstance(data, dict) else tuple(str(a) for a in data or ())
+    """The hook :func:`to_json` wrote: a list is a command, a mapping an HTTP call.
+
+    Raises:
+        HookError: it is neither, or an HTTP call that is not valid (a path leaving the pod proxy...).
+    """
+    if isinstance(data, dict):
+        try:
+            return HttpHook.model_validate(data)
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise HookError(f"a recorded HTTP hook is not valid: {problem}"[:400]) from None
+    if data is None:
+        return ()
+    if not isinstance(data, (list, tuple)) or len(data) > 1000:
+        raise HookError(f"a recorded hook is a {type(data).__name__}, not a command (a list) or an HTTP call")
+    return tuple(str(a) for a in data)
 
 
 def call(kube: Kube, pod: str, namespace: str, hook: Hook, *, stdin: str | None = None, timeout: float = 120,
@@ -79,8 +131,12 @@ def call(kube: Kube, pod: str, namespace: str, hook: Hook, *, stdin: str | None 
         HookError: it exited non-zero, answered an HTTP error, or could not be run (the pod and why named).
     """
     where = f"{namespace}/{pod}"
+    if not (is_namespace_name(namespace) and is_object_name(pod)):  # both go into the request's URL
+        raise HookError(f"{where!r}: not a namespace and pod name; hooks run in pods the API server listed")
     try:
         if isinstance(hook, HttpHook):
+            if path_problem(hook.path):  # built without validation: never sent
+                raise HookError(f"{hook.path!r} cannot be an HTTP hook's path: {path_problem(hook.path)}")
             method = hook.method or ("POST" if stdin is not None else "GET")
             status, body = kube.proxy(pod, namespace, hook.port, hook.path, method=method, body=stdin,
                                       timeout=timeout)

@@ -180,14 +180,17 @@ def _parse_fault(raw: Any, index: int, registry: dict[str, FaultFactory],
 
 
 def load_experiment(path: str | Path, registry: dict[str, FaultFactory]) -> Experiment:
-    """Read and validate one experiment file."""
+    """Read and validate one experiment file: UTF-8 YAML text of at most 1 MB (see
+    :mod:`resilience_tests.strictyaml`); anything else is an ExperimentError in one line."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ExperimentError(str(path), [f"cannot read: {exc.strerror}"]) from None
-    try:
+        text = strictyaml.read_text(path, max_bytes=strictyaml.MAX_BYTES, what="experiment")
         data = strictyaml.load(text)
+    except OSError as exc:
+        raise ExperimentError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
     except strictyaml.YamlProblem as exc:
         raise ExperimentError(str(path), [str(exc)]) from None
-    return parse_experiment(data, registry, str(path))
+    try:
+        return parse_experiment(data, registry, str(path))
+    except RecursionError:  # pragma: no cover - the loader bounds nesting; a guard for what pydantic does
+        raise ExperimentError(str(path), ["nested too deeply to be read; flatten it"]) from None
