@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from resilience_tests import strictyaml
 from resilience_tests.audit import sources
 from resilience_tests.audit.rules import audit
 
@@ -84,11 +83,11 @@ def main() -> None:
         root = Path(tmp)
         docs = [doc for i in range(args.workloads) for doc in bundle(i, args.namespaces)]
         one = root / "all.yaml"
-        one.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        one.write_text(strictyaml.dump_all(docs))
         many = root / "many"
         many.mkdir()
         for i in range(args.workloads):
-            (many / f"app-{i}.yaml").write_text(yaml.safe_dump_all(bundle(i, args.namespaces), sort_keys=False))
+            (many / f"app-{i}.yaml").write_text(strictyaml.dump_all(bundle(i, args.namespaces)))
         for label, paths in (("one multi-document file", [str(one)]), (f"{args.workloads} files", [str(many)])):
             seconds, objects, findings = timed(paths, args.rounds)
             print(f"{args.workloads} workloads ({objects} objects) from {label}: {seconds:.2f} s "
@@ -121,7 +120,7 @@ def live(workloads: int, rounds: int, root: Path) -> None:
         if doc["kind"] == "Deployment":
             doc["spec"]["paused"] = True  # type: ignore[index]
     path = root / "live.yaml"
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    path.write_text(strictyaml.dump_all(docs))
     cluster.kubectl("create", "namespace", namespace)
     try:
         started = time.perf_counter()

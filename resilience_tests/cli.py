@@ -12,7 +12,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from resilience_tests.errors import ResilienceError, UsageError, from_input
 from resilience_tests.namespaces import is_namespace_name
@@ -20,6 +20,14 @@ from resilience_tests.plugin import OPTIONS
 from resilience_tests.testbed import build
 from resilience_tests.testbed.cluster import DEFAULT_NAME, ClusterStatus, LocalCluster
 from resilience_tests.testbed.topology import Topology
+from resilience_tests.text import printable
+
+
+def say(*parts: object, file: TextIO | None = None) -> None:
+    """``print`` for everything this command shows: names, messages and errors from the cluster, an archive or
+    an experiment may hold control characters, which are written out instead of reaching the terminal."""
+    print(*(printable(str(part)) for part in parts), file=file or sys.stdout)
+
 
 if TYPE_CHECKING:
     from resilience_tests.audit.model import Finding
@@ -232,12 +240,12 @@ def _session(argv: list[str], results: Path, *, add_results_dir: bool, dry_run: 
     if not (results / ALLURE_RESULTS).is_dir() or dry_run:
         return code
     if no_report:
-        print(f"results: {results} (build the report with `resilience report {results}`)")
+        say(f"results: {results} (build the report with `resilience report {results}`)")
         return code
     try:
-        print(f"report: {_report(results).index}")
+        say(f"report: {_report(results).index}")
     except ResilienceError as exc:
-        print(f"results: {results}; the HTML report was not built: {str(exc).splitlines()[0]}", file=sys.stderr)
+        say(f"results: {results}; the HTML report was not built: {str(exc).splitlines()[0]}", file=sys.stderr)
     return code
 
 
@@ -252,7 +260,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
     results = html.find_results(args.results, args.reports)
     built = html.build(results)
-    print(f"report: {built.index} ({built.tests} experiment(s), {built.size / 1e6:.1f} MB, {built.seconds:.1f} s)")
+    say(f"report: {built.index} ({built.tests} experiment(s), {built.size / 1e6:.1f} MB, {built.seconds:.1f} s)")
     return 0
 
 
@@ -297,16 +305,16 @@ def _backup(args: argparse.Namespace) -> int:
     size = archives.write(taken, output, key)
     kinds = taken.kinds()
     if key is None:
-        print("archive: unauthenticated (no --key-file): restoring it will need --unauthenticated")
-    print(f"backup: {sum(kinds.values())} object(s) of {len(kinds)} kind(s) from {args.namespace} in "
+        say("archive: unauthenticated (no --key-file): restoring it will need --unauthenticated")
+    say(f"backup: {sum(kinds.values())} object(s) of {len(kinds)} kind(s) from {args.namespace} in "
           f"{time.monotonic() - started:.1f} s: {output} ({size / 1e3:.0f} kB)")
     if taken.secrets:
-        print(f"secrets: {len(taken.secrets)} encrypted")
+        say(f"secrets: {len(taken.secrets)} encrypted")
     if taken.omitted_secrets:
-        print(f"secrets: {len(taken.omitted_secrets)} left out (no --key-file): "
+        say(f"secrets: {len(taken.omitted_secrets)} left out (no --key-file): "
               f"{', '.join(sorted(taken.omitted_secrets))}")
     if taken.unreadable:
-        print(f"not backed up (not readable by this account): {', '.join(sorted(taken.unreadable))}")
+        say(f"not backed up (not readable by this account): {', '.join(sorted(taken.unreadable))}")
     return 0
 
 
@@ -318,10 +326,10 @@ def _restore(args: argparse.Namespace) -> int:
     taken = archives.read(args.archive, key, skip_encrypted=args.without_secrets)
     plan(taken, args.into, allow_system=args.allow_system_namespace)  # a bad target is refused before connecting
     if taken.authenticated:
-        print("archive: authenticated (its manifest's HMAC-SHA256 matches under the key; every member matches "
+        say("archive: authenticated (its manifest's HMAC-SHA256 matches under the key; every member matches "
               "the manifest)")
     elif args.unauthenticated:
-        print(f"archive: {archives.UNAUTHENTICATED}")
+        say(f"archive: {archives.UNAUTHENTICATED}")
     run = _changing_session(args)
     try:
         done = restore(run.kube(), taken, into=args.into, overwrite=args.overwrite,
@@ -330,14 +338,14 @@ def _restore(args: argparse.Namespace) -> int:
     finally:
         run.close()
     if done.weakened:
-        print(f"warning: Pod Security of {done.namespace} weakened by the restore: {', '.join(done.weakened)}")
-    print(f"restore: {len(done.applied)} object(s) applied into {done.namespace} in {done.applied_s:.1f} s")
+        say(f"warning: Pod Security of {done.namespace} weakened by the restore: {', '.join(done.weakened)}")
+    say(f"restore: {len(done.applied)} object(s) applied into {done.namespace} in {done.applied_s:.1f} s")
     if done.dropped_node_ports:
-        print(f"nodePorts dropped (restored beside the original): {', '.join(done.dropped_node_ports)}")
+        say(f"nodePorts dropped (restored beside the original): {', '.join(done.dropped_node_ports)}")
     if done.ready_s is not None:
-        print(f"workloads ready {done.ready_s:.1f} s after the first apply")
+        say(f"workloads ready {done.ready_s:.1f} s after the first apply")
     if done.not_ready:
-        print(f"error: not ready after {args.timeout:.0f} s: {', '.join(done.not_ready)}", file=sys.stderr)
+        say(f"error: not ready after {args.timeout:.0f} s: {', '.join(done.not_ready)}", file=sys.stderr)
         return 1
     return 0
 
@@ -357,9 +365,9 @@ def _cleanup(args: argparse.Namespace) -> int:
                 *pending.cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)]
         todo = [a for a in plan if a.outcome == DONE]
         for action in todo:  # what it will do, first
-            print(f"plan: {action.target} ({action.run_id}): {action.action}")
+            say(f"plan: {action.target} ({action.run_id}): {action.action}")
         if not plan:
-            print("cleanup: nothing left behind")
+            say("cleanup: nothing left behind")
             return 0
         actions = plan if dry or not todo else [
             *cleanup(kube, run_id=args.run_id, force=args.force),
@@ -369,12 +377,12 @@ def _cleanup(args: argparse.Namespace) -> int:
     for action in actions:  # what became of each: done, left alone, refused, failed (and why a run is dead)
         if action.outcome == DONE and actions is plan:
             continue  # not done: printed as the plan above
-        print(f"{action.outcome}: {action.target} ({action.run_id}): {action.action}")
+        say(f"{action.outcome}: {action.target} ({action.run_id}): {action.action}")
     counts = {outcome: sum(a.outcome == outcome for a in actions) for outcome in OUTCOMES}
     if actions is plan:
         counts[DONE] = 0
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    print(f"cleanup: {len(todo)} planned; {summary}" + (" (dry run: nothing done)" if dry else ""))
+    say(f"cleanup: {len(todo)} planned; {summary}" + (" (dry run: nothing done)" if dry else ""))
     return 1 if counts["failed"] else 0
 
 
@@ -415,17 +423,16 @@ def _audit(args: argparse.Namespace) -> int:
     elif args.format == "sarif":
         sys.stdout.write(report.as_sarif(findings, problems, rules.RULES))
     else:
-        sys.stdout.write(report.table(findings, problems, len(inventory.objects)))
+        sys.stdout.write(printable(report.table(findings, problems, len(inventory.objects))))
         if args.prove:
-            sys.stdout.write(report.proof_table(results, unproved))
+            sys.stdout.write(printable(report.proof_table(results, unproved)))
     return 1 if problems or any(not f.skipped for f in findings) else 0
 
 
 def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[str, Placement],
            wanted: set[str] | None) -> tuple[list[ProofResult], list[Unproved]]:
     """Write the proofs' experiments under ``--reports``, run them like ``resilience run``, judge each."""
-    import yaml
-
+    from resilience_tests import strictyaml
     from resilience_tests.audit import prove
     from resilience_tests.reporting import summary
     from resilience_tests.reporting.results import SUMMARY_FILE, journal_records, new_results_id
@@ -440,10 +447,10 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
         header = (f"# Written by `resilience audit --prove`: {proof.kind.shows} confirms {proof.rules} of "
                   f"{proof.namespace}/{proof.workload}.\n# Run it again with `resilience run {folder}/"
                   f"{number:02d}-{proof.name}.yaml`.\n")
-        (folder / f"{number:02d}-{proof.name}.yaml").write_text(header + yaml.safe_dump(
+        (folder / f"{number:02d}-{proof.name}.yaml").write_text(header + strictyaml.dump(
             proof.experiment, sort_keys=False))
     argv = [str(folder), "--experiments", str(folder), *_option_args(args)]
-    print(f"proving {len(proofs)} experiment(s) written to {folder}/")
+    say(f"proving {len(proofs)} experiment(s) written to {folder}/")
     code = _session(argv, results, add_results_dir=True, dry_run=bool(args.resilience_dry_run), no_report=False)
     entries: dict[str, dict[str, object]] = {}
     if (results / SUMMARY_FILE).is_file():
@@ -456,19 +463,19 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
 
 
 def _print_status(status: ClusterStatus) -> None:
-    print(f"cluster {status.name}: {status.state}")
+    say(f"cluster {status.name}: {status.state}")
     if status.state == "absent":
         return
-    print(f"kubeconfig: {status.kubeconfig}")
+    say(f"kubeconfig: {status.kubeconfig}")
     if status.topology:
-        print(f"topology: {status.topology.describe()}")
+        say(f"topology: {status.topology.describe()}")
     if status.problem:
-        print(f"problem: {status.problem}")
+        say(f"problem: {status.problem}")
     for name, pid in sorted(status.processes.items()):
-        print(f"  process {name:<26} pid {pid}")
+        say(f"  process {name:<26} pid {pid}")
     for node in status.nodes:
         taints = ",".join(node.taints) or "-"
-        print(f"  node {node.name:<12} {node.zone:<8} {node.kind:<10} Ready={node.ready:<8} "
+        say(f"  node {node.name:<12} {node.zone:<8} {node.kind:<10} Ready={node.ready:<8} "
               f"heartbeat={node.heartbeat or '-':<4} taints={taints}")
 
 
@@ -494,7 +501,7 @@ def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
     kubeconfig = cluster.up(topology, port=args.port, timeout=args.timeout)
     if args.velero:
         cluster.start_velero()
-    print(kubeconfig)
+    say(kubeconfig)
     return 0
 
 
@@ -507,21 +514,21 @@ def _status(cluster: LocalCluster) -> int:
 def _kubeconfig(cluster: LocalCluster) -> int:
     if cluster.state() != "running":
         raise UsageError(f"cluster {cluster.name!r} is not running", hint="run `resilience cluster up` first")
-    print(cluster.kubeconfig)
+    say(cluster.kubeconfig)
     return 0
 
 
 def _load_image(cluster: LocalCluster, args: argparse.Namespace) -> int:
     for archive in args.archives:
         for node in cluster.load_image(Path(archive)):
-            print(f"imported {archive} into {node}")
+            say(f"imported {archive} into {node}")
     return 0
 
 
 def _heartbeat(cluster: LocalCluster, args: argparse.Namespace, *, fail: bool) -> int:
     names = cluster.zone_nodes(args.zone) if args.zone else list(args.node)
     (cluster.fail_nodes if fail else cluster.restore_nodes)(names)
-    print(f"{'failed' if fail else 'restored'}: {', '.join(names)}")
+    say(f"{'failed' if fail else 'restored'}: {', '.join(names)}")
     return 0
 
 
@@ -550,23 +557,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = make_parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
         return _dispatch(args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", file=sys.stderr)
         return 2
     except ResilienceError as exc:
         first, _, rest = str(exc).partition("\n")
-        print(f"error: {first}", file=sys.stderr)
+        say(f"error: {first}", file=sys.stderr)
         if rest:
-            print(rest, file=sys.stderr)
+            say(rest, file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # RevertsAborted says what it left behind
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else 'interrupted'}", file=sys.stderr)
+        say(f"error: {str(exc).splitlines()[0] if str(exc) else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:
         command = " ".join(p for p in (getattr(args, "command", None), getattr(args, "action", None)) if p)
         line = from_input(exc, f"resilience {command}".strip())
         if line is None:
             raise  # a bug: its traceback is what a report needs
-        print(f"error: {line}", file=sys.stderr)
+        say(f"error: {line}", file=sys.stderr)
         return 1
 
 

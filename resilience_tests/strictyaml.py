@@ -221,3 +221,20 @@ def read_text(source: Path | IO[bytes] | IO[str], *, max_bytes: int, what: str =
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
                           "save it as UTF-8") from None
+
+
+class _NoAliases(yaml.SafeDumper):
+    """A dumper that writes a value shared between two places out twice instead of as ``&id001``/``*id001``."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(data: Any, **options: Any) -> str:
+    """YAML that this module reads back: never an alias (PyYAML writes one for any object used twice)."""
+    return str(yaml.dump(data, Dumper=_NoAliases, **options))
+
+
+def dump_all(documents: list[Any], **options: Any) -> str:
+    """Several documents, as :func:`dump`."""
+    return str(yaml.dump_all(documents, Dumper=_NoAliases, **options))

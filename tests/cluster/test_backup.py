@@ -107,7 +107,8 @@ def test_a_lost_namespace_comes_back_equal_to_its_backup(local_cluster: LocalClu
         # restoring again over an unchanged namespace is no conflict; a changed object is, unless --overwrite
         local_cluster.kubectl("-n", namespace, "patch", "configmap", "settings", "-p", '{"data":{"mode":"slow"}}')
         done = cli(local_cluster, "restore", str(archive), "--key-file", str(key), "--timeout", "0")
-        assert done.returncode == 1 and done.stdout.startswith("archive: authenticated") and "applied" not in done.stdout
+        assert done.returncode == 1 and done.stdout.startswith("archive: authenticated")
+        assert "applied" not in done.stdout
         assert done.stderr.startswith(f"error: {namespace} holds 1 object(s) that differ from the backup: "
                                       "core/ConfigMap settings; nothing was applied")
         assert core.read_namespaced_config_map("settings", namespace).data == {"mode": "slow"}

@@ -370,7 +370,7 @@ def test_the_cli_says_bad_backup_and_restore_input_in_one_line(tmp_path: Path,
     good = forge(tmp_path / "a.tar.gz", GOOD, key=KEY)
     (tmp_path / "k").write_bytes(KEY)
     for argv, code, pattern in [
-        (["backup", ""], 2, "backup '': not a namespace name"),
+        (["backup", ""], 2, "'' is not a namespace name"),
         (["backup", "shop", "-o", "/dev/null"], 2, "it is a device"),
         (["backup", "shop", "--key-file", "/dev/zero"], 2, "is not a regular file"),
         (["restore", str(good), "--key-file", str(tmp_path / "k"), "--into", ""], 2, "not a namespace name"),

@@ -379,3 +379,13 @@ def test_every_exception_the_package_defines_is_a_resilience_error() -> None:
                     not issubclass(value, ResilienceError) and qualified not in NOT_RAISED_OUT | CHANGING_ELSEWHERE:
                 outside.append(qualified)
     assert outside == []
+
+
+def test_what_the_project_writes_as_yaml_it_reads_back_strictly() -> None:
+    from resilience_tests import strictyaml
+
+    shared = {"users": 10, "shape": "constant"}
+    doc = {"name": "x", "load": shared, "again": shared}
+    assert "*id" in __import__("yaml").safe_dump(doc)  # what PyYAML alone would write, and the reader refuses
+    assert strictyaml.load(strictyaml.dump(doc)) == doc
+    assert [d for _, d in strictyaml.load_all(strictyaml.dump_all([doc, doc]))] == [doc, doc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,12 @@ def test_a_node_too_old_for_the_report_tool_is_one_line(tmp_path: Path, monkeypa
     assert main(["report"]) == 2
     assert "Node.js v18.19.0 is too old for the Allure tool; install Node.js 20 or newer" in _one_error_line(capsys)
     assert not (tmp_path / "cache" / "allure").exists() or not any((tmp_path / "cache" / "allure").iterdir())
+
+
+def test_what_the_cli_prints_has_its_control_characters_written_out(capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience_tests.cli import say
+
+    say("image \x1b]0;owned\x07nginx", "\x1b[2J")
+    say("error: \x9b31m", file=sys.stderr)
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out and "\\x1b]0;owned" in out.out and "\x9b" not in out.err
