@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from resilience_tests.audit.model import Finding, Obj
+from resilience_tests.labels import has_labels
 
 Status = Literal["confirmed", "not confirmed", "inconclusive", "not run"]
 USERS = 10  # load of a proof: enough to see a failure, light enough for a staging cluster
@@ -300,8 +301,7 @@ def _unplaced(proof: Proof, records: Sequence[Mapping[str, Any]], blocked: str) 
     for record in sorted((r for r in records if r.get("kind") == "pod" and float(r["t"]) <= gave_up),
                          key=lambda r: float(r["t"])):
         name, pod = str(record["name"]), record.get("pod") or {}
-        if not name.startswith(f"{proof.namespace}/") or any((pod.get("labels") or {}).get(k) != v
-                                                             for k, v in wanted.items()):
+        if not name.startswith(f"{proof.namespace}/") or not has_labels(pod.get("labels") or {}, wanted):
             continue
         state, before = {**pod, "deleted": record.get("change") == "deleted"}, ours.get(name)
         since = before[1] if before and _waiting(before[0]) and _waiting(state) else float(record["t"])

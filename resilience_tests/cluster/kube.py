@@ -19,6 +19,7 @@ from resilience_tests.cluster.client import ClusterAccessError, ClusterRef, api_
 from resilience_tests.cluster.resources import Resources
 from resilience_tests.cluster.selection import NodeInfo, PodInfo, selector_text
 from resilience_tests.errors import ResilienceError
+from resilience_tests.labels import selects
 
 
 class NotFound(ResilienceError):
@@ -313,8 +314,8 @@ class Kube:
             return []
         names = []
         for pdb in self.raw.policy.list_namespaced_pod_disruption_budget(namespace).items:
-            wanted = (pdb.spec.selector.match_labels or {}) if pdb.spec.selector else {}
-            if all(labels.get(k) == v for k, v in wanted.items()) and (pdb.status.disruptions_allowed or 0) == 0:
+            selector = self.raw.client.sanitize_for_serialization(pdb.spec.selector)  # None, or as the API writes it
+            if selects(selector, labels) and (pdb.status.disruptions_allowed or 0) == 0:
                 names.append(pdb.metadata.name)
         return names
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from pydantic import Field, model_validator
 
 from resilience_tests.errors import ResilienceError
-from resilience_tests.labels import ZONE_LABEL
+from resilience_tests.labels import ZONE_LABEL, has_labels
 from resilience_tests.schema import Model, Percent
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
@@ -130,10 +130,6 @@ def selector_text(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in wanted.items())
-
-
 def select_pods(pods: list[PodInfo], amount: Amount, *, seed: int, allow_kube_system: bool,
                 max_pods: int, what: str) -> list[PodInfo]:
     """Pick pods for a fault. ``what`` names the selection in errors ("pods app=web in demo")."""
@@ -172,7 +168,7 @@ def select_nodes(nodes: list[NodeInfo], spec: NodeSelector, *, seed: int, allow_
                                  hint="set guardrails.allow_control_plane: true to touch it")
         candidates = [n for n in candidates if n.name in spec.names]
     if spec.selector:
-        candidates = [n for n in candidates if _matches(n.labels, spec.selector)]
+        candidates = [n for n in candidates if has_labels(n.labels, spec.selector)]
     if not candidates:
         raise SelectionError("no node matches the selection", hint="check zone, names and selector")
     ordered = sorted(candidates, key=lambda n: n.name)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from resilience_tests.errors import ResilienceError
+from resilience_tests.labels import has_labels
 
 URL_HINT = "set load.url (or target.url) to the address the load should hit"
 
@@ -43,8 +44,8 @@ def _port(svc: Any) -> Any:
 
 
 def _selects(svc: Any, labels: dict[str, str]) -> bool:
-    selector = svc.spec.selector or {}
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+    selector = svc.spec.selector or {}  # a Service with no selector selects no pod
+    return bool(selector) and has_labels(labels, selector)
 
 
 def _address(status: Any) -> str:

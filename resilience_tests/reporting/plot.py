@@ -12,13 +12,13 @@ matplotlib is imported inside :func:`timeline_png` only, and only through :class
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resilience_tests.cluster.timeline import PodState, pod_records
+from resilience_tests.cluster.ready import replay_ready
+from resilience_tests.cluster.timeline import PodRecord, PodState, pod_records
 from resilience_tests.experiment.journal import FaultWindow, Journal
 from resilience_tests.load.samples import by_second, percentile
 
@@ -68,8 +68,6 @@ class ZoneReplay:
 
 @dataclass
 class _Pod:
-    zone: str = UNKNOWN_ZONE
-    counted: bool = False
     exits: dict[tuple[str, str], int] = field(default_factory=dict)  # (exit|last_exit, container) -> code
     restarts: dict[str, int] = field(default_factory=dict)
     marked: set[str] = field(default_factory=set)
@@ -82,32 +80,24 @@ def replay_zones(journal: Journal, origin: float) -> ZoneReplay:
     zones = dict(journal.facts.node_zones)
     replay = ZoneReplay()
     pods: dict[str, _Pod] = {}
-    ready: Counter[str] = Counter()
     records = pod_records(journal.records)
     first = records[0].t - origin if records else 0.0
-    for record in records:
-        x = record.t - origin
-        state = record.state
-        pod = pods.get(record.name)
-        if pod is None:
-            pod = pods[record.name] = _Pod()
-        node = state.node
-        was = pod.zone
-        if node:
-            pod.zone = zones.get(node, UNKNOWN_ZONE)
-        counted = record.change != "deleted" and state.ready and not state.terminating
-        ready[was] -= int(pod.counted)
-        ready[pod.zone] += int(counted)
-        pod.counted = counted
-        touched = {was, pod.zone}
-        if node and pod.zone not in replay.steps:
-            replay.steps[pod.zone] = [(first, 0)] if x > first else []
-        exits = _exits(record.change, state, pod)
-        for zone in touched:
-            if zone in replay.steps:
-                replay.steps[zone].append((x, ready[zone]))
-        replay.total.append((x, sum(ready.values())))
-        replay.exits += [Exit(x, pod.zone, record.name, code, reason, ready[pod.zone]) for code, reason in exits]
+
+    def zone(record: PodRecord, was: str) -> str:  # a record without a node leaves the pod where it was
+        return zones.get(record.state.node, UNKNOWN_ZONE) if record.state.node else was
+
+    for step in replay_ready(records, group=zone, first=UNKNOWN_ZONE):
+        record, x = step.record, step.record.t - origin
+        pod = pods.setdefault(record.name, _Pod())
+        if record.state.node and step.group not in replay.steps:
+            replay.steps[step.group] = [(first, 0)] if x > first else []
+        exits = _exits(record.change, record.state, pod)
+        for touched in {step.was, step.group}:
+            if touched in replay.steps:
+                replay.steps[touched].append((x, step.ready.get(touched, 0)))
+        replay.total.append((x, step.total))
+        replay.exits += [Exit(x, step.group, record.name, code, reason, step.ready.get(step.group, 0))
+                         for code, reason in exits]
         if record.change == "deleted":
             del pods[record.name]
     return replay

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from resilience_tests.cluster.ready import replay_ready
 from resilience_tests.cluster.timeline import PodRecord, Record
 from resilience_tests.load.samples import Failure, Totals, totals
 from resilience_tests.schema import Duration, Model, Percent
@@ -407,14 +408,8 @@ class RecoveryTime(_Check):
     @staticmethod
     def _capacity(ev: Evidence, revision: str | None) -> list[tuple[float, int]]:
         """(time, ready pods of ``revision``) after every pod record of the target."""
-        ready: dict[str, bool] = {}
-        series = []
-        for record in ev.pod_records:
-            state = record.state
-            ready[record.name] = (state.ready and not state.terminating and record.change != "deleted"
-                                  and (revision is None or _revision(state.labels) == revision))
-            series.append((record.t, sum(ready.values())))
-        return series
+        steps = replay_ready(ev.pod_records, counts=lambda r: revision is None or _revision(r.state.labels) == revision)
+        return [(step.record.t, step.total) for step in steps]
 
     def _recovered(self, series: list[tuple[float, int]], origin: float, desired: int,
                    end: float) -> tuple[float | None, float]:

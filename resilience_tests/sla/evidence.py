@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from resilience_tests.audit.model import Finding
 from resilience_tests.cluster.timeline import PodRecord, Record, pod_records
 from resilience_tests.errors import UsageError
+from resilience_tests.labels import has_labels
 from resilience_tests.load.samples import Sample
 
 
@@ -166,4 +167,4 @@ class Evidence:
     def pod_records(self) -> list[PodRecord]:
         """Pod records of the target workload (matching its selector), in time order (computed once)."""
         wanted = self.selector
-        return [r for r in pod_records(self.records) if all(r.state.labels.get(k) == v for k, v in wanted.items())]
+        return [r for r in pod_records(self.records) if has_labels(r.state.labels, wanted)]

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from resilience_tests.cluster.kube import Kube, Workload
-from resilience_tests.labels import ZONE_LABEL
+from resilience_tests.labels import ZONE_LABEL, has_labels
 from resilience_tests.sla.evidence import PodSnap, Snapshot
 
 
@@ -33,7 +33,7 @@ def _eligible(node: dict[str, Any], pod_spec: dict[str, Any]) -> bool:
     """Whether a pod like this one may run on ``node``: its nodeSelector matches and it tolerates the taints
     that keep pods off (the zones a topology spread counts are those of such nodes)."""
     labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
+    if not has_labels(labels, pod_spec.get("nodeSelector") or {}):
         return False
     tolerations = pod_spec.get("tolerations") or []
     for taint in (node.get("spec") or {}).get("taints") or []:
