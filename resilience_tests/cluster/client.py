@@ -133,11 +133,21 @@ def current_context(kubeconfig: str) -> str:
 def _files(kubeconfig: str) -> str:
     """One kubeconfig, or several joined by ``:`` (merged as kubectl does); each must exist."""
     paths = [str(Path(p).expanduser()) for p in kubeconfig.split(os.pathsep) if p]
-    missing = [p for p in paths if not Path(p).is_file()]
+    missing = [p for p in paths if not Path(p).exists()]
     if missing or not paths:
         raise ClusterAccessError(f"kubeconfig {', '.join(missing) or repr(kubeconfig)} does not exist",
                                  hint="pass --kubeconfig PATH to a kubeconfig")
+    for path in paths:
+        if not Path(path).is_file():
+            raise ClusterAccessError(f"kubeconfig {path} is not a regular file", hint="pass a kubeconfig file")
+        if Path(path).stat().st_size > MAX_KUBECONFIG:
+            raise ClusterAccessError(f"kubeconfig {path} is larger than {MAX_KUBECONFIG >> 20} MiB",
+                                     hint="pass a kubeconfig file")
     return os.pathsep.join(paths)
+
+
+MAX_KUBECONFIG = 16 << 20
+"""A kubeconfig larger than this is refused before it is read (one with many embedded CAs is some 100 KB)."""
 
 
 def process_started(pid: int) -> float | None:

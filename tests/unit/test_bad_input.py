@@ -389,3 +389,23 @@ def test_what_the_project_writes_as_yaml_it_reads_back_strictly() -> None:
     assert "*id" in __import__("yaml").safe_dump(doc)  # what PyYAML alone would write, and the reader refuses
     assert strictyaml.load(strictyaml.dump(doc)) == doc
     assert [d for _, d in strictyaml.load_all(strictyaml.dump_all([doc, doc]))] == [doc, doc]
+
+
+@pytest.mark.parametrize(("path", "said"), [("/dev/zero", "is not a regular file"), ("/", "is not a regular file")])
+def test_a_kubeconfig_that_is_no_regular_file_is_one_line_without_reading_it(path: str, said: str) -> None:
+    from resilience_tests.cluster.client import ClusterRef, api_client
+    from resilience_tests.errors import ResilienceError
+
+    with pytest.raises(ResilienceError, match=said):
+        api_client(ClusterRef(path, None))
+
+
+def test_a_huge_kubeconfig_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from resilience_tests.cluster.client import MAX_KUBECONFIG, ClusterRef, api_client
+    from resilience_tests.errors import ResilienceError
+
+    big = tmp_path / "kubeconfig"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_KUBECONFIG + 1)  # sparse: nothing written
+    with pytest.raises(ResilienceError, match="larger than 16 MiB"):
+        api_client(ClusterRef(str(big), None))
