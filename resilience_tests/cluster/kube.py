@@ -229,13 +229,14 @@ class Kube:
         """An HTTP request to ``port`` of a pod through the API server's pod proxy (the account needs
         ``pods/proxy``; nothing but the API server is contacted). Returns (HTTP status, body); raises ExecError
         if the API server does not answer in ``timeout`` seconds."""
-        from urllib.parse import parse_qsl
+        from urllib.parse import parse_qsl, quote
 
         route, _, query = path.partition("?")
         headers = {"Accept": "*/*", "Content-Type": "application/octet-stream"}
+        where = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}:{int(port)}/proxy"
         try:
             request = self.raw.client.param_serialize(
-                method=method, resource_path=f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{route}",
+                method=method, resource_path=where + route,
                 query_params=parse_qsl(query), header_params=headers, auth_settings=["BearerToken"])
             data = None if method in ("GET", "HEAD") else (body or "").encode()
             response = self.raw.client.call_api(*request[:3], data, request[4], _request_timeout=(10, timeout))
