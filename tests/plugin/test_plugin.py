@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from resilience_tests.reporting.html import cache_root as report_cache_root
+from tests.tools import console_script
 
 pytest_plugins = ["pytester"]
+RESILIENCE = console_script("resilience") or "resilience"  # this environment's console script
 
 GOOD = """
 name: kill-one
@@ -227,10 +229,10 @@ def test_faults_into_a_context_that_is_not_local_need_a_person_to_type_its_name(
 
 
 def test_cli_run_passes_options_through_to_pytest(pytester: pytest.Pytester, experiments: Path) -> None:
-    result = pytester.run("resilience", "run", str(experiments), "--seed", "7", "--pytest-args", "--co -q")
+    result = pytester.run(RESILIENCE, "run", str(experiments), "--seed", "7", "--pytest-args", "--co -q")
     result.stdout.fnmatch_lines(["*kill.yaml::kill-one*"])
     assert result.ret == 0
-    missing = pytester.run("resilience", "run", "no/such/dir")
+    missing = pytester.run(RESILIENCE, "run", "no/such/dir")
     assert missing.ret == 2
     missing.stderr.fnmatch_lines(["error: experiment path no/such/dir does not exist; give a YAML file or a directory"])
 
@@ -332,14 +334,14 @@ def test_report_builds_one_html_file_and_carries_history_between_runs(pytester: 
     pytester.makepyfile(JOURNAL_TESTS)
     for run in ("reports/run-1", "reports/run-2"):
         pytester.runpytest_subprocess("--results-dir", run, "--alluredir", f"{run}/allure-results")
-        result = pytester.run("resilience", "report", run)
+        result = pytester.run(RESILIENCE, "report", run)
         assert result.ret == 0, result.stderr.str()
         index = pytester.path / run / "html" / "index.html"
         result.stdout.fnmatch_lines([f"report: {index} (3 experiment(s), * MB, * s)"])
         assert index.stat().st_size > 500_000 and not list(index.parent.glob("*.js"))  # scripts inline
     history = (pytester.path / "reports" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
-    newest = pytester.run("resilience", "report")  # no folder: the newest run
+    newest = pytester.run(RESILIENCE, "report")  # no folder: the newest run
     newest.stdout.fnmatch_lines(["report: */reports/run-2/html/index.html *"])
 
 
