@@ -287,3 +287,23 @@ def test_node_failure_takes_the_platform_from_its_context_unless_provider_names_
                                          "context 'lab' names none"):
         _outage(GenericPlatform(Seen("lab", "k", SERVER)), "local").provider()
     assert isinstance(_outage(None, "auto").provider(), TaintOutage)  # none handed down: detected on use
+
+
+def test_resilience_platform_prints_the_report_and_refuses_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from resilience_tests import cli
+    from resilience_tests.session import RunSession
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("RESILIENCE_CACHE", str(tmp_path))  # no local cluster here
+    assert cli.main(["platform"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no cluster to read from: the local cluster 'resilience' is not running; pass --kubeconfig, or "
+        "start it with `resilience cluster up`"]
+    monkeypatch.setattr(RunSession, "reader", lambda self: StandInKube("lab", [{"metadata": {"name": "n1"}}]))
+    monkeypatch.setattr(host, "netem_available", lambda: False)
+    assert cli.main(["platform", "--kubeconfig", "kc", "--context", "lab"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "platform: generic", "node outage: NoExecute taint (the kubelet keeps running)", "real nodes: 1",
+        "simulated nodes: 0", "netem: no", "network cut: not supported",
+        "load generators: this machine, in the cluster"]
