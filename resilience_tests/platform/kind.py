@@ -22,7 +22,7 @@ class DockerOutage:
 
     def __init__(self) -> None:
         if not shutil.which("docker"):  # said when the plan is made, before anything is recorded
-            raise PlatformError("node outage on kind needs the docker CLI", hint="install docker or use "
+            raise PlatformError("node-failure on kind needs the docker CLI", hint="install docker or use "
                                                                                  "provider: generic")
 
     def value(self, run_id: str) -> object:
