@@ -92,9 +92,9 @@ def _lease_expiry(cluster: LocalCluster, kube: Kube, workdir: Path) -> float:
     wait_until("lease expired", lambda: not run_state(kube, run_id).alive, timeout=120, interval=0.2,
                max_interval=0.5)
     took = time.monotonic() - died
-    from resilience_tests.cluster.cleanup import cleanup
+    from tests.cluster.helpers import cleanup_as_the_cli_does
 
-    cleanup(kube, run_id=run_id)
+    cleanup_as_the_cli_does(kube, run_id=run_id)
     return took
 
 

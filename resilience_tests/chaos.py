@@ -29,6 +29,7 @@ from resilience_tests.experiment.model import Experiment, load_experiment, parse
 from resilience_tests.experiment.runner import Runner, new_run_id
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Guard, new_guard
 from resilience_tests.interrupts import reverts_shielded
+from resilience_tests.platform import Platform
 from resilience_tests.schema import explain
 
 
@@ -44,12 +45,15 @@ class Chaos:
         max_pods: pods all the faults it injects may disrupt or add (``guardrails.max_pods``).
         allow_kube_system: the default of :meth:`inject`'s ``allow_kube_system``.
         allow_control_plane: the default of :meth:`inject`'s ``allow_control_plane``.
+        platform: the cluster's platform (detected once for the run), handed to every fault.
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, max_nodes: int = 1, max_pods: int = 10,
-                 allow_kube_system: bool = False, allow_control_plane: bool = False) -> None:
+                 allow_kube_system: bool = False, allow_control_plane: bool = False,
+                 platform: Platform | None = None) -> None:
         self.kube = kube
+        self.platform = platform
         self.registry = registry
         self.seed = seed
         self.namespace = namespace
@@ -104,7 +108,7 @@ class Chaos:
             raise UsageError(exc.message, hint=exc.hint) from None
         guard = self._guard(max_nodes, max_pods, allow_kube_system, allow_control_plane)
         ctx = FaultContext(kube=self.kube, namespace=ns, run_id=self.run_id, guard=guard, target_labels=labels,
-                           workload=target, seed=self.seed)
+                           workload=target, seed=self.seed, platform=self.platform)
         fault = factory(fault_params, ctx)
         if self._lease is None:  # held while faults are active, so cleanup leaves them to this helper
             self._lease = RunLease(self.kube, self.run_id).start()
@@ -128,8 +132,8 @@ class Chaos:
             experiment = load_experiment(experiment, self.registry)
         elif isinstance(experiment, dict):
             experiment = parse_experiment(experiment, self.registry)
-        return Runner(self.kube, self.registry, seed=self.seed, namespace=self.namespace).run(experiment,
-                                                                                           dry_run=dry_run)
+        return Runner(self.kube, self.registry, seed=self.seed, namespace=self.namespace,
+                      platform=self.platform).run(experiment, dry_run=dry_run)
 
     def revert_all(self) -> None:
         """Revert every fault still active, newest first."""

@@ -183,7 +183,32 @@ def make_parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _cluster_parser(sub)
     _run_parser(sub)
+    _platform_parser(sub)
     return parser
+
+
+def _platform_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    platform = sub.add_parser("platform", help="what the cluster can do beyond the API (read only)",
+                              description="Detect the cluster's platform (local, kind, generic or a plug-in's) and "
+                                          "print its capabilities: how nodes fail, real and simulated nodes, netem, "
+                                          "network cut, where load generators can run. Changes nothing.")
+    for flag, dest, help_text, kwargs in OPTIONS:
+        if flag in ("--kubeconfig", "--context", "--local-cluster-name"):
+            platform.add_argument(flag, dest=dest, help=help_text, **kwargs)
+
+
+def _platform(args: argparse.Namespace) -> int:
+    from resilience_tests.platform import detect
+    from resilience_tests.session import RunSession, kubeconfig_from_env
+
+    run = RunSession(seed=0, kubeconfig=args.resilience_kubeconfig or kubeconfig_from_env(),
+                     context=args.resilience_context, local_cluster_name=args.resilience_local_cluster or DEFAULT_NAME)
+    try:
+        capabilities = detect(run.reader()).capabilities()
+    finally:
+        run.close()
+    print("\n".join(capabilities.lines()))
+    return 0
 
 
 def _pytest_args(args: argparse.Namespace) -> list[str]:
@@ -352,6 +377,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _cleanup(args: argparse.Namespace) -> int:
     from resilience_tests.cluster.cleanup import DONE, OUTCOMES, cleanup
+    from resilience_tests.platform import detect, host_restore
 
     run = _changing_session(args)
     if args.force and not args.run_id:
@@ -361,7 +387,10 @@ def _cleanup(args: argparse.Namespace) -> int:
     dry = bool(args.resilience_dry_run)
     try:
         kube = run.kube()
-        plan = [*cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force),
+        platform = detect(kube)
+        restore, stop_load = host_restore(platform, kube), platform.stop_load  # outside the API: the platform's
+        plan = [*cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force,
+                             host_restore=restore, stop_load=stop_load),
                 *pending.cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)]
         todo = [a for a in plan if a.outcome == DONE]
         for action in todo:  # what it will do, first
@@ -370,7 +399,7 @@ def _cleanup(args: argparse.Namespace) -> int:
             say("cleanup: nothing left behind")
             return 0
         actions = plan if dry or not todo else [
-            *cleanup(kube, run_id=args.run_id, force=args.force),
+            *cleanup(kube, run_id=args.run_id, force=args.force, host_restore=restore, stop_load=stop_load),
             *pending.cleanup(kube, run_id=args.run_id, force=args.force)]
     finally:
         run.close()
@@ -579,8 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "cluster": _run_cluster, "run": _run, "cleanup": _cleanup, "report": _report_command, "audit": _audit,
-        "backup": _backup, "restore": _restore}
+        "cluster": _run_cluster, "run": _run, "cleanup": _cleanup, "platform": _platform,
+        "report": _report_command, "audit": _audit, "backup": _backup, "restore": _restore}
     if args.command not in commands:
         raise UsageError(f"unknown command {args.command!r}")
     return commands[args.command](args)

@@ -99,7 +99,7 @@ class ExperimentItem(pytest.Item):
                      self.config.getini("resilience_no_progress"))
         results = results_dir(self.config)
         runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say,
-                        progress=None if quiet else self._progress,
+                        progress=None if quiet else self._progress, platform=run.platform(),
                         results_dir=results / EXPERIMENTS if results else None)
         interrupted: KeyboardInterrupt | None = None
         try:

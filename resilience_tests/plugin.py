@@ -244,7 +244,11 @@ def chaos(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     from resilience_tests.chaos import Chaos
 
     run = get_session(request.config)
-    helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace)
+    try:
+        platform = run.platform()
+    except ResilienceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace, platform=platform)
     try:
         yield helper
     finally:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the kubernetes client and pydantic load on first use, not a
     from resilience_tests.cluster.client import ClusterRef
     from resilience_tests.cluster.kube import Kube
     from resilience_tests.faults.base import FaultFactory
+    from resilience_tests.platform import Platform
     from resilience_tests.testbed.cluster import LocalCluster
 
 DEFAULT_LOCAL_CLUSTER = DEFAULT_CLUSTER_NAME
@@ -108,6 +109,7 @@ class RunSession:
     _kube: Kube | None = None
     _reader: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
+    _platform: Platform | None = None
 
     def is_local_cluster(self) -> bool:
         """Whether the selected kubeconfig is the local cluster's own (e.g. KUBECONFIG exported from it)."""
@@ -141,6 +143,15 @@ class RunSession:
 
             self._registry = load_registry()
         return self._registry
+
+    def platform(self) -> Platform:
+        """What the cluster can do beyond the API: detected once per run (on first use), handed to the runner and
+        the ``chaos`` helper."""
+        if self._platform is None:
+            from resilience_tests.platform import detect
+
+            self._platform = detect(self.kube())
+        return self._platform
 
     def ref(self) -> ClusterRef:
         """The cluster reference, after checking its context is allowed."""

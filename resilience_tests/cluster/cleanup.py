@@ -9,6 +9,10 @@ is dead at once (:func:`resilience_tests.cluster.leases.run_state`). Load genera
 on this machine are stopped too, and the private folders where killed processes of this machine kept their
 client key (:mod:`resilience_tests.cluster.client`) are removed.
 
+What lies outside the API (a frozen node of the local cluster, a paused kind container, a load generator's
+process) is the platform's (:mod:`resilience_tests.platform`): the caller passes its ``host_restore`` and
+``stop_load``; this module keeps to the ledgers.
+
 Each thing found ends as one :class:`CleanupAction` whose ``outcome`` says what became of it: ``done`` (or to be
 done, in a dry run), ``left alone``, ``refused`` or ``failed``; a ``noted`` line says why a run counts as dead.
 """
@@ -83,14 +87,23 @@ def _name(target: changes.Target) -> str:
     return f"node/{target}" if isinstance(target, str) else str(target)
 
 
+HostRestore = Callable[[str, str], None]
+StopLoad = Callable[[str, Callable[[str], bool]], list[tuple[str, str]]]
+
+
 def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, force: bool = False,
-            host_restore: Callable[[str, str], None] | None = None) -> list[CleanupAction]:
+            host_restore: HostRestore | None = None, stop_load: StopLoad | None = None) -> list[CleanupAction]:
     """Undo the changes of every dead run (or of ``run_id`` only; ``force`` even if it is alive).
 
-    ``host_restore(node, field)`` brings back what a run changed outside the API (a frozen local node, a paused
-    kind container); by default the local cluster or docker. Returns what was done, or would be with ``dry_run``.
+    Args:
+        host_restore: ``(node, field)`` brings back what a run changed outside the API (the platform's); without
+            it such an entry fails and stays in the ledger for a cleanup that has it.
+        stop_load: ``(server, dead)`` stops the load generators of dead runs of the API server ``server`` (the
+            platform's); without it none is stopped.
+
+    Returns what was done, or would be with ``dry_run``.
     """
-    restore = host_restore or _host_restore(kube)
+    restore = host_restore or _no_host_restore
     actions: list[CleanupAction] = []
     states: dict[str, RunState] = {}
     for target, ledger in _targets(kube):
@@ -109,9 +122,16 @@ def cleanup(kube: Kube, *, run_id: str | None = None, dry_run: bool = False, for
                 actions += _undo_run(kube, target, run, dry_run, restore)
             except (ResilienceError, ApiException) as exc:
                 actions.append(CleanupAction(run, _name(target), failure(exc), FAILED))
-    if not dry_run:
-        actions += [CleanupAction(run, "this machine", what)
-                    for run, what in _stop_load(kube, run_id, states, force=force)]
+    if not dry_run and stop_load is not None:
+        def dead(run: str) -> bool:
+            if run_id and run != run_id:
+                return False
+            if run not in states:
+                states[run] = run_state(kube, run)
+            state = states[run]
+            return not state.alive or (force and run == run_id)
+
+        actions += [CleanupAction(run, "this machine", what) for run, what in stop_load(kube.server, dead)]
     verb = "remove" if dry_run else "removed"
     actions += [CleanupAction("-", "this machine", f"{verb} the client key folder {path} ({why})")
                     for path, why in remove_dead_key_folders(dry_run=dry_run)]
@@ -138,41 +158,6 @@ def _undo_run(kube: Kube, target: changes.Target, run: str, dry_run: bool,
     return out
 
 
-def _host_restore(kube: Kube) -> Callable[[str, str], None]:
-    def restore(node: str, field: str) -> None:
-        from resilience_tests.cluster import providers
-        from resilience_tests.cluster.client import current_context
-
-        provider = providers.for_field(field, kube.ref.context or current_context(kube.ref.kubeconfig))
-        if provider is not None:
-            provider.restore([node])
-
-    return restore
-
-
-def _stop_load(kube: Kube, run_id: str | None, states: dict[str, RunState], *,
-               force: bool = False) -> list[tuple[str, str]]:
-    """Stop Locust processes on this machine whose run is dead (they carry ``RT_RUN_ID``).
-
-    Only those loading for a run of this cluster (``RT_CLUSTER``, the API server's URL): a run against
-    another cluster keeps its lease there, so it would look dead from here.
-    """
-    import psutil
-
-    stopped = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if "locust" not in " ".join(proc.info["cmdline"] or []):
-                continue
-            env = proc.environ()
-            run = env.get("RT_RUN_ID", "")
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if not run or (run_id and run != run_id) or env.get("RT_CLUSTER", "") != kube.server:
-            continue
-        state = states.setdefault(run, run_state(kube, run))
-        if state.alive and not (force and run == run_id):
-            continue
-        proc.kill()
-        stopped.append((run, f"stopped load generator pid {proc.pid} left running"))
-    return stopped
+def _no_host_restore(node: str, field: str) -> None:
+    raise ResilienceError(f"{field} on node/{node} is restored on this machine by the cluster's platform, and "
+                          "none was given", hint="run `resilience cleanup`, which passes it")

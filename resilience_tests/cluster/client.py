@@ -186,7 +186,7 @@ _mine: list[Path] = []
 
 
 def _key_root() -> Path:
-    from resilience_tests.testbed.build import cache_root
+    from resilience_tests.cache import cache_root
 
     root = cache_root() / KEY_FOLDERS
     root.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Faul
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
+from resilience_tests.platform import Platform
 from resilience_tests.sla.checks import AuditClean, Check, Verdict, evaluate
 from resilience_tests.sla.evidence import Evidence, Snapshot
 from resilience_tests.sla.snapshot import take_snapshot
@@ -113,11 +114,15 @@ class Runner:
         say: where progress lines go.
         results_dir: where each run keeps its files (``<results_dir>/<run id>/load/``: samples and Locust's
             logs); without one they go to a private temporary folder removed when the run ends.
+        platform: the cluster's platform, detected once for the run and handed to every fault (None: a fault
+            that needs it detects it).
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, say: Callable[[str], None] = lambda line: None,
-                 results_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+                 results_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+                 platform: Platform | None = None) -> None:
+        self.platform = platform
         self.results_dir = results_dir
         self.progress = progress
         self._status: Progress | None = None
@@ -165,7 +170,7 @@ class Runner:
         guard = new_guard(max_nodes=rails.max_nodes, max_pods=rails.max_pods,
                           allow_kube_system=rails.allow_kube_system, allow_control_plane=rails.allow_control_plane)
         return FaultContext(kube=self.kube, namespace=namespace, run_id=run_id, guard=guard, target_labels=labels,
-                            workload=workload, seed=self.seed, record=record, acts=acts)
+                            workload=workload, seed=self.seed, record=record, acts=acts, platform=self.platform)
 
     def _build(self, exp: Experiment, ctx: FaultContext) -> list[tuple[FaultParams, Fault, list[str]]]:
         built = []

@@ -21,6 +21,7 @@ from resilience_tests.schema import Duration, Model
 
 if TYPE_CHECKING:
     from resilience_tests.cluster.kube import Kube, Workload
+    from resilience_tests.platform import Platform
 
 ENTRY_POINT_GROUP = "resilience_tests.faults"
 
@@ -85,7 +86,8 @@ def new_guard(*, max_nodes: int, max_pods: int, allow_kube_system: bool = False,
 
 @dataclass
 class FaultContext:
-    """What a fault works with: the cluster, the target namespace, the run and its guardrails (always there)."""
+    """What a fault works with: the cluster, the target namespace, the run and its guardrails (always there), and
+    the cluster's platform (:mod:`resilience_tests.platform`)."""
 
     kube: Kube
     namespace: str
@@ -99,6 +101,7 @@ class FaultContext:
     # Called by a fault right before the act that the workload feels (after choosing what to touch and writing
     # its ledger): the fault's window starts there, so its preparation is not judged as part of the fault.
     acts: Callable[[], None] = field(default=lambda: None)
+    platform: Platform | None = None  # what the cluster can do beyond the API, detected once per run (None: on use)
 
     @property
     def budget(self) -> Budget:

@@ -1,46 +1,47 @@
-"""node-failure: nodes really fail, through a node provider (zone-outage uses the same :class:`NodeOutage` for
-a whole zone).
+"""node-failure: nodes really fail, the way the cluster's platform fails them (zone-outage uses the same
+:class:`NodeOutage` for a whole zone).
 
-The providers (``local``, ``kind``, ``generic``) are in :mod:`resilience_tests.cluster.providers`, chosen from
-the cluster's context unless the fault names one. The fault writes the provider's ledger entry on each node
-before failing it, so a revert, or ``resilience cleanup`` after a killed run, knows what to bring back.
+The platform (``local``, ``kind``, ``generic``: :mod:`resilience_tests.platform`) comes in the fault's context,
+detected once per run; ``provider:`` names another one to use instead. The fault writes the platform's ledger
+entry on each node before failing it, so a revert, or ``resilience cleanup`` after a killed run, knows what to
+bring back.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from resilience_tests.cluster import changes, providers
-from resilience_tests.cluster.client import current_context
-from resilience_tests.cluster.providers import Provider, ProviderError, ProviderName
+from resilience_tests.cluster import changes
 from resilience_tests.cluster.selection import NodeSelector, PodInfo, node_pods, select_nodes
+from resilience_tests.errors import UsageError
 from resilience_tests.faults.base import FaultContext, FaultError, FaultParams, fault_id, revert_each, undo_or_report
+from resilience_tests.platform import Outage, PlatformError, PlatformName, detect
 
 
 class NodeFailureParams(FaultParams):
     """Keys of a node-failure fault."""
 
     nodes: NodeSelector = NodeSelector(count=1)
-    provider: ProviderName = "auto"
+    provider: PlatformName = "auto"
 
 
 class NodeOutage:
-    """Fails nodes through a node provider and brings them back: the work of node-failure and zone-outage alike.
+    """Fails nodes the platform's way and brings them back: the work of node-failure and zone-outage alike.
 
     Args:
         name: the fault's name (in the plan, the ledger and the budget).
         selector: which nodes fail.
-        provider: the node provider to use (``auto``: from the cluster's context).
+        provider: the platform whose outage to use (``auto``: the context's, detected for the run).
         ctx: the fault's context.
     """
 
-    def __init__(self, name: str, selector: NodeSelector, provider: ProviderName, ctx: FaultContext) -> None:
+    def __init__(self, name: str, selector: NodeSelector, provider: PlatformName, ctx: FaultContext) -> None:
         self.name = name
         self.selector = selector
         self.provider_name = provider
         self.ctx = ctx
         self.failed: list[str] = []
-        self._provider: Provider | None = None
+        self._provider: Outage | None = None
         self._chosen: list[str] | None = None
         self.fault_id = fault_id(name)
 
@@ -62,13 +63,16 @@ class NodeOutage:
                              pods=[p.key for p in pods if not p.terminating])
         return pods
 
-    def provider(self) -> Provider:
-        """The node provider in use (resolved once)."""
+    def provider(self) -> Outage:
+        """The outage in use (resolved once): the context's platform's, or that of the platform ``provider:``
+        names."""
         if self._provider is None:
-            context = self.ctx.kube.ref.context or current_context(self.ctx.kube.ref.kubeconfig)
+            platform = self.ctx.platform
             try:
-                self._provider = providers.for_context(context, self.provider_name)
-            except ProviderError as exc:
+                if platform is None or self.provider_name not in ("auto", platform.name):
+                    platform = detect(self.ctx.kube, self.provider_name)
+                self._provider = platform.outage()
+            except (PlatformError, UsageError) as exc:
                 raise FaultError(exc.message, hint=exc.hint) from None
         return self._provider
 
@@ -91,7 +95,7 @@ class NodeOutage:
                                run=self.ctx.run_id, fault=self.fault_id)
             self.ctx.acts()
             provider.fail(nodes)
-        except ProviderError as exc:
+        except PlatformError as exc:
             raise FaultError(exc.message, hint=exc.hint) from None
         self.ctx.record(self.name, {"nodes": ",".join(nodes), "provider": provider.name})
 

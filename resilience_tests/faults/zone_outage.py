@@ -1,20 +1,20 @@
-"""zone-outage: every node of a zone fails, through the same node providers as node-failure."""
+"""zone-outage: every node of a zone fails, the platform's way, as node-failure fails nodes."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from resilience_tests.cluster.providers import ProviderName
 from resilience_tests.cluster.selection import NodeSelector
 from resilience_tests.faults.base import FaultContext, FaultParams
 from resilience_tests.faults.node_failure import NodeOutage
+from resilience_tests.platform import PlatformName
 
 
 class ZoneOutageParams(FaultParams):
     """Keys of a zone-outage fault."""
 
     zone: str
-    provider: ProviderName = "auto"
+    provider: PlatformName = "auto"
 
 
 class ZoneOutage:

@@ -28,6 +28,7 @@ from resilience_tests.errors import ResilienceError, UsageError, WaitTimeoutErro
 from resilience_tests.load.samples import Sample, SampleReader
 from resilience_tests.load.shapes import Shape, shape_to_env
 from resilience_tests.net import free_port
+from resilience_tests.platform.host import CLUSTER_ENV, RUN_ID_ENV
 from resilience_tests.schema import Duration, Model
 from resilience_tests.waiting import wait_until
 
@@ -159,7 +160,7 @@ class LoadRun:
         """Start Locust (master + workers, or one process)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.samples_path.unlink(missing_ok=True)
-        env = {**os.environ, "RT_RUN_ID": self.run_id, "RT_CLUSTER": self.cluster, "RT_SAMPLES": str(self.samples_path),
+        env = {**os.environ, RUN_ID_ENV: self.run_id, CLUSTER_ENV: self.cluster, "RT_SAMPLES": str(self.samples_path),
                "RT_SHAPE": shape_to_env(self.spec.shape), "RT_PATH": self.spec.path, "RT_WAIT": str(self.spec.wait),
                "RT_TIMEOUT": str(self.spec.timeout),
                "LOCUST_HOST": self.url}  # not on the command line, where any local user could read a password

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from resilience_tests.cache import cache_root as cache_root  # where it was first defined; still used from here
 from resilience_tests.errors import TestbedError
 
 KUBERNETES_VERSION = "v1.36.3"
@@ -44,14 +45,6 @@ ALL_COMMANDS = KUBE_COMMANDS + ETCD_COMMANDS + KWOK_COMMANDS
 
 class BuildError(TestbedError):
     """A build step failed; the message says what to do."""
-
-
-def cache_root() -> Path:
-    """Return the cache root for build outputs (never inside the repo)."""
-    env = os.environ.get("RESILIENCE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "resilience-tests"
 
 
 def bin_dir() -> Path:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
 from resilience_tests.testbed.cluster import LocalCluster
+
+if TYPE_CHECKING:
+    from resilience_tests.cluster.cleanup import CleanupAction
+    from resilience_tests.cluster.kube import Kube
 
 ZONE = "topology.kubernetes.io/zone"
 
@@ -217,3 +222,13 @@ class AuditLog:
             out.append(f"{event.get('verb')} {ref.get('resource')} {ref.get('namespace', '')}/{ref.get('name', '')}"
                        f" ({code})")
         return "; ".join(out)
+
+
+def cleanup_as_the_cli_does(kube: Kube, **kwargs: Any) -> list[CleanupAction]:
+    """``cleanup`` with the cluster's platform doing what lies outside the API (host-side restore, load stop), as
+    ``resilience cleanup`` runs it."""
+    from resilience_tests.cluster.cleanup import cleanup
+    from resilience_tests.platform import detect, host_restore
+
+    platform = detect(kube)
+    return cleanup(kube, host_restore=host_restore(platform, kube), stop_load=platform.stop_load, **kwargs)

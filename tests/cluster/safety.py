@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resilience_tests.cluster.cleanup import cleanup
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.cluster.leases import LEASE_NAMESPACE
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
+from tests.cluster.helpers import cleanup_as_the_cli_does
 
 
 def cluster_state(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def kill_and_clean(local_cluster: LocalCluster, kube: Kube, namespace: str, work
         proc.wait()
     run_id = _run_id(kube, holder)
     assert run_id, "the killed run left no lease"
-    cleanup(kube, run_id=run_id, force=True)
+    cleanup_as_the_cli_does(kube, run_id=run_id, force=True)
     # Let the control plane lift the unreachable taints once a failed node heartbeats again.
     try:
         wait_until("the cluster back to its state before the run", lambda: cluster_state(kube, namespace) == before,

@@ -24,7 +24,7 @@ from resilience_tests.experiment.runner import PreflightError
 from resilience_tests.faults.node_drain import DrainBlocked
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
-from tests.cluster.helpers import create_pdb, ctrl_c_reaches_it, running_pods
+from tests.cluster.helpers import cleanup_as_the_cli_does, create_pdb, ctrl_c_reaches_it, running_pods
 
 
 def snapshot(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def test_cleanup_stops_load_generators_of_dead_runs_of_this_cluster_only(cluster
             stand_ins[label] = subprocess.Popen(
                 [sys.executable, "-c", "import time; time.sleep(120)", "locust"],
                 env={**os.environ, "RT_RUN_ID": run, "RT_CLUSTER": server})
-        actions = cleanup(cluster)
+        actions = cleanup_as_the_cli_does(cluster)
         stopped = {a.run_id: a.action for a in actions if a.target == "this machine"}
         assert stopped == {"dead-run-1": f"stopped load generator pid {stand_ins['dead here'].pid} left running"}
         assert stand_ins["dead here"].wait(timeout=10) == -signal.SIGKILL
@@ -273,7 +273,7 @@ def test_interrupted_runs_revert_before_exiting(local_cluster: LocalCluster, clu
             proc.kill()
             proc.wait()
             time.sleep(LEASE_SECONDS + 2)  # its lease expires: the run counts as dead
-            left = cleanup(cluster)
+            left = cleanup_as_the_cli_does(cluster)
             pytest.fail(f"the run did not end within 90 s of {how}; killed, cleanup undid: "
                         f"{[a.action for a in left]}", pytrace=False)
     assert proc.returncode != 0, output
