@@ -49,7 +49,7 @@ from resilience_tests.sla.checks import AuditClean, Check, evaluate
 from resilience_tests.sla.evidence import Evidence
 from resilience_tests.sla.snapshot import take_snapshot
 
-__all__ = ["PreflightError", "RunResult", "Runner", "new_run_id"]
+__all__ = ["FaultStage", "PreflightError", "RunResult", "Runner", "new_run_id"]
 
 
 class Runner:
@@ -288,11 +288,11 @@ class Runner:
     def _play(self, built: list[Built], timeline: Timeline, reverts: contextlib.ExitStack, result: RunResult) -> None:
         """Play the fault schedule; ``at`` counts from the run's zero (``result.zero``, wall clock)."""
         zero = self.clock.now() - (time.time() - result.zero)
-        stage = _Stage(built, timeline, result, self.say, self._status)
+        stage = FaultStage(built, timeline, result, self.say, self._status)
         Schedule([b.slot for b in built], self.clock).play(stage, zero, reverts)
 
 
-class _Stage:
+class FaultStage:
     """The runner's side of the schedule: each fault's marks, progress lines, phases, errors and window."""
 
     def __init__(self, built: list[Built], timeline: Timeline, result: RunResult, say: Callable[[str], None],

@@ -12,7 +12,7 @@ import pytest
 from resilience_tests.cluster.timeline import Record, Timeline
 from resilience_tests.experiment.model import parse_experiment
 from resilience_tests.experiment.result import RunResult
-from resilience_tests.experiment.runner import _Stage
+from resilience_tests.experiment.runner import FaultStage
 from resilience_tests.experiment.schedule import FaultEvents, FaultRef, Schedule, Slot, SystemClock
 from resilience_tests.faults.base import FaultError, load_registry
 
@@ -219,7 +219,7 @@ def test_a_background_round_is_recorded_under_its_own_fault_while_another_fault_
 
     built = [Item(kill_ref, kill_events), Item(scale_ref, scale_events)]
     result = RunResult(experiment=exp, run_id="two-1", plan=[], events=[kill_events, scale_events])
-    stage = _Stage(cast(Any, built), cast(Timeline, timeline), result, lambda line: None, None)
+    stage = FaultStage(cast(Any, built), cast(Timeline, timeline), result, lambda line: None, None)
     with contextlib.ExitStack() as reverts:
         Schedule([Slot(kill_ref, 0, 6), Slot(scale_ref, 2, 2)], clock).play(stage, 100.0, reverts)
 
@@ -246,3 +246,34 @@ def test_fault_events_count_the_first_act_only_and_say_which_fault_speaks() -> N
     assert (events.acted, said, events.touched) == (5.0, ["2:node-failure: nodes stopped"],
                                                     ("node-failure: nodes sim-a1",))
     assert str(FaultRef(2, "node-failure")) == "2:node-failure"
+
+
+def test_each_built_fault_has_its_own_events_and_shares_the_guard_and_the_hand_over_with_the_others() -> None:
+    from resilience_tests.cluster.kube import Kube
+    from resilience_tests.experiment.preflight import build_faults, fault_context
+    from resilience_tests.faults.backup_restore import SHARED
+
+    class Cluster:
+        def namespace_exists(self, namespace: str) -> bool:
+            return True
+
+        def workload_labels(self, workload: object) -> dict[str, str]:
+            return {"app": "web"}
+
+    registry = load_registry()
+    exp = parse_experiment({"name": "dr", "target": {"namespace": "demo", "workload": "deployment/web"},
+                            "faults": [{"type": "backup", "engine": "builtin"},
+                                       {"type": "disaster", "at": "1s", "what": "objects"},
+                                       {"type": "restore", "at": "2s"}]}, registry)
+    ctx = fault_context(cast(Kube, Cluster()), exp, run_id="dr-1", seed=0, namespace=None)
+    timeline = FakeTimeline()
+    built = build_faults(exp, ctx, registry, mark=timeline.mark)
+    assert [str(b.ref) for b in built] == ["0:backup", "1:disaster", "2:restore"]
+    contexts = [cast(Any, b.fault).ctx for b in built]
+    assert all(c.guard is ctx.guard and c.shared is ctx.shared for c in contexts), "one guard, one hand-over"
+    assert ctx.shared[SHARED]["engine"] == "builtin", "the backup's plan handed its engine over"
+    contexts[1].record("disaster", {"what": "objects"})
+    assert [(r.name, r.get("fault")) for r in timeline.records] == [("disaster", "1:disaster")]
+    assert [b.events.touched for b in built] == [(), ("disaster",), ()]
+    assert [b.slot for b in built] == [Slot(FaultRef(0, "backup"), 0), Slot(FaultRef(1, "disaster"), 1),
+                                       Slot(FaultRef(2, "restore"), 2)]
