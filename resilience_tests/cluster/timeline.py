@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -86,6 +86,14 @@ class PodState:
 Details = tuple[tuple[str, Scalar], ...]
 
 
+class ActionData(Protocol):
+    """The typed value of an action record (a frozen dataclass of the layer that records it, read by the checks
+    as it is): the journal writes it as a JSON object among the record's details."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Its fields as JSON-ready data."""
+
+
 @dataclass(frozen=True)
 class Record:
     """One observation.
@@ -97,6 +105,7 @@ class Record:
         change: short verb: ``added``, ``updated``, ``deleted``, ``start``, ``end``, ``resumed`` ...
         details: the observed state, flat (every kind but pods).
         pod: a pod's state (pod records only).
+        data: an action's typed value (actions that record one: backup, disaster, restore).
     """
 
     t: float
@@ -105,6 +114,11 @@ class Record:
     change: str
     details: Details = ()
     pod: PodState | None = None
+    data: ActionData | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The details with the typed value's fields: what the journal writes and a listing shows."""
+        return {**dict(self.details), **(self.data.to_json() if self.data is not None else {})}
 
     def get(self, key: str, default: Scalar = None) -> Scalar:
         """A detail by key."""
@@ -116,7 +130,7 @@ class Record:
         if self.pod is not None:
             data["pod"] = self.pod.to_json()
         else:
-            data["details"] = dict(self.details)
+            data["details"] = self.values()
         return data
 
 
@@ -258,9 +272,10 @@ class Timeline:
             thread.join(timeout=self.watch_timeout + 5)
         return self.records()
 
-    def mark(self, kind: str, name: str, change: str, **details: Scalar) -> Record:
-        """Add a record of our own (fault start/end, phase marks)."""
-        record = Record(time.time(), kind, name, change, tuple(sorted(details.items())))
+    def mark(self, kind: str, name: str, change: str, *, data: ActionData | None = None,
+             **details: Scalar) -> Record:
+        """Add a record of our own (fault start/end, phase marks, a fault's actions with their typed value)."""
+        record = Record(time.time(), kind, name, change, tuple(sorted(details.items())), data=data)
         self._append(record)
         return record
 

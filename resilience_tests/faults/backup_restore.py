@@ -26,6 +26,7 @@ in the plan and the dry run) and again before it acts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -34,6 +35,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from resilience_tests.backup import hooks, pending, velero
+from resilience_tests.backup.actions import BackupTaken, DisasterStruck, DisasterUndone, Probe, Restored
 from resilience_tests.backup.archive import Archive, kind_key
 from resilience_tests.backup.clean import diff
 from resilience_tests.backup.hooks import Hook
@@ -104,7 +106,7 @@ def _run_each(ctx: FaultContext, hook: Hook, what: str, stdin: dict[str, str] | 
         raise FaultError(f"{what}: {exc}") from None
 
 
-def read_probe(ctx: FaultContext, probe: Hook) -> dict[str, Any]:
+def read_probe(ctx: FaultContext, probe: Hook) -> Probe:
     """The probe in every pod, summed: ``count`` (sum), ``sha256`` (of the pods' sums, by pod name), ``pods``."""
     answers = _run_each(ctx, probe, "data probe")
     count, sums = 0, []
@@ -116,8 +118,7 @@ def read_probe(ctx: FaultContext, probe: Hook) -> dict[str, Any]:
                              "count and/or sha256") from None
         count += int(value.get("count") or 0)
         sums.append(f"{pod} {value.get('sha256', '')}")
-    return {"count": count, "sha256": hashlib.sha256("\n".join(sums).encode()).hexdigest(),
-            "pods": len(answers)}
+    return Probe(count, hashlib.sha256("\n".join(sums).encode()).hexdigest(), len(answers))
 
 
 def _namespace_objects(ctx: FaultContext) -> list[dict[str, Any]]:
@@ -180,7 +181,8 @@ class Backup:
             if _matches("core/Secret", self.params.exclude):
                 taken.secrets = []
         taken.data = {f"export/{pod}": text.encode() for pod, text in exports.items()}
-        through: dict[str, object] = {"engine": self.engine()}
+        taken_record = BackupTaken(self.engine(), len(taken.objects) + len(taken.secrets), tuple(taken.kinds()),
+                                   len(exports), tuple(taken.unreadable), probe)
         if self.engine() == "velero":
             name = _velero_name(self.ctx.run_id, "backup")
             left_out = [k for k in taken.kinds() if k != "core/Namespace" and self.params.exclude
@@ -191,13 +193,11 @@ class Backup:
             except velero.VeleroError as exc:
                 raise FaultError(exc.message, hint=exc.hint) from None
             state["velero_backup"] = name
-            through.update(velero_backup=f"{velero.NAMESPACE}/{name}", velero_items=int(
-                (done.get("progress") or {}).get("itemsBackedUp") or 0), velero_s=done["took_s"])
+            taken_record = dataclasses.replace(
+                taken_record, velero_backup=f"{velero.NAMESPACE}/{name}", velero_s=float(done["took_s"]),
+                velero_items=int((done.get("progress") or {}).get("itemsBackedUp") or 0))
         state.update(archive=taken, probe=self.params.probe, backup_probe=probe, taken_at=time.time())
-        self.ctx.record("backup", {**through, "objects": len(taken.objects) + len(taken.secrets),
-                                   "kinds": json.dumps(taken.kinds()), "exported": len(exports),
-                                   "unreadable": ",".join(taken.unreadable),
-                                   **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
+        self.ctx.record("backup", taken_record)
 
     def revert(self) -> None:
         """A backup changes nothing."""
@@ -239,8 +239,7 @@ class Disaster:
         # namespace is back, `resilience cleanup` restores it from there
         state["pending"] = pending.record(self.ctx.kube, self.ctx.run_id, archive, selector=self.ctx.target_selector,
                                           import_hook=state.get("import", ()))
-        self.ctx.record("disaster", {"what": self.params.what, "safety_copy": state["pending"].archive,
-                                     **({"count": probe["count"], "sha256": probe["sha256"]} if probe else {})})
+        self.ctx.record("disaster", DisasterStruck(self.params.what, state["pending"].archive, probe))
         self.struck = True
         kube, namespace = self.ctx.kube, self.ctx.namespace
         resources = kube.resources()
@@ -276,7 +275,7 @@ class Disaster:
                        allow_system=self.ctx.allow_kube_system)
         state["restored"] = True
         _forget(self.ctx)
-        self.ctx.record("disaster-undone", {"applied": len(done.applied), "not_ready": ",".join(done.not_ready)})
+        self.ctx.record("disaster-undone", DisasterUndone(len(done.applied), tuple(done.not_ready)))
         if done.not_ready:
             raise FaultError(f"the backup was restored but {', '.join(done.not_ready)} did not become ready")
 
@@ -324,44 +323,42 @@ class Restore:
             _forget(self.ctx)
             left = max(1.0, self.params.timeout - (time.time() - started))
             not_ready = wait_ready(self.ctx.kube.resources(), self.ctx.namespace, archive.objects, timeout=left)
-            details: dict[str, object] = {
-                "engine": "velero", "velero_restore": f"{velero.NAMESPACE}/{name}", "velero_s": status["took_s"],
-                "applied": int((status.get("progress") or {}).get("itemsRestored") or 0),
-                "not_ready": ",".join(not_ready), "started": started}
+            restored = Restored("velero", int((status.get("progress") or {}).get("itemsRestored") or 0), started,
+                                tuple(not_ready), velero_restore=f"{velero.NAMESPACE}/{name}",
+                                velero_s=float(status["took_s"]))
         else:
             done = restore(self.ctx.kube, archive, overwrite=True, timeout=self.params.timeout,
                            allow_system=self.ctx.allow_kube_system)
             state["restored"] = True
             _forget(self.ctx)
             not_ready = done.not_ready
-            details = {"engine": "builtin", "applied": len(done.applied), "not_ready": ",".join(not_ready),
-                       "started": started}
+            restored = Restored("builtin", len(done.applied), started, tuple(not_ready))
         if not not_ready:
             exported = {key.split("/", 1)[1]: blob.decode() for key, blob in archive.data.items()
                         if key.startswith("export/")}
             if self.params.import_:
                 _run_each(self.ctx, self.params.import_, "import hook", stdin=exported)
             if state.get("probe"):
-                answer: dict[str, Any] = {}
+                answer: list[Probe] = []
+                error: list[str] = []
 
                 def probed() -> bool:
                     try:
-                        answer.update(read_probe(self.ctx, state["probe"]))
+                        answer.append(read_probe(self.ctx, state["probe"]))
                     except FaultError as exc:
-                        answer["error"] = str(exc)
+                        error.append(str(exc))
                         return False
                     return True
 
                 try:
                     wait_until("data probe answering", probed, timeout=max(10.0, self.params.timeout / 2),
                                interval=0.5)
-                    details.update(count=answer["count"], sha256=answer["sha256"])
+                    restored = dataclasses.replace(restored, probe=answer[-1])
                 except ResilienceError:
-                    details["probe_error"] = str(answer.get("error", "no answer"))[:300]
-            details["recovered"] = time.time()
+                    restored = dataclasses.replace(restored, probe_error=(error or ["no answer"])[-1][:300])
+            restored = dataclasses.replace(restored, recovered=time.time())
         missing, changed, _ = diff(state.get("before") or [], _namespace_objects(self.ctx))
-        details.update(missing=json.dumps(missing), changed=json.dumps(changed))
-        self.ctx.record("restored", details)
+        self.ctx.record("restored", dataclasses.replace(restored, missing=tuple(missing), changed=tuple(changed)))
 
     def revert(self) -> None:
         """The restored namespace stays: it is what the experiment wanted."""

@@ -21,6 +21,7 @@ from resilience_tests.schema import Duration, Model
 
 if TYPE_CHECKING:
     from resilience_tests.cluster.kube import Kube, Workload
+    from resilience_tests.cluster.timeline import ActionData
     from resilience_tests.platform import Platform
 
 ENTRY_POINT_GROUP = "resilience_tests.faults"
@@ -96,7 +97,9 @@ class FaultContext:
     target_labels: Mapping[str, str] = field(default_factory=dict)  # the target's pods (its selector)
     workload: Workload | None = None
     seed: int = 0
-    record: Callable[[str, dict[str, object]], None] = field(default=lambda kind, data: None)
+    # The fault's own record of an action (details, or a typed value); the runner gives each fault its own, so
+    # a record from a fault's background thread is that fault's.
+    record: Callable[[str, Mapping[str, object] | ActionData], None] = field(default=lambda kind, data: None)
     shared: dict[str, Any] = field(default_factory=dict)  # what one step hands the next (backup -> restore)
     # Called by a fault right before the act that the workload feels (after choosing what to touch and writing
     # its ledger): the fault's window starts there, so its preparation is not judged as part of the fault.

@@ -52,7 +52,7 @@ def event_lines(journal: Journal) -> list[str]:
     pods only when they end (with exit codes)."""
     lines = []
     for record in journal.records:
-        details = dict(record.details)
+        details = record.values()
         if record.pod is not None:
             if record.change != "deleted" and not record.pod.exits:
                 continue

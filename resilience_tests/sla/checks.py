@@ -10,16 +10,16 @@ held how many replicas).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, TypeAdapter
 
+from resilience_tests.backup.actions import BackupTaken, DisasterStruck, Restored
 from resilience_tests.cluster.ready import replay_ready
-from resilience_tests.cluster.timeline import PodRecord, Record
+from resilience_tests.cluster.timeline import PodRecord
 from resilience_tests.load.samples import Failure, Totals, totals
 from resilience_tests.schema import Duration, Model, Percent
 from resilience_tests.sla.evidence import Evidence, Window
@@ -456,17 +456,14 @@ class AuditClean(_Check):
                              f"none ({scope})", lines)
 
 
-def _action(ev: Evidence, name: str) -> Record | None:
-    """The last ``action`` record a backup/disaster/restore step left (None if the step never ran)."""
-    found = [r for r in ev.records if r.kind == "action" and r.name == name]
+A = TypeVar("A", BackupTaken, DisasterStruck, Restored)
+
+
+def _action(ev: Evidence, kind: type[A]) -> tuple[float, A] | None:
+    """When the last backup/disaster/restore step of ``kind`` recorded its action, and what it recorded (None if
+    the step never ran)."""
+    found = [(r.t, r.data) for r in ev.records if r.kind == "action" and isinstance(r.data, kind)]
     return found[-1] if found else None
-
-
-def _names(text: object) -> list[str]:
-    try:
-        return [str(x) for x in json.loads(str(text or "[]"))]
-    except ValueError:
-        return []
 
 
 class Rto(_Check):
@@ -478,23 +475,23 @@ class Rto(_Check):
 
     def evaluate(self, ev: Evidence) -> Verdict:
         disaster = next((f for f in ev.faults if f.type == "disaster"), None)
-        restored = _action(ev, "restored")
+        found = _action(ev, Restored)
+        restored = found[1] if found else None
         window = Window("disaster to restored", disaster.start if disaster else ev.started,
-                        float(restored.get("recovered") or ev.ended) if restored else ev.ended)
+                        (restored.recovered or ev.ended) if restored else ev.ended)
         if disaster is None or restored is None:
             return self._verdict(ev, window, False, "no disaster and restore", f"<= {self.max:.0f} s",
                                  ["rto needs a disaster step and a restore step that ran"])
-        not_ready = str(restored.get("not_ready") or "")
-        if not_ready:
+        if restored.not_ready:
             return self._verdict(ev, window, False, "never recovered", f"<= {self.max:.0f} s",
-                                 [f"not ready when the restore step gave up: {not_ready}"])
-        if restored.get("probe_error"):
+                                 [f"not ready when the restore step gave up: {','.join(restored.not_ready)}"])
+        if restored.probe_error:
             return self._verdict(ev, window, False, "never recovered", f"<= {self.max:.0f} s",
-                                 [f"the data probe did not answer: {restored.get('probe_error')}"])
+                                 [f"the data probe did not answer: {restored.probe_error}"])
         seconds = window.end - disaster.start
         return self._verdict(ev, window, seconds <= self.max, f"{seconds:.1f} s", f"<= {self.max:.0f} s",
                              [f"disaster at {ev.offset(disaster.start)}, restore started at "
-                              f"{ev.offset(float(restored.get('started') or 0))}, workloads ready and data probe "
+                              f"{ev.offset(restored.started)}, workloads ready and data probe "
                               f"answering at {ev.offset(window.end)}"], f"by {self.max - seconds:.1f} s")
 
 
@@ -505,12 +502,13 @@ class RestoredObjects(_Check):
     type: Literal["restored-objects"] = "restored-objects"
 
     def evaluate(self, ev: Evidence) -> Verdict:
-        restored = _action(ev, "restored")
-        window = Window("after restore", restored.t if restored else ev.ended, restored.t if restored else ev.ended)
-        if restored is None:
+        found = _action(ev, Restored)
+        at = found[0] if found else ev.ended
+        window = Window("after restore", at, at)
+        if found is None:
             return self._verdict(ev, window, False, "no restore", "0 missing, 0 changed",
                                  ["restored-objects needs a backup step and a restore step that ran"])
-        missing, changed = _names(restored.get("missing")), _names(restored.get("changed"))
+        missing, changed = found[1].missing, found[1].changed
         lines = [f"missing: {', '.join(missing[:MAX_EVIDENCE * 2])}"] if missing else []
         lines += [f"changed: {', '.join(changed[:MAX_EVIDENCE * 2])}"] if changed else []
         return self._verdict(ev, window, not missing and not changed,
@@ -525,28 +523,31 @@ class DataIntact(_Check):
     compare: Literal["sha256", "count"] = "sha256"
 
     def evaluate(self, ev: Evidence) -> Verdict:
-        taken, restored = _action(ev, "backup"), _action(ev, "restored")
-        at = restored.t if restored else ev.ended
-        window = Window("backup to restore", taken.t if taken else ev.started, at)
-        if taken is None or taken.get(self.compare) is None:
+        taken, found = _action(ev, BackupTaken), _action(ev, Restored)
+        restored = found[1] if found else None
+        at = found[0] if found else ev.ended
+        window = Window("backup to restore", taken[0] if taken else ev.started, at)
+        probe = taken[1].probe if taken else None
+        if probe is None:
             return self._verdict(ev, window, False, "no probe at backup", f"equal {self.compare}",
                                  ["data-intact needs a backup step with a probe"])
-        if int(str(taken.get("count") or 0)) == 0:
+        if probe.count == 0:
             return self._verdict(ev, window, False, "no data at backup", f"equal {self.compare}",
                                  ["the probe counted 0 records when the backup was taken: there is nothing to "
                                   "prove intact; write data before the backup step"])
-        before = taken.get(self.compare)
-        after = restored.get(self.compare) if restored else None
-        lines = [f"at backup: count {taken.get('count')}, sha256 {str(taken.get('sha256'))[:16]}...",
-                 f"after restore: count {restored.get('count') if restored else '-'}, sha256 "
-                 f"{str((restored.get('sha256') if restored else None) or '-')[:16]}..."]
-        if restored is not None and restored.get("probe_error"):
-            lines.append(f"the probe did not answer after the restore: {restored.get('probe_error')}")
-        if restored is not None and restored.get("not_ready"):
-            lines.append(f"not ready after the restore: {restored.get('not_ready')}")
-        measured = "no probe after restore" if after is None else "equal" if str(after) == str(before) else \
-            f"differs ({self.compare} {str(after)[:16]} vs {str(before)[:16]})"
-        return self._verdict(ev, window, after is not None and str(after) == str(before), measured,
+        before = probe.value(self.compare)
+        after_probe = restored.probe if restored else None
+        after = after_probe.value(self.compare) if after_probe else None
+        lines = [f"at backup: count {probe.count}, sha256 {probe.sha256[:16]}...",
+                 f"after restore: count {after_probe.count if after_probe else '-'}, sha256 "
+                 f"{(after_probe.sha256 if after_probe else '-')[:16]}..."]
+        if restored is not None and restored.probe_error:
+            lines.append(f"the probe did not answer after the restore: {restored.probe_error}")
+        if restored is not None and restored.not_ready:
+            lines.append(f"not ready after the restore: {','.join(restored.not_ready)}")
+        measured = "no probe after restore" if after is None else "equal" if after == before else \
+            f"differs ({self.compare} {after[:16]} vs {before[:16]})"
+        return self._verdict(ev, window, after is not None and after == before, measured,
                              f"equal {self.compare}", lines)
 
 
@@ -558,15 +559,15 @@ class Rpo(_Check):
     max: int = Field(default=0, ge=0)
 
     def evaluate(self, ev: Evidence) -> Verdict:
-        taken, struck, restored = _action(ev, "backup"), _action(ev, "disaster"), _action(ev, "restored")
-        window = Window("backup to disaster", taken.t if taken else ev.started, struck.t if struck else ev.ended)
-        if None in (taken, struck, restored) or any(r.get("count") is None for r in (taken, struck, restored)
-                                                    if r is not None):
+        taken, struck, restored = _action(ev, BackupTaken), _action(ev, DisasterStruck), _action(ev, Restored)
+        window = Window("backup to disaster", taken[0] if taken else ev.started, struck[0] if struck else ev.ended)
+        counts = [found[1].probe.count if found and found[1].probe else None for found in (taken, struck, restored)]
+        if None in counts:
             return self._verdict(ev, window, False, "no counts", f"<= {self.max} records",
                                  ["rpo needs backup, disaster and restore steps and a probe printing count"])
-        assert taken is not None and struck is not None and restored is not None
-        written = int(str(struck.get("count"))) - int(str(taken.get("count")))
-        lost = max(0, int(str(struck.get("count"))) - int(str(restored.get("count"))))
+        at_backup, at_disaster, after = (int(c or 0) for c in counts)
+        written = at_disaster - at_backup
+        lost = max(0, at_disaster - after)
         return self._verdict(ev, window, lost <= self.max, f"{lost} record(s) lost", f"<= {self.max} records",
                              [f"{written} record(s) written after the backup, {lost} of them lost"])
 

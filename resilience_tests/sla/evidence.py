@@ -79,6 +79,17 @@ def window_problem(spec: str, faults: list[tuple[int, str]] | tuple[tuple[int, s
 
 
 @dataclass(frozen=True)
+class FaultRef:
+    """Which fault of an experiment: its place in ``faults`` and its type. Shown as ``0:pod-kill``."""
+
+    index: int
+    type: str
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.type}"
+
+
+@dataclass(frozen=True)
 class FaultWindow:
     """When one fault was active (``end`` None: its revert never ran), what it touched and how its revert went.
 
@@ -93,8 +104,14 @@ class FaultWindow:
     touched: tuple[str, ...] = ()
 
     @property
+    def ref(self) -> FaultRef:
+        """The fault this window is of."""
+        return FaultRef(self.index, self.type)
+
+    @property
     def label(self) -> str:
-        return f"{self.index}:{self.type}"
+        """The fault as shown: ``0:pod-kill``."""
+        return str(self.ref)
 
     @property
     def reverted(self) -> bool:

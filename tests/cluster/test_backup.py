@@ -285,7 +285,7 @@ def test_a_lost_namespace_comes_back_through_velero_with_the_same_verdicts(
 
     journal = Chaos(cluster, load_registry()).run(_experiment(records))
     assert journal.outcome == "passed", [(v.check, v.message) for v in journal.verdicts] + list(journal.errors)
-    steps = {r.name: dict(r.details) for r in journal.records
+    steps = {r.name: r.values() for r in journal.records
              if r.kind == "action" and r.name in ("backup", "restored")}
     assert steps["backup"]["engine"] == "velero" and steps["restored"]["engine"] == "velero", steps
     for kind, key in (("backups.velero.io", "velero_backup"), ("restores.velero.io", "velero_restore")):

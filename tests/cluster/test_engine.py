@@ -303,6 +303,30 @@ def test_guardrails_are_budgets_for_the_whole_experiment(chaos: Chaos, cluster: 
     assert len(kills) == 2 and stopped and "more than guardrails.max_pods=2" in str(stopped[0].get("error"))
 
 
+def test_each_round_of_a_repeated_pod_kill_is_recorded_under_it_while_a_drain_runs_beside_it(chaos: Chaos,
+                                                                                             web: str) -> None:
+    """pod-kill with every: kills its later rounds from its own thread; each round is recorded under the pod-kill,
+    also while the drain is being injected, and the journal's touched lists them under the pod-kill only."""
+    result = chaos.run(_experiment(web, [
+        {"type": "pod-kill", "count": 1, "every": "1s", "times": 6, "duration": "8s"},
+        {"type": "node-drain", "at": "2s", "nodes": {"zone": "zone-b", "count": 1}, "duration": "4s"}],
+        guardrails={"max_pods": 20, "max_nodes": 1}))
+    assert result.errors == () and result.revert_errors == (), (result.errors, result.revert_errors)
+    kills = [r for r in result.records if r.kind == "action" and r.name == "pod-kill"]
+    assert [r.get("round") for r in kills] == [str(n) for n in range(6)]
+    assert {r.get("fault") for r in kills} == {"0:pod-kill"}
+    drain_actions = [r for r in result.records if r.kind == "action" and r.name in ("cordon", "evicted", "drained")]
+    assert drain_actions and {r.get("fault") for r in drain_actions} == {"1:node-drain"}
+    windows = {w.label: w for w in result.windows}
+    drain = windows["1:node-drain"]
+    assert drain.end is not None
+    beside = [r for r in kills if drain.start <= r.t <= drain.end]
+    assert len(beside) >= 2, "rounds ran while the drain was active"
+    journal = {f["label"]: f["touched"] for f in result.to_json(samples=False)["faults"]}
+    assert journal["0:pod-kill"] == [f"pod-kill: node {r.get('node')}, pod {r.get('pod')}" for r in kills]
+    assert journal["1:node-drain"] and not any(t.startswith("pod-kill") for t in journal["1:node-drain"])
+
+
 def test_a_drain_refuses_pods_no_controller_owns_unless_forced(chaos: Chaos, cluster: Kube, web: str) -> None:
     from kubernetes import client
 

@@ -182,19 +182,28 @@ def test_the_diff_of_a_restore_names_missing_changed_and_added_objects_and_ignor
 
 def _evidence(backup: dict[str, Any] | None = None, disaster: dict[str, Any] | None = None,
               restored: dict[str, Any] | None = None) -> Any:
+    from resilience_tests.backup.actions import BackupTaken, DisasterStruck, Probe, Restored
     from resilience_tests.cluster.timeline import Record
     from resilience_tests.sla.evidence import Evidence, FaultWindow
 
-    records = [Record(t, "action", name, "done", tuple((k, str(v)) for k, v in data.items()))
-               for t, name, data in ((101.0, "backup", backup), (104.0, "disaster", disaster),
-                                     (130.0, "restored", restored)) if data is not None]
+    def typed(name: str, data: dict[str, Any]) -> Any:
+        keys = {k: v for k, v in data.items() if k not in ("count", "sha256")}
+        probe = Probe(data["count"], data.get("sha256", "")) if "count" in data else None
+        if name == "backup":
+            return BackupTaken("builtin", 3, probe=probe)
+        if name == "disaster":
+            return DisasterStruck("namespace", "/tmp/safety-copy", probe=probe)
+        return Restored(**keys, probe=probe)
+
+    records = [Record(t, "action", name, "done", (("fault", f"{i}:{name}"),), data=typed(name, data))
+               for i, (t, name, data) in enumerate(((101.0, "backup", backup), (104.0, "disaster", disaster),
+                                                    (130.0, "restored", restored))) if data is not None]
     windows = [FaultWindow(1, "disaster", 104.0, 131.0)] if disaster is not None else []
     return Evidence(started=100.0, ended=140.0, zero=100.0, records=records, faults=windows)
 
 
 SUM = "a" * 64
-RESTORED = {"applied": 10, "not_ready": "", "started": 105.0, "recovered": 129.0, "count": 30, "sha256": SUM,
-            "missing": "[]", "changed": "[]"}
+RESTORED = {"engine": "builtin", "applied": 10, "started": 105.0, "recovered": 129.0, "count": 30, "sha256": SUM}
 
 
 def test_rto_is_measured_from_the_disaster_to_ready_and_probe_answering() -> None:
@@ -204,7 +213,7 @@ def test_rto_is_measured_from_the_disaster_to_ready_and_probe_answering() -> Non
     assert parse_check({"type": "rto", "max": "30s"}).evaluate(ev).measured == "25.0 s"
     assert not parse_check({"type": "rto", "max": "20s"}).evaluate(ev).passed
     never = parse_check({"type": "rto", "max": "10m"}).evaluate(_evidence(
-        {"count": 30}, {"count": 30}, {**RESTORED, "not_ready": "apps/StatefulSet records"}))
+        {"count": 30}, {"count": 30}, {**RESTORED, "not_ready": ("apps/StatefulSet records",)}))
     assert (never.passed, never.measured) == (False, "never recovered")
     assert "apps/StatefulSet records" in never.evidence[0]
     assert not parse_check({"type": "rto", "max": "10m"}).evaluate(_evidence({"count": 30})).passed
@@ -215,8 +224,8 @@ def test_restored_objects_lists_what_is_missing_or_changed() -> None:
 
     check = parse_check({"type": "restored-objects"})
     assert check.evaluate(_evidence({}, {}, RESTORED)).passed
-    bad = check.evaluate(_evidence({}, {}, {**RESTORED, "missing": '["core/ConfigMap settings"]',
-                                            "changed": '["apps/Deployment web"]'}))
+    bad = check.evaluate(_evidence({}, {}, {**RESTORED, "missing": ("core/ConfigMap settings",),
+                                            "changed": ("apps/Deployment web",)}))
     assert (bad.passed, bad.measured) == (False, "1 missing, 1 changed")
     assert bad.evidence == ("missing: core/ConfigMap settings", "changed: apps/Deployment web")
     assert not check.evaluate(_evidence({}, {})).passed  # no restore ran
@@ -284,3 +293,27 @@ def test_velero_object_names_are_dns_labels_of_the_run_and_the_engine_is_one_of_
     with pytest.raises(ExperimentError, match=r"faults\[0\]\.engine: Input should be 'auto', 'builtin' or 'velero'"):
         parse_experiment({"name": "x", "target": {"namespace": "demo", "workload": "statefulset/records"},
                           "faults": [{"type": "backup", "engine": "restic"}]}, load_registry())
+
+
+def test_the_journal_writes_a_steps_typed_record_as_a_json_object_and_the_checks_read_it_as_it_is() -> None:
+    import json
+
+    from resilience_tests.backup.actions import Probe, Restored
+    from resilience_tests.cluster.timeline import Record
+
+    restored = Restored("velero", 7, 105.0, ("apps/StatefulSet db",), probe=Probe(30, SUM, 3),
+                        missing=("core/ConfigMap settings",), velero_restore="velero/r-restore", velero_s=4.5)
+    record = Record(130.0, "action", "restored", "done", (("fault", "2:restore"),), data=restored)
+    written = json.loads(json.dumps(record.to_json()))
+    assert written["details"] == {
+        "fault": "2:restore", "engine": "velero", "applied": 7, "started": 105.0,
+        "not_ready": ["apps/StatefulSet db"], "recovered": None, "count": 30, "sha256": SUM, "probe_error": "",
+        "missing": ["core/ConfigMap settings"], "changed": [], "velero_restore": "velero/r-restore", "velero_s": 4.5}
+    ev = _evidence({"count": 30, "sha256": SUM}, {"count": 30}, None)
+    ev.records.append(record)
+    from resilience_tests.sla.checks import parse_check
+
+    verdict = parse_check({"type": "restored-objects"}).evaluate(ev)
+    assert (verdict.passed, verdict.evidence) == (False, ("missing: core/ConfigMap settings",))
+    assert parse_check({"type": "rto", "max": "1m"}).evaluate(ev).evidence == (
+        "not ready when the restore step gave up: apps/StatefulSet db",)

@@ -131,14 +131,14 @@ def test_the_one_guard_factory_always_gives_a_budget_and_refuses_negative_limits
 
 def test_the_runner_and_the_chaos_helper_both_build_their_context_with_a_guard(chaos_on_stand_in: Any) -> None:
     from resilience_tests.experiment.model import parse_experiment
-    from resilience_tests.experiment.runner import Runner
+    from resilience_tests.experiment.preflight import fault_context
     from resilience_tests.faults.base import Guard, load_registry
 
     registry = load_registry()
     exp = parse_experiment({"name": "x", "target": {"namespace": "demo", "workload": "deployment/web"},
                             "guardrails": {"max_nodes": 2, "max_pods": 7}, "faults": [{"type": "pod-kill"}]},
                            registry)
-    context = Runner(cast(Kube, StandInCluster()), registry)._context(exp, "r", None)
+    context = fault_context(cast(Kube, StandInCluster()), exp, run_id="r", seed=0, namespace=None)
     assert isinstance(context.guard, Guard) and (context.budget.max_nodes, context.budget.max_pods) == (2, 7)
     chaos = chaos_on_stand_in()
     assert isinstance(chaos.guard, Guard) and (chaos.guard.max_nodes, chaos.guard.max_pods) == (1, 10)
