@@ -41,6 +41,7 @@ from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Faul
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.load.target import service_url
+from resilience_tests.runids import ExperimentIds
 from resilience_tests.sla.checks import AuditClean, Check, Verdict, evaluate
 from resilience_tests.sla.evidence import Evidence, Snapshot
 from resilience_tests.sla.snapshot import take_snapshot
@@ -99,7 +100,8 @@ TOUCH_KEYS = ("pod", "node", "nodes", "workload", "action", "zone")
 
 
 def new_run_id(name: str) -> str:
-    """A run id: the experiment name and a short random suffix, valid as a label value."""
+    """An id of its own for a helper outside any run (``chaos-1a2b3c4d``): a name and a short random suffix, valid
+    as a label value. Experiments get theirs from their run (:class:`ExperimentIds`)."""
     return f"{name[:50]}-{uuid.uuid4().hex[:8]}"
 
 
@@ -111,13 +113,16 @@ class Runner:
         registry: fault type -> fault class.
         seed: seed of every random choice.
         say: where progress lines go.
-        results_dir: where each run keeps its files (``<results_dir>/<run id>/load/``: samples and Locust's
-            logs); without one they go to a private temporary folder removed when the run ends.
+        results_dir: where each run keeps its files (``<results_dir>/<experiment id>/load/``: samples and
+            Locust's logs); without one they go to a private temporary folder removed when the run ends.
+        ids: the run's experiment ids (``<run id>-<n>``); without it, the runner is a run of its own.
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, say: Callable[[str], None] = lambda line: None,
-                 results_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+                 results_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+                 ids: ExperimentIds | None = None) -> None:
+        self.ids = ids or ExperimentIds()
         self.results_dir = results_dir
         self.progress = progress
         self._status: Progress | None = None
@@ -195,12 +200,13 @@ class Runner:
         """
         self.journal = self._result = None
         started = time.time()
+        run_id = self.ids.next()  # one id for the experiment, whether it runs or stops in its preflight
         try:
-            self._run(exp, dry_run)
+            self._run(exp, dry_run, run_id)
         except BaseException as exc:
             result = self._result
             if result is None:  # stopped before its plan was made: nothing was changed
-                result = self._result = RunResult(experiment=exp, run_id=new_run_id(exp.name), plan=[])
+                result = self._result = RunResult(experiment=exp, run_id=run_id, plan=[])
                 result.phases.append(Phase("preflight", started, time.time(), "broken", str(exc)))
             if isinstance(exc, KeyboardInterrupt):
                 result.interrupted = True
@@ -240,8 +246,7 @@ class Runner:
                             version=version, nodes=len(nodes), zones=len({n.zone for n in nodes if n.zone}),
                             seed=self.seed, node_zones=tuple(sorted((n.name, n.zone) for n in nodes if n.zone)))
 
-    def _run(self, exp: Experiment, dry_run: bool) -> None:
-        run_id = new_run_id(exp.name)
+    def _run(self, exp: Experiment, dry_run: bool, run_id: str) -> None:
         preflight_started = time.time()
         timeline = Timeline(self.kube, self._namespace(exp))
         ctx = self._context(exp, run_id, timeline)
@@ -271,7 +276,7 @@ class Runner:
                     lease.stop()
                 self._discard(load)
         result.started = time.time()
-        self.say(f"run {run_id} started: experiment {exp.name}, {len(built)} fault(s), context "
+        self.say(f"experiment {run_id} started: {exp.name}, {len(built)} fault(s), context "
                  f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
                  f"{run_id}` undoes what it changed)")
         for line in result.plan:
@@ -333,7 +338,7 @@ class Runner:
             failed = len(result.failed_verdicts)
             if failed:
                 note.status, note.detail = "failed", f"{failed} of {len(result.verdicts)} failed"
-        self.say(f"run {run_id} ended after {result.ended - result.started:.0f} s: "
+        self.say(f"experiment {run_id} ended after {result.ended - result.started:.0f} s: "
                  + (f"{len(result.revert_errors)} revert problem(s) (run `resilience cleanup --run {run_id}`)"
                     if result.revert_errors else "every change reverted")
                  + (f"; {failed} of {len(result.verdicts)} SLA checks failed" if failed else
