@@ -195,7 +195,6 @@ def _run(args: argparse.Namespace) -> int:
     argv = _pytest_args(args)
     given = bool(args.resilience_results_dir)
     results = Path(args.resilience_results_dir) if given else Path(args.reports) / args.resilience_run_id
-    print(f"run {args.resilience_run_id}: results in {results}/")
     return _session(argv, results, add_results_dir=not given, dry_run=bool(args.resilience_dry_run),
                     no_report=args.no_report)
 

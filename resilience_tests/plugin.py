@@ -161,7 +161,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     allowed = [f"resilience-tests: experiments also allowed on contexts {', '.join(run.allow_contexts)}"
                + (" (every context)" if any(matches_any_context(p) for p in run.allow_contexts) else "")
                ] if run.allow_contexts else []
-    allowed.insert(0, f"resilience-tests: run {run.run_id}")
+    results = option(config, "resilience_results_dir")
+    allowed.insert(0, f"resilience-tests: run {run.run_id}" + (f", results in {results}" if results else ""))
     if not run.kubeconfig:
         where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
         return [f"resilience-tests: {where}, seed {run.seed}", *allowed]

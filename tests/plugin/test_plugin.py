@@ -70,6 +70,17 @@ def test_header_shows_the_seed_and_the_cluster(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["resilience-tests: the local cluster 'resilience' (started on first use), seed 4242"])
 
 
+def test_header_shows_the_run_id_once_and_a_bad_one_is_refused_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    given = pytester.runpytest_subprocess("--run-id", "nightly-7", "--results-dir", "out")
+    given.stdout.fnmatch_lines(["resilience-tests: run nightly-7, results in out"])
+    fresh = pytester.runpytest_subprocess()
+    assert len([line for line in fresh.outlines if line.startswith("resilience-tests: run ")]) == 1
+    refused = pytester.runpytest_subprocess("--run-id", "a/b")
+    refused.stderr.fnmatch_lines(["ERROR: run id 'a/b' is not usable*"])
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+
+
 @pytest.mark.parametrize("pattern", ["*", "**", "*?*"])
 def test_an_allow_context_pattern_matching_everything_needs_its_own_flag(pytester: pytest.Pytester,
                                                                           pattern: str) -> None:
