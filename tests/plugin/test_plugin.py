@@ -300,7 +300,7 @@ def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytest
     result.assert_outcomes(passed=2, failed=1)
     out = pytester.path / "out"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["version"] == 1 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
+    assert summary["version"] == 2 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
     assert sorted(p.parent.name for p in out.glob("experiments/*/journal.json")) == ["kill-test_bad", "kill-test_good"]
     assert len(list(out.glob("experiments/*/timeline.png"))) == 2
     results = [json.loads(p.read_text()) for p in (out / "allure-results").glob("*-result.json")]
