@@ -30,6 +30,7 @@ from resilience_tests.experiment.runner import Runner, new_run_id
 from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Guard, new_guard
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.platform import Platform
+from resilience_tests.runids import ExperimentIds
 from resilience_tests.schema import explain
 
 
@@ -46,18 +47,20 @@ class Chaos:
         allow_kube_system: the default of :meth:`inject`'s ``allow_kube_system``.
         allow_control_plane: the default of :meth:`inject`'s ``allow_control_plane``.
         platform: the cluster's platform (detected once for the run), handed to every fault.
+        ids: the experiment ids of the run it belongs to (the helper takes one, each :meth:`run` one more).
     """
 
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, max_nodes: int = 1, max_pods: int = 10,
                  allow_kube_system: bool = False, allow_control_plane: bool = False,
-                 platform: Platform | None = None) -> None:
+                 platform: Platform | None = None, ids: ExperimentIds | None = None) -> None:
         self.kube = kube
         self.platform = platform
         self.registry = registry
         self.seed = seed
         self.namespace = namespace
-        self.run_id = new_run_id("chaos")
+        self.ids = ids
+        self.run_id = ids.next() if ids else new_run_id("chaos")
         self.guard: Guard = new_guard(max_nodes=max_nodes, max_pods=max_pods, allow_kube_system=allow_kube_system,
                                       allow_control_plane=allow_control_plane)
         self._active: list[Fault] = []
@@ -133,7 +136,7 @@ class Chaos:
         elif isinstance(experiment, dict):
             experiment = parse_experiment(experiment, self.registry)
         return Runner(self.kube, self.registry, seed=self.seed, namespace=self.namespace,
-                      platform=self.platform).run(experiment, dry_run=dry_run)
+                      platform=self.platform, ids=self.ids).run(experiment, dry_run=dry_run)
 
     def revert_all(self) -> None:
         """Revert every fault still active, newest first."""

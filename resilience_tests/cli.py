@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from resilience_tests.audit.model import Finding
     from resilience_tests.audit.prove import Placement, Unproved
     from resilience_tests.audit.prove import Result as ProofResult
+    from resilience_tests.cluster.cleanup import CleanupAction
+    from resilience_tests.cluster.kube import Kube
     from resilience_tests.reporting.html import Built
     from resilience_tests.session import RunSession
 
@@ -171,8 +173,9 @@ def _run_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         if flag in ("--kubeconfig", "--context", "--allow-context", "--allow-any-context", "--dry-run",
                     "--local-cluster-name"):
             clean.add_argument(flag, dest=dest, help=own_help.get(flag, help_text), **kwargs)
-    clean.add_argument("--run", dest="run_id", metavar="RUN_ID",
-                       help="only this run (ids are shown by `resilience cleanup --dry-run`; default: every dead run)")
+    clean.add_argument("--run", dest="run_id", metavar="ID",
+                       help="only this run (its run id: all its experiments) or one experiment (its id, "
+                            "<run id>-<n>); ids are shown by `resilience cleanup --dry-run`; default: every dead run")
     clean.add_argument("--force", action="store_true",
                        help="with --run: undo that run's changes even though its lease says it is alive")
 
@@ -242,42 +245,70 @@ def _option_args(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from resilience_tests.reporting.results import new_results_id
-
+    args.resilience_run_id = _run_id(args)  # handed to pytest as --run-id: one id for the whole run
     argv = _pytest_args(args)
     given = bool(args.resilience_results_dir)
-    results = Path(args.resilience_results_dir) if given else Path(args.reports) / new_results_id()
+    results = Path(args.resilience_results_dir) if given else Path(args.reports) / args.resilience_run_id
     return _session(argv, results, add_results_dir=not given, dry_run=bool(args.resilience_dry_run),
                     no_report=args.no_report)
 
 
+def _run_id(args: argparse.Namespace) -> str:
+    """The run's id: ``--run-id`` (checked, and never one whose results folder exists already), else a new one."""
+    from resilience_tests.runids import check_run_id, new_run_id
+
+    if not args.resilience_run_id:
+        return new_run_id()
+    run_id = check_run_id(args.resilience_run_id)
+    if not args.resilience_results_dir and (Path(args.reports) / run_id).exists():
+        raise UsageError(f"run id {run_id} was used already: {Path(args.reports) / run_id} exists",
+                         hint="give another --run-id, or leave it out for a new one")
+    return run_id
+
+
+def alluredir_of(argv: Sequence[str]) -> Path | None:
+    """The ``--alluredir`` among pytest arguments (``--alluredir X`` or ``--alluredir=X``; the last one wins)."""
+    found: Path | None = None
+    for i, arg in enumerate(argv):
+        if arg == "--alluredir" and i + 1 < len(argv):
+            found = Path(argv[i + 1])
+        elif arg.startswith("--alluredir="):
+            found = Path(arg.split("=", 1)[1])
+    return found
+
+
 def _session(argv: list[str], results: Path, *, add_results_dir: bool, dry_run: bool, no_report: bool) -> int:
-    """Run experiments through pytest with their results under ``results``; build the HTML report at the end."""
+    """Run experiments through pytest with their results under ``results`` (Allure's in ``results/allure-results``
+    unless the pytest arguments name an ``--alluredir``); build the HTML report from them at the end."""
     import pytest
 
     from resilience_tests.reporting.results import ALLURE_RESULTS
 
     if add_results_dir:
         argv = [*argv, "--results-dir", str(results)]
-    if "--alluredir" not in " ".join(argv):
-        argv = [*argv, "--alluredir", str(results / ALLURE_RESULTS)]
+    alluredir = alluredir_of(argv)
+    if alluredir is None:
+        alluredir = results / ALLURE_RESULTS
+        argv = [*argv, "--alluredir", str(alluredir)]
     code = int(pytest.main(["-p", "no:cacheprovider", *argv]))
-    if not (results / ALLURE_RESULTS).is_dir() or dry_run:
+    if not alluredir.is_dir() or dry_run:
         return code
+    folder = results if results.is_dir() else alluredir  # where html/ goes
     if no_report:
-        say(f"results: {results} (build the report with `resilience report {results}`)")
+        where = results if alluredir == results / ALLURE_RESULTS else alluredir
+        say(f"results: {results} (build the report with `resilience report {where}`)")
         return code
     try:
-        say(f"report: {_report(results).index}")
+        say(f"report: {_report(folder, alluredir).index}")
     except ResilienceError as exc:
         say(f"results: {results}; the HTML report was not built: {str(exc).splitlines()[0]}", file=sys.stderr)
     return code
 
 
-def _report(results: Path) -> Built:
+def _report(results: Path, alluredir: Path | None = None) -> Built:
     from resilience_tests.reporting import html
 
-    return html.build(results)
+    return html.build(results, allure=alluredir)
 
 
 def _report_command(args: argparse.Namespace) -> int:
@@ -375,32 +406,44 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cleanup(args: argparse.Namespace) -> int:
-    from resilience_tests.cluster.cleanup import DONE, OUTCOMES, cleanup
+def _cleaned(kube: Kube, given: str | None, *, dry_run: bool, force: bool) -> list[CleanupAction]:
+    """Clean up every dead run (``given`` None), one experiment (its id), or every experiment of a run (the run
+    id: its experiments are found among what runs left behind). What a run changed outside the API is given back
+    by the cluster's platform (a frozen node, a paused container, a load generator left running)."""
+    from functools import partial
+
+    from resilience_tests.backup import pending
+    from resilience_tests.cluster.cleanup import cleanup
     from resilience_tests.platform import detect, host_restore
+    from resilience_tests.runids import belongs
+
+    platform = detect(kube)
+    undo = partial(cleanup, kube, host_restore=host_restore(platform, kube), stop_load=platform.stop_load)
+    ids: list[str | None] = [given]
+    if given:
+        seen = [a.run_id for a in (*undo(dry_run=True), *pending.cleanup(kube, dry_run=True))]
+        ids = list(dict.fromkeys(r for r in seen if belongs(r, given))) or [given]
+    return [action for one in ids for action in (*undo(run_id=one, dry_run=dry_run, force=force),
+                                                 *pending.cleanup(kube, run_id=one, dry_run=dry_run, force=force))]
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from resilience_tests.cluster.cleanup import DONE, OUTCOMES
 
     run = _changing_session(args)
     if args.force and not args.run_id:
         raise UsageError("--force acts on one run only", hint="name it: resilience cleanup --run RUN_ID --force")
-    from resilience_tests.backup import pending
-
     dry = bool(args.resilience_dry_run)
     try:
         kube = run.kube()
-        platform = detect(kube)
-        restore, stop_load = host_restore(platform, kube), platform.stop_load  # outside the API: the platform's
-        plan = [*cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force,
-                             host_restore=restore, stop_load=stop_load),
-                *pending.cleanup(kube, run_id=args.run_id, dry_run=True, force=args.force)]
+        plan = _cleaned(kube, args.run_id, dry_run=True, force=args.force)
         todo = [a for a in plan if a.outcome == DONE]
         for action in todo:  # what it will do, first
             say(f"plan: {action.target} ({action.run_id}): {action.action}")
         if not plan:
             say("cleanup: nothing left behind")
             return 0
-        actions = plan if dry or not todo else [
-            *cleanup(kube, run_id=args.run_id, force=args.force, host_restore=restore, stop_load=stop_load),
-            *pending.cleanup(kube, run_id=args.run_id, force=args.force)]
+        actions = plan if dry or not todo else _cleaned(kube, args.run_id, dry_run=False, force=args.force)
     finally:
         run.close()
     for action in actions:  # what became of each: done, left alone, refused, failed (and why a run is dead)
@@ -470,6 +513,7 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
     if not proofs:
         return [], unproved
     results = Path(args.reports) / new_results_id()
+    args.resilience_run_id = results.name  # one id: the proofs' results folder and their experiments
     folder = results / "proofs"
     folder.mkdir(parents=True, exist_ok=True)
     for number, proof in enumerate(proofs, 1):
@@ -486,7 +530,7 @@ def _prove(args: argparse.Namespace, findings: list[Finding], placements: dict[s
         entries = {str(e["name"]): e for e in summary.read(results / SUMMARY_FILE)["experiments"]}
     elif code not in (0, 1):
         raise ResilienceError(f"the proofs did not run (pytest exit code {code}); see the output above")
-    records = {p.name: journal_records(results, str(entries[p.name].get("run_id", ""))) for p in proofs
+    records = {p.name: journal_records(results, summary.experiment_id(entries[p.name])) for p in proofs
                if p.kind in prove.DRAINS and p.name in entries}  # a drain's proof reads its journal too
     return [prove.judge(p, entries.get(p.name), records.get(p.name, ())) for p in proofs], unproved
 

@@ -100,7 +100,7 @@ class ExperimentItem(pytest.Item):
         results = results_dir(self.config)
         runner = Runner(run.kube(), run.registry, seed=run.seed, namespace=run.namespace, say=self._say,
                         progress=None if quiet else self._progress, platform=run.platform(),
-                        results_dir=results / EXPERIMENTS if results else None)
+                        results_dir=results / EXPERIMENTS if results else None, ids=run.ids)
         interrupted: KeyboardInterrupt | None = None
         try:
             runner.run(self.experiment, dry_run=run.dry_run)

@@ -16,6 +16,7 @@ import pytest
 
 from resilience_tests.errors import ResilienceError
 from resilience_tests.interrupts import interrupt_on
+from resilience_tests.runids import ExperimentIds
 from resilience_tests.session import (
     DEFAULT_LOCAL_CLUSTER,
     SESSION_KEY,
@@ -59,6 +60,9 @@ OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--real-nodes", "resilience_real_nodes",
      "real kubelet nodes of the local cluster when this run starts it (default 3; 0 for none)",
      {"type": int, "metavar": "N"}),
+    ("--run-id", "resilience_run_id",
+     "id of this run (default: a new one, shown at start): `resilience run` keeps its results in reports/<run id>/, "
+     "each experiment's id is <run id>-<n>", {"metavar": "ID"}),
     ("--results-dir", "resilience_results_dir",
      "keep each experiment's journal, timeline plot and load files, and summary.json, under DIR "
      "(`resilience run` uses reports/<run id>/)", {"metavar": "DIR"}),
@@ -107,6 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         check_allow_patterns(allowed, bool(option(config, "resilience_allow_any_context")))
         kubeconfig = option(config, "resilience_kubeconfig") or kubeconfig_from_env()
+        ids = ExperimentIds(option(config, "resilience_run_id") or None)
     except ResilienceError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = RunSession(
@@ -119,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         confirm_faults=not option(config, "resilience_yes"),
         local_cluster_name=option(config, "resilience_local_cluster") or DEFAULT_LOCAL_CLUSTER,
         real_nodes=int(real) if (real := option(config, "resilience_real_nodes")) not in (None, "") else 3,
+        ids=ids,
     )
     from resilience_tests.reporting.plugin import ReportingPlugin
 
@@ -150,11 +156,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Cluster, context, server version and seed."""
+    """Run id, cluster, context, server version and seed."""
     run = get_session(config)
     allowed = [f"resilience-tests: experiments also allowed on contexts {', '.join(run.allow_contexts)}"
                + (" (every context)" if any(matches_any_context(p) for p in run.allow_contexts) else "")
                ] if run.allow_contexts else []
+    results = option(config, "resilience_results_dir")
+    allowed.insert(0, f"resilience-tests: run {run.run_id}" + (f", results in {results}" if results else ""))
     if not run.kubeconfig:
         where = f"the local cluster '{run.local_cluster_name}' (started on first use)"
         return [f"resilience-tests: {where}, seed {run.seed}", *allowed]
@@ -248,7 +256,8 @@ def chaos(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         platform = run.platform()
     except ResilienceError as exc:
         pytest.fail(str(exc), pytrace=False)
-    helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace, platform=platform)
+    helper = Chaos(cluster, run.registry, seed=run.seed, namespace=run.namespace, platform=platform,
+                   ids=run.ids)
     try:
         yield helper
     finally:

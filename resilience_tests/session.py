@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from resilience_tests.errors import ResilienceError, UsageError
+from resilience_tests.runids import ExperimentIds
 from resilience_tests.testbed import DEFAULT_CLUSTER_NAME
 
 if TYPE_CHECKING:  # the kubernetes client and pydantic load on first use, not at pytest start-up
@@ -94,7 +95,11 @@ def check_context_allowed(context: str, extra: list[str]) -> None:
 
 @dataclass
 class RunSession:
-    """Which cluster a run uses, its seed and options. One per pytest run or CLI call."""
+    """Which cluster a run uses, its id, seed and options. One per pytest run or CLI call.
+
+    ``ids`` holds the run id (shown at start, the name of ``resilience run``'s results folder) and mints each
+    experiment's id from it.
+    """
 
     seed: int
     allow_contexts: list[str] = field(default_factory=list)
@@ -106,10 +111,16 @@ class RunSession:
     local_cluster_name: str = DEFAULT_LOCAL_CLUSTER
     real_nodes: int = 3
     started_local: LocalCluster | None = None
+    ids: ExperimentIds = field(default_factory=ExperimentIds)
     _kube: Kube | None = None
     _reader: Kube | None = None
     _registry: dict[str, FaultFactory] | None = None
     _platform: Platform | None = None
+
+    @property
+    def run_id(self) -> str:
+        """This run's id."""
+        return self.ids.run_id
 
     def is_local_cluster(self) -> bool:
         """Whether the selected kubeconfig is the local cluster's own (e.g. KUBECONFIG exported from it)."""

@@ -18,11 +18,16 @@ from resilience_tests.cluster.timeline import Record
 from resilience_tests.experiment.model import Experiment
 from resilience_tests.load.locust import LoadOutcome
 from resilience_tests.load.samples import percentile, totals
+from resilience_tests.runids import run_of
 from resilience_tests.sla.checks import Verdict
 from resilience_tests.sla.evidence import FaultWindow
 
-JOURNAL_VERSION = 1
-"""Raised whenever a field changes meaning or is removed; readers refuse versions they do not know."""
+JOURNAL_VERSION = 2
+"""Raised whenever a field changes meaning or is removed; readers refuse versions they do not know.
+
+2: ``run_id`` is the run's id (the results folder's name), ``experiment_id`` this experiment's (it was ``run_id``);
+verdicts carry their numbers and fault windows their offsets in seconds.
+"""
 
 __all__ = ["JOURNAL_VERSION", "ClusterFacts", "FaultWindow", "Journal", "Phase", "load_summary", "verdict_json",
            "window_json"]
@@ -65,7 +70,8 @@ class Journal:
 
     Attributes:
         experiment: the experiment as parsed.
-        run_id: the run's id (labels of what it changed, lease name, ``resilience cleanup --run``).
+        run_id: this experiment's id, ``<run id>-<n>`` (labels of what it changed, its lease, ``resilience
+            cleanup --run``); :attr:`run` is the id of the run it belongs to.
         facts: the cluster it ran against.
         plan: what it was going to do, one line each.
         started, ended: the run's wall-clock span (0 when only planned).
@@ -126,6 +132,11 @@ class Journal:
             return "sla-violated"
         return "passed"
 
+    @property
+    def run(self) -> str:
+        """The id of the run this experiment belongs to (its results folder's name)."""
+        return run_of(self.run_id)
+
     def offset(self, t: float) -> float:
         """Seconds from the start of the fault schedule."""
         return t - (self.zero or self.started)
@@ -135,7 +146,8 @@ class Journal:
         exp = self.experiment
         data: dict[str, Any] = {
             "version": self.version,
-            "run_id": self.run_id,
+            "run_id": self.run,
+            "experiment_id": self.run_id,
             "outcome": self.outcome,
             "experiment": {"name": exp.name, "description": exp.description, "source": exp.source,
                            "severity": exp.severity, "tags": list(exp.tags),
@@ -145,7 +157,7 @@ class Journal:
             "started": self.started, "ended": self.ended, "zero": self.zero,
             "duration_s": round(self.ended - self.started, 3) if self.ended else 0.0,
             "phases": [dataclasses.asdict(p) for p in self.phases],
-            "faults": [window_json(w) for w in self.windows],
+            "faults": [window_json(w, self.zero or self.started) for w in self.windows],
             "steady_state": [verdict_json(v) for v in self.steady],
             "slas": [verdict_json(v) for v in self.verdicts],
             "errors": list(self.errors),
@@ -160,17 +172,33 @@ class Journal:
         return data
 
 
-def window_json(window: FaultWindow) -> dict[str, Any]:
-    """A fault window as JSON: when it was active, what it touched, whether it was reverted."""
+def window_json(window: FaultWindow, zero: float) -> dict[str, Any]:
+    """A fault window as JSON: when it was active (epoch seconds, and ``start_s``/``end_s`` in seconds from
+    ``zero``, the start of the fault schedule), what it touched, whether it was reverted."""
     return {**dataclasses.asdict(window), "label": window.label, "touched": list(window.touched),
-            "reverted": window.reverted}
+            "reverted": window.reverted, "start_s": round(window.start - zero, 3) if zero else None,
+            "end_s": round(window.end - zero, 3) if zero and window.end is not None else None}
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
-    """A verdict as JSON: what was measured, against what, over which window, and why."""
+    """A verdict as JSON: what was measured, against what, over which window, and why; the display texts, and
+    beside them the numbers with their unit (null when the verdict is not one number)."""
+    numbers = verdict.numbers
+    span = verdict.span
     return {"check": verdict.check, "key": verdict.key, "passed": verdict.passed, "measured": verdict.measured,
             "threshold": verdict.threshold, "window": verdict.window, "margin": verdict.margin,
+            "measured_value": numbers.value if numbers else None,
+            "threshold_value": numbers.threshold if numbers else None,
+            "margin_value": _rounded(numbers.margin) if numbers else None,
+            "unit": numbers.unit if numbers else None,
+            "passes": ("at most" if numbers.at_most else "at least") if numbers else None,
+            "window_start_s": span[0] if span else None, "window_end_s": span[1] if span else None,
             "evidence": list(verdict.evidence)}
+
+
+def _rounded(value: float | None) -> float | None:
+    """A difference of two floats without its binary noise (0.05 - 0.0123 is not 0.0377 in floats)."""
+    return None if value is None else round(value, 9)
 
 
 def load_summary(load: LoadOutcome | None) -> dict[str, Any] | None:

@@ -61,7 +61,8 @@ class RunResult:
 
 
 def new_run_id(name: str) -> str:
-    """A run id: the experiment name and a short random suffix, valid as a label value."""
+    """An id of its own for a helper outside any run (``chaos-1a2b3c4d``): a name and a short random suffix, valid
+    as a label value. Experiments get theirs from their run (:class:`~resilience_tests.runids.ExperimentIds`)."""
     return f"{name[:50]}-{uuid.uuid4().hex[:8]}"
 
 

@@ -46,6 +46,7 @@ from resilience_tests.faults.base import FaultContext, FaultFactory
 from resilience_tests.interrupts import reverts_shielded
 from resilience_tests.load.locust import LoadOutcome, LoadRun
 from resilience_tests.platform import Platform
+from resilience_tests.runids import ExperimentIds
 from resilience_tests.sla.checks import AuditClean, Check, evaluate
 from resilience_tests.sla.evidence import Evidence
 from resilience_tests.sla.snapshot import take_snapshot
@@ -61,8 +62,9 @@ class Runner:
         registry: fault type -> fault class.
         seed: seed of every random choice.
         say: where progress lines go.
-        results_dir: where each run keeps its files (``<results_dir>/<run id>/load/``: samples and Locust's
-            logs); without one they go to a private temporary folder removed when the run ends.
+        results_dir: where each run keeps its files (``<results_dir>/<experiment id>/load/``: samples and
+            Locust's logs); without one they go to a private temporary folder removed when the run ends.
+        ids: the run's experiment ids (``<run id>-<n>``); without it, the runner is a run of its own.
         platform: the cluster's platform, detected once for the run and handed to every fault (None: a fault
             that needs it detects it).
         clock: what the fault schedule and the settle waits run on (the real clock by default).
@@ -71,8 +73,10 @@ class Runner:
     def __init__(self, kube: Kube, registry: dict[str, FaultFactory], *, seed: int = 0,
                  namespace: str | None = None, say: Callable[[str], None] = lambda line: None,
                  results_dir: Path | None = None, progress: Callable[[str], None] | None = None,
-                 platform: Platform | None = None, clock: Clock | None = None) -> None:
+                 platform: Platform | None = None, clock: Clock | None = None,
+                 ids: ExperimentIds | None = None) -> None:
         self.platform = platform
+        self.ids = ids or ExperimentIds()
         self.results_dir = results_dir
         self.progress = progress
         self._status: Progress | None = None
@@ -103,12 +107,13 @@ class Runner:
         """
         self.journal = self._result = None
         started = time.time()
+        run_id = self.ids.next()  # one id for the experiment, whether it runs or stops in its preflight
         try:
-            self._run(exp, dry_run)
+            self._run(exp, dry_run, run_id)
         except BaseException as exc:
             result = self._result
             if result is None:  # stopped before its plan was made: nothing was changed
-                result = self._result = RunResult(experiment=exp, run_id=new_run_id(exp.name), plan=[])
+                result = self._result = RunResult(experiment=exp, run_id=run_id, plan=[])
                 result.phases.append(Phase("preflight", started, time.time(), "broken", str(exc)))
             if isinstance(exc, KeyboardInterrupt):
                 result.interrupted = True
@@ -123,8 +128,7 @@ class Runner:
         assert self.journal is not None
         return self.journal
 
-    def _run(self, exp: Experiment, dry_run: bool) -> None:
-        run_id = new_run_id(exp.name)
+    def _run(self, exp: Experiment, dry_run: bool, run_id: str) -> None:
         preflight_started = time.time()
         timeline = Timeline(self.kube, target_namespace(exp, self.namespace))
         ctx = fault_context(self.kube, exp, run_id=run_id, seed=self.seed, namespace=self.namespace,
@@ -155,7 +159,7 @@ class Runner:
                     lease.stop()
                 self._discard(load)
         result.started = time.time()
-        self.say(f"run {run_id} started: experiment {exp.name}, {len(built)} fault(s), context "
+        self.say(f"experiment {run_id} started: {exp.name}, {len(built)} fault(s), context "
                  f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
                  f"{run_id}` undoes what it changed)")
         for line in result.plan:
@@ -217,7 +221,7 @@ class Runner:
             failed = len(result.failed_verdicts)
             if failed:
                 note.status, note.detail = "failed", f"{failed} of {len(result.verdicts)} failed"
-        self.say(f"run {run_id} ended after {result.ended - result.started:.0f} s: "
+        self.say(f"experiment {run_id} ended after {result.ended - result.started:.0f} s: "
                  + (f"{len(result.revert_errors)} revert problem(s) (run `resilience cleanup --run {run_id}`)"
                     if result.revert_errors else "every change reverted")
                  + (f"; {failed} of {len(result.verdicts)} SLA checks failed" if failed else

@@ -119,8 +119,27 @@ class Built:
     tests: int
 
 
+def holds_allure_results(folder: Path) -> bool:
+    """Whether ``folder`` is a folder of Allure results (``*-result.json`` files)."""
+    return folder.is_dir() and any(folder.glob("*-result.json"))
+
+
+def allure_source(results: Path) -> Path:
+    """Where the Allure results of ``results`` are: ``results/allure-results`` (a folder `resilience run` wrote),
+    or ``results`` itself (a plain Allure results folder, e.g. one given to ``--alluredir``)."""
+    ours = results / ALLURE_RESULTS
+    if holds_allure_results(ours):
+        return ours
+    if holds_allure_results(results):
+        return results
+    raise UsageError(f"{results} holds no Allure results (no *-result.json in it nor in {ours})",
+                     hint="give a folder `resilience run` wrote, or an --alluredir folder of allure-pytest; run "
+                          "experiments with `resilience run` (or pytest --alluredir DIR --results-dir DIR)")
+
+
 def find_results(path: Path | None, reports: Path = Path("reports")) -> Path:
-    """The results folder to report on: ``path``, or the newest run under ``reports/``."""
+    """The results folder to report on: ``path`` (a folder `resilience run` wrote, its ``allure-results``, or a
+    plain Allure results folder), or the newest run under ``reports/``."""
     if path is None:
         runs = sorted((p for p in reports.glob("*/") if (p / ALLURE_RESULTS).is_dir()),
                       key=lambda p: p.stat().st_mtime) if reports.is_dir() else []
@@ -130,7 +149,7 @@ def find_results(path: Path | None, reports: Path = Path("reports")) -> Path:
     if not path.exists():
         raise UsageError(f"results folder {path} does not exist", hint="give a folder `resilience run` wrote")
     if path.name == ALLURE_RESULTS:
-        path = path.parent
+        path = path.parent  # the report goes beside it, in html/
     return path
 
 
@@ -155,14 +174,19 @@ def history_lock(history: Path, *, timeout: float = GENERATE_TIMEOUT_S + 30) -> 
         yield
 
 
-def build(results: Path, *, history: Path | None = None, name: str | None = None) -> Built:
-    """Build ``<results>/html/index.html`` from ``<results>/allure-results``; history in ``history`` (default:
+def build(results: Path, *, history: Path | None = None, name: str | None = None,
+          allure: Path | None = None) -> Built:
+    """Build ``<results>/html/index.html`` from the Allure results in ``allure`` (default: ``<results>/allure-results``,
+    or ``results`` itself when it is a plain Allure results folder); history in ``history`` (default:
     ``history.jsonl`` next to the results folder)."""
     results = results.resolve()
-    allure_results = results / ALLURE_RESULTS
-    if not allure_results.is_dir() or not any(allure_results.glob("*-result.json")):
-        raise UsageError(f"{results} holds no Allure results (nothing in {allure_results})",
-                         hint="run experiments with `resilience run` (or pytest --alluredir DIR --results-dir DIR)")
+    if allure is None:
+        allure_results = allure_source(results)
+    elif holds_allure_results(allure):
+        allure_results = allure.resolve()
+    else:
+        raise UsageError(f"{allure} holds no Allure results (no *-result.json)",
+                         hint="did the experiments run? see the output above")
     if (results / SUMMARY_FILE).exists():
         summary.read(results / SUMMARY_FILE)  # refuses results of another version, in one line
     check_node()

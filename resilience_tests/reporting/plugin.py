@@ -35,10 +35,13 @@ if TYPE_CHECKING:  # loaded on every pytest start: the heavy modules wait until 
 
 
 class ClusterSource(Protocol):
-    """Where the run's cluster is (the run session): its kubeconfig, once known."""
+    """Where the run's cluster is (the run session): its kubeconfig, once known, and the run's id."""
 
     @property
     def kubeconfig(self) -> str | None: ...
+
+    @property
+    def run_id(self) -> str: ...
 
 
 class ReportingPlugin:
@@ -125,8 +128,10 @@ class ReportingPlugin:
                 from resilience_tests.reporting import summary
 
                 self.results.mkdir(parents=True, exist_ok=True, mode=0o700)
+                run_id = self.cluster.run_id if self.cluster is not None else ""
                 self._write_json(self.results / SUMMARY_FILE,
-                                 summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop)))
+                                 summary.build([j for _, j in self.journals], interrupted=bool(session.shouldstop),
+                                               run_id=run_id))
             if _allure_active(self.config) and self.journals:
                 from resilience_tests.reporting.allure import write_environment
 

@@ -6,7 +6,7 @@
       history.jsonl                  Allure's history, carried from run to run (trends of a nightly job)
       <run id>/                      one ``resilience run`` (or one pytest session given --results-dir)
         summary.json                 every experiment's outcome and verdicts (docs/reports.md)
-        experiments/<experiment run id>/
+        experiments/<experiment id>/ ``<run id>-<n>``, the id of the experiment's lease and changes
           journal.json               everything the run observed
           timeline.png               the timeline plot
           load/                      per-second samples, Locust's stats and logs
@@ -24,11 +24,12 @@ import contextlib
 import json
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from resilience_tests.runids import new_run_id
 
 DEFAULT_REPORTS = Path("reports")
 HISTORY_FILE = "history.jsonl"
@@ -42,8 +43,8 @@ RUN_OUTPUTS = frozenset({SUMMARY_FILE, ALLURE_RESULTS, HTML_DIR, EXPERIMENTS})
 
 
 def new_results_id() -> str:
-    """A results folder name: sortable by time, unique between two runs started the same second."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    """A results folder name: a new run id (sortable by time, unique between two runs started the same second)."""
+    return new_run_id()
 
 
 def results_dir(config: pytest.Config) -> Path | None:

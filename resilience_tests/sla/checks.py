@@ -22,7 +22,7 @@ from resilience_tests.cluster.ready import replay_ready
 from resilience_tests.cluster.timeline import PodRecord
 from resilience_tests.load.samples import Failure, Totals, totals
 from resilience_tests.schema import Duration, Model, Percent
-from resilience_tests.sla.evidence import Evidence, Window
+from resilience_tests.sla.evidence import Evidence, Measure, Window
 
 MAX_EVIDENCE = 8
 # A pod may need this long beyond its grace period to be seen exiting (kubelet and watch latency).
@@ -41,6 +41,9 @@ class Verdict:
         evidence: lines that explain the value (which requests failed when, which seconds were down...).
         margin: how far a passing value was from its threshold (``by 4.1 pp``), for numeric checks.
         key: unique and stable within one experiment (JUnit property names, JSON keys).
+        numbers: the measured value, threshold and margin as numbers with their unit (None when the verdict is
+            not one number, or nothing was measured).
+        span: the window judged, in seconds from the start of the fault schedule (``at: 0``).
     """
 
     check: str
@@ -51,6 +54,8 @@ class Verdict:
     evidence: tuple[str, ...] = field(default_factory=tuple)
     margin: str = ""
     key: str = ""
+    numbers: Measure | None = None
+    span: tuple[float, float] | None = None
 
     @property
     def message(self) -> str:
@@ -74,9 +79,11 @@ class _Check(Model):
         raise NotImplementedError
 
     def _verdict(self, ev: Evidence, window: Window, passed: bool, measured: str, threshold: str,
-                 evidence: list[str] | tuple[str, ...] = (), margin: str = "") -> Verdict:
+                 evidence: list[str] | tuple[str, ...] = (), margin: str = "",
+                 numbers: Measure | None = None) -> Verdict:
         return Verdict(self.label, passed, measured, threshold, window.describe(ev.origin), tuple(evidence),
-                       margin if passed else "")
+                       margin if passed else "", numbers=numbers,
+                       span=(round(window.start - ev.origin, 3), round(window.end - ev.origin, 3)))
 
 
 class _LoadCheck(_Check):
@@ -156,7 +163,7 @@ class NoFailedRequests(_LoadCheck):
         lines = _failure_lines(ev, t.failed, t.reasons) + (_coverage_lines(ev, t) if bad or t.silent or t.down else [])
         return self._verdict(ev, window, bad == 0 and t.down == 0,
                              f"{bad} of {seen} requests failed" + (f", {t.down} s down" if t.down else ""),
-                             "0 failed", lines)
+                             "0 failed", lines, numbers=Measure(bad, 0, "requests"))
 
 
 class ErrorRate(_LoadCheck):
@@ -173,7 +180,7 @@ class ErrorRate(_LoadCheck):
         passed = rate <= self.max and seen > 0
         lines = (_failure_lines(ev, t.failed, t.reasons) + _coverage_lines(ev, t)) if not passed else []
         return self._verdict(ev, window, passed, f"{rate:.2%} ({bad}/{seen})", f"<= {self.max:.2%}", lines,
-                             _pp(rate, self.max))
+                             _pp(rate, self.max), Measure(rate, self.max, "ratio"))
 
 
 class Latency(_LoadCheck):
@@ -196,7 +203,8 @@ class Latency(_LoadCheck):
         return self._verdict(ev, window, passed,
                              f"p{self.percentile:g} = {value:.0f} ms" if value is not None else "no latency",
                              f"<= {limit_ms:.0f} ms", lines if not passed else [],
-                             f"by {limit_ms - value:.0f} ms" if value is not None else "")
+                             f"by {limit_ms - value:.0f} ms" if value is not None else "",
+                             Measure(value, limit_ms, "ms"))
 
 
 class Availability(_LoadCheck):
@@ -215,7 +223,8 @@ class Availability(_LoadCheck):
             lines.append("down: " + ", ".join(ev.offset(s, 0) for s in t.down_seconds[:MAX_EVIDENCE * 2])
                          + (" ..." if len(t.down_seconds) > MAX_EVIDENCE * 2 else ""))
         return self._verdict(ev, window, passed, f"{share:.2%} ({t.up}/{t.up + t.down} s up)",
-                             f">= {self.min:.2%}", lines, _pp(share, self.min))
+                             f">= {self.min:.2%}", lines, _pp(share, self.min),
+                             Measure(share, self.min, "ratio", at_most=False))
 
 
 class Throughput(_LoadCheck):
@@ -229,7 +238,8 @@ class Throughput(_LoadCheck):
         rate = t.throughput
         lines = [f"{t.ok} successful in {t.seconds} s"] + (_coverage_lines(ev, t)[1:] if rate < self.min else [])
         return self._verdict(ev, window, rate >= self.min, f"{rate:.1f} successful requests/s",
-                             f">= {self.min:g}/s", lines, f"by {rate - self.min:.1f}/s")
+                             f">= {self.min:g}/s", lines, f"by {rate - self.min:.1f}/s",
+                             Measure(rate, self.min, "req/s", at_most=False))
 
 
 class ZoneSpread(_Check):
@@ -250,7 +260,8 @@ class ZoneSpread(_Check):
         passed = len(used) >= self.min_zones and skew <= self.max_skew
         return self._verdict(ev, window, passed, f"{len(used)} zones, skew {skew}",
                              f">= {self.min_zones} zones, skew <= {self.max_skew}",
-                             [f"ready replicas per zone: {dict(sorted(by_zone.items()))}"])
+                             [f"ready replicas per zone: {dict(sorted(by_zone.items()))}"],
+                             numbers=Measure(skew, self.max_skew, "replicas of skew"))
 
 
 class SurvivesZoneLoss(_Check):
@@ -270,7 +281,8 @@ class SurvivesZoneLoss(_Check):
                                 key=lambda x: x[1], default=("-", total / snap.desired))
         return self._verdict(ev, window, worst >= self.min_capacity,
                              f"{worst:.0%} left after losing {worst_zone}", f">= {self.min_capacity:.0%}",
-                             [f"ready replicas per zone: {dict(sorted(by_zone.items()))}, desired {snap.desired}"])
+                             [f"ready replicas per zone: {dict(sorted(by_zone.items()))}, desired {snap.desired}"],
+                             numbers=Measure(worst, self.min_capacity, "ratio", at_most=False))
 
 
 @dataclass
@@ -389,7 +401,7 @@ class RecoveryTime(_Check):
         if drop is None:
             return self._verdict(ev, window, True, "0.0s", f"<= {self.max:g}s",
                                  [f"{what} never dropped below desired ({desired}) after the {self.from_} of the "
-                                  "window"], f"by {self.max:g}s")
+                                  "window"], f"by {self.max:g}s", Measure(0.0, self.max, "s"))
         origin = drop
         recovered, held = self._recovered(series, origin, desired, ev.ended)
         lowest = min([level, *(c for t, c in series if t >= origin)])
@@ -398,12 +410,12 @@ class RecoveryTime(_Check):
             final = series[-1][1] if series else 0
             lines.append(f"{final}/{desired} ready at the end of the run ({ev.offset(ev.ended)})")
             return self._verdict(ev, window, False, "not recovered by the end of the run", f"<= {self.max:g}s",
-                                 lines)
+                                 lines, numbers=Measure(None, self.max, "s"))
         took = recovered - origin
         lines.append(f"back to {desired} at {ev.offset(recovered)} and held "
                      + (f"for {self.stable:g}s" if held >= self.stable else f"{held:.1f}s, until the end of the run"))
         return self._verdict(ev, window, took <= self.max, f"{took:.1f}s", f"<= {self.max:g}s", lines,
-                             f"by {self.max - took:.1f}s")
+                             f"by {self.max - took:.1f}s", Measure(round(took, 3), self.max, "s"))
 
     @staticmethod
     def _capacity(ev: Evidence, revision: str | None) -> list[tuple[float, int]]:
@@ -453,7 +465,7 @@ class AuditClean(_Check):
             lines.append(f"... and {len(found) - MAX_EVIDENCE} more")
         scope = f"rules {', '.join(sorted(wanted))}" if wanted else "every rule"
         return self._verdict(ev, window, not found, f"{len(found)} finding(s) at {self.severity} or above",
-                             f"none ({scope})", lines)
+                             f"none ({scope})", lines, numbers=Measure(len(found), 0, "findings"))
 
 
 A = TypeVar("A", BackupTaken, DisasterStruck, Restored)
@@ -492,7 +504,8 @@ class Rto(_Check):
         return self._verdict(ev, window, seconds <= self.max, f"{seconds:.1f} s", f"<= {self.max:.0f} s",
                              [f"disaster at {ev.offset(disaster.start)}, restore started at "
                               f"{ev.offset(restored.started)}, workloads ready and data probe "
-                              f"answering at {ev.offset(window.end)}"], f"by {self.max - seconds:.1f} s")
+                              f"answering at {ev.offset(window.end)}"], f"by {self.max - seconds:.1f} s",
+                             Measure(round(seconds, 3), self.max, "s"))
 
 
 class RestoredObjects(_Check):
@@ -512,7 +525,8 @@ class RestoredObjects(_Check):
         lines = [f"missing: {', '.join(missing[:MAX_EVIDENCE * 2])}"] if missing else []
         lines += [f"changed: {', '.join(changed[:MAX_EVIDENCE * 2])}"] if changed else []
         return self._verdict(ev, window, not missing and not changed,
-                             f"{len(missing)} missing, {len(changed)} changed", "0 missing, 0 changed", lines)
+                             f"{len(missing)} missing, {len(changed)} changed", "0 missing, 0 changed", lines,
+                             numbers=Measure(len(missing) + len(changed), 0, "objects"))
 
 
 class DataIntact(_Check):
@@ -569,7 +583,8 @@ class Rpo(_Check):
         written = at_disaster - at_backup
         lost = max(0, at_disaster - after)
         return self._verdict(ev, window, lost <= self.max, f"{lost} record(s) lost", f"<= {self.max} records",
-                             [f"{written} record(s) written after the backup, {lost} of them lost"])
+                             [f"{written} record(s) written after the backup, {lost} of them lost"],
+                             numbers=Measure(lost, self.max, "records"))
 
 
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread

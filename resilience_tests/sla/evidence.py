@@ -62,6 +62,30 @@ class Window:
         return f"{self.name} ({self.start - zero:+.1f}s..{self.end - zero:+.1f}s)"
 
 
+@dataclass(frozen=True)
+class Measure:
+    """A verdict as numbers: the measured value and the threshold in one unit, for trends across runs.
+
+    Attributes:
+        value: what was measured (None: nothing could be, e.g. a workload that never recovered).
+        threshold: the limit the value was judged against.
+        unit: ``ratio`` (0..1), ``ms``, ``s``, ``req/s``, or what was counted (``requests``, ``records``...).
+        at_most: True when the value passes at or below the threshold, False at or above it.
+    """
+
+    value: float | None
+    threshold: float
+    unit: str
+    at_most: bool = True
+
+    @property
+    def margin(self) -> float | None:
+        """Headroom to the threshold, in the unit: positive on the passing side, negative past it."""
+        if self.value is None:
+            return None
+        return self.threshold - self.value if self.at_most else self.value - self.threshold
+
+
 WINDOW_NAMES = ("whole", "before", "faults", "after")
 
 

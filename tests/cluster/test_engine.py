@@ -73,13 +73,15 @@ def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: L
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [re.sub(r"^\[resilience \d\d:\d\d:\d\d\] ", "", x) for x in proc.stdout.splitlines()
              if x.startswith("[resilience ")]
-    started = re.match(r"run (\S+) started: experiment engine-test, 1 fault\(s\), context kwok-resilience "
+    assert re.search(r"^resilience-tests: run (\d{8}-\d{6}-[0-9a-f]{4}), results in ", proc.stdout, re.M), proc.stdout
+    started = re.match(r"experiment (\S+-1) started: engine-test, 1 fault\(s\), context kwok-resilience "
                        r"\(if this process dies, `resilience cleanup --run \1` undoes what it changed\)", lines[0])
     assert started, lines
     assert lines[1].startswith("plan: ") and "scale" in lines[1], lines
     # Not a terminal: the status line comes as a plain line (the first at once, then every 10 s).
     assert any(re.match(r"t[+-]\d+s \| ", line) for line in lines), lines
-    assert re.match(rf"run {re.escape(started.group(1))} ended after \d+ s: every change reverted$", lines[-1]), lines
+    assert re.match(rf"experiment {re.escape(started.group(1))} ended after \d+ s: every change reverted$",
+                    lines[-1]), lines
 
 
 def test_revert_runs_when_a_later_fault_fails(chaos: Chaos, cluster: Kube, web: str) -> None:

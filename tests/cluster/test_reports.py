@@ -142,13 +142,16 @@ def test_a_run_leaves_results_a_summary_and_an_html_report(reported: Run) -> Non
     index = reported.results / "html" / "index.html"
     assert f"report: {index}" in reported.output
     summary = json.loads((reported.results / "summary.json").read_text())
-    assert summary["version"] == 1 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
+    assert summary["version"] == 2 and summary["run_id"] == reported.results.name  # the folder is named by the run
+    assert summary["outcomes"] == {"passed": 1, "sla-violated": 1}
     violated = next(e for e in summary["experiments"] if e["name"] == "throughput-violated")
     floor = next(v for v in violated["slas"] if v["check"] == "throughput")
     assert floor["passed"] is False and floor["threshold"] == ">= 100000/s" and floor["measured"].endswith("requests/s")
     assert violated["faults"][0]["reverted"] is True
     for experiment in summary["experiments"]:
-        folder = reported.results / "experiments" / experiment["run_id"]
+        assert experiment["run_id"] == reported.results.name and experiment["experiment_id"].startswith(
+            reported.results.name + "-")
+        folder = reported.results / "experiments" / experiment["experiment_id"]
         assert (folder / "journal.json").is_file() and (folder / "timeline.png").stat().st_size > 20_000
         assert (folder / "load" / "stats_stats.csv").is_file()  # Locust's own statistics kept
     allure = [json.loads(p.read_text()) for p in (reported.results / "allure-results").glob("*-result.json")]

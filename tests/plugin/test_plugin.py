@@ -72,6 +72,17 @@ def test_header_shows_the_seed_and_the_cluster(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["resilience-tests: the local cluster 'resilience' (started on first use), seed 4242"])
 
 
+def test_header_shows_the_run_id_once_and_a_bad_one_is_refused_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    given = pytester.runpytest_subprocess("--run-id", "nightly-7", "--results-dir", "out")
+    given.stdout.fnmatch_lines(["resilience-tests: run nightly-7, results in out"])
+    fresh = pytester.runpytest_subprocess()
+    assert len([line for line in fresh.outlines if line.startswith("resilience-tests: run ")]) == 1
+    refused = pytester.runpytest_subprocess("--run-id", "a/b")
+    refused.stderr.fnmatch_lines(["ERROR: run id 'a/b' is not usable*"])
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+
+
 @pytest.mark.parametrize("pattern", ["*", "**", "*?*"])
 def test_an_allow_context_pattern_matching_everything_needs_its_own_flag(pytester: pytest.Pytester,
                                                                           pattern: str) -> None:
@@ -291,7 +302,7 @@ def test_results_dir_and_alluredir_get_journal_summary_and_allure_results(pytest
     result.assert_outcomes(passed=2, failed=1)
     out = pytester.path / "out"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["version"] == 1 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
+    assert summary["version"] == 2 and summary["outcomes"] == {"passed": 1, "sla-violated": 1}
     assert sorted(p.parent.name for p in out.glob("experiments/*/journal.json")) == ["kill-test_bad", "kill-test_good"]
     assert len(list(out.glob("experiments/*/timeline.png"))) == 2
     results = [json.loads(p.read_text()) for p in (out / "allure-results").glob("*-result.json")]

@@ -96,11 +96,14 @@ def test_an_interrupted_run_lists_what_was_reverted() -> None:
 def test_journal_json_has_typed_verdicts_windows_phases_and_a_version() -> None:
     samples = [Sample(1005, requests=10), Sample(1006, requests=10, failures=2)]
     data = journal(load=LoadOutcome(samples, True, "", 1004.5, 1010.0)).to_json()
-    assert data["version"] == 1 and data["outcome"] == "passed"
+    assert data["version"] == 2 and data["outcome"] == "passed"
+    assert data["run_id"] == "kill-1234abcd" == data["experiment_id"]  # an id of the old form is its own run
     assert data["slas"][0] == {"check": "availability", "key": "availability", "passed": True, "measured": "100.00%",
                                "threshold": ">= 99%", "window": "whole (-5.0s to +20.0s)", "margin": "",
-                               "evidence": []}
+                               "measured_value": None, "threshold_value": None, "margin_value": None, "unit": None,
+                               "passes": None, "window_start_s": None, "window_end_s": None, "evidence": []}
     assert data["faults"][0]["touched"] == ["pod-kill: pod a"] and data["faults"][0]["reverted"] is True
+    assert (data["faults"][0]["start_s"], data["faults"][0]["end_s"]) == (1.0, 3.0)  # from at: 0
     assert data["load"]["requests"] == 20 and data["load"]["failures"] == 2
     assert data["experiment"]["severity"] == "critical" and data["experiment"]["tags"] == ["nightly"]
     assert len(data["samples"]) == 2

@@ -110,7 +110,7 @@ class Terminal:
 def plugin(tmp_path: Path, kubeconfig: str | None = None, results: str = "") -> ReportingPlugin:
     config: Any = SimpleNamespace(getoption=lambda name, default=None: None, getini=lambda name: results,
                                   option=SimpleNamespace(collectonly=False))
-    return ReportingPlugin(config, cluster=SimpleNamespace(kubeconfig=kubeconfig))
+    return ReportingPlugin(config, cluster=SimpleNamespace(kubeconfig=kubeconfig, run_id="20261204-191403-a1b2"))
 
 
 def test_the_verdict_section_masks_secrets_and_escapes_control_characters(tmp_path: Path) -> None:
