@@ -17,6 +17,8 @@ from resilience_tests import cli, strictyaml
 from resilience_tests.audit import sources
 from resilience_tests.backup.hooks import HttpHook, path_problem
 from resilience_tests.cli import main
+from resilience_tests.commands import backup as backup_commands
+from resilience_tests.commands import run as run_commands
 from resilience_tests.experiment.model import ExperimentError, load_experiment
 from resilience_tests.faults.base import load_registry
 
@@ -67,7 +69,7 @@ def test_the_same_arguments_written_well_are_accepted() -> None:
     assert parser.parse_args(["backup", "demo"]).namespace == "demo"
     assert parser.parse_args(["cluster", "fail", "--zone", "zone-a"]).zone == "zone-a"
     args = parser.parse_args(cli._joined(["run", "experiments", "--pytest-args", "-k 'drain and not zone'"]))
-    assert cli._pytest_args(args)[-2:] == ["-k", "drain and not zone"]
+    assert run_commands.pytest_args(args)[-2:] == ["-k", "drain and not zone"]
 
 
 def _api_error(status: int) -> BaseException:
@@ -143,7 +145,7 @@ def test_what_escapes_from_below_is_one_line_naming_the_command(
     def backup(_: object) -> int:
         raise raised()
 
-    monkeypatch.setattr(cli, "_backup", backup)
+    monkeypatch.setattr(backup_commands, "backup_command", backup)
     assert main(["backup", "demo"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("error: resilience backup: ") and expected in line, line
@@ -155,7 +157,7 @@ def test_an_interrupt_says_what_it_left(monkeypatch: pytest.MonkeyPatch, capsys:
     def backup(_: object) -> int:
         raise RevertsAborted("SIGINT: reverts aborted; what is still changed is listed by `resilience cleanup`")
 
-    monkeypatch.setattr(cli, "_backup", backup)
+    monkeypatch.setattr(backup_commands, "backup_command", backup)
     assert main(["backup", "demo"]) == 130
     assert _one_line(capsys.readouterr().err) == ("error: SIGINT: reverts aborted; what is still changed is listed "
                                                   "by `resilience cleanup`")
@@ -165,7 +167,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def backup(_: object) -> int:
         raise KeyError("spec")
 
-    monkeypatch.setattr(cli, "_backup", backup)
+    monkeypatch.setattr(backup_commands, "backup_command", backup)
     with pytest.raises(KeyError):
         main(["backup", "demo"])
 

@@ -11,6 +11,7 @@ from resilience_tests import platform as platforms
 from resilience_tests.backup import pending
 from resilience_tests.cluster import cleanup as cleanups
 from resilience_tests.cluster.cleanup import FAILED, LEFT_ALONE, NOTED, REFUSED, CleanupAction
+from resilience_tests.commands import cleanup as cleanup_commands
 from resilience_tests.platform.base import Seen
 from resilience_tests.platform.generic import GenericPlatform
 
@@ -34,7 +35,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], le
     def restores(kube: Any, *, dry_run: bool = False, **kwargs: Any) -> list[CleanupAction]:
         return records
 
-    monkeypatch.setattr(cli, "_changing_session", lambda args: Session())
+    monkeypatch.setattr(cleanup_commands, "changing_session", lambda args: Session())
     monkeypatch.setattr(platforms, "detect", lambda kube: GenericPlatform(Seen("c", "k", "https://x")))
     monkeypatch.setattr(cleanups, "cleanup", changes)
     monkeypatch.setattr(pending, "cleanup", restores)

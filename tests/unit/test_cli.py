@@ -67,11 +67,12 @@ def test_status_and_kubeconfig_of_an_absent_cluster(empty_cache: Path, capsys: p
 
 
 def test_pytest_args_are_taken_as_written() -> None:
-    from resilience_tests.cli import _joined, _pytest_args, make_parser
+    from resilience_tests.cli import _joined, make_parser
+    from resilience_tests.commands.run import pytest_args
 
     for argv in (["run", "experiments", "--pytest-args", "-v -x"], ["run", "experiments", "--pytest-args=-v -x"]):
         args = make_parser().parse_args(_joined(argv))
-        assert _pytest_args(args)[-2:] == ["-v", "-x"], argv
+        assert pytest_args(args)[-2:] == ["-v", "-x"], argv
     assert _joined(["run", "--pytest-args"]) == ["run", "--pytest-args"]  # argparse then says what is missing
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from resilience_tests import cli
+from resilience_tests.commands import run as run_commands
 from resilience_tests.errors import UsageError
 from resilience_tests.reporting import html
 
@@ -53,7 +53,7 @@ def test_report_on_a_plain_allure_folder_goes_past_the_folder_check(tmp_path: Pa
 @pytest.mark.parametrize(("extra", "expected"), [
     ([], None), (["--alluredir", "x"], "x"), (["--alluredir=y"], "y"), (["--alluredir", "x", "--alluredir=z"], "z")])
 def test_the_alluredir_among_pytest_arguments_is_found(extra: list[str], expected: str | None) -> None:
-    found = cli.alluredir_of(["experiments", "-q", *extra])
+    found = run_commands.alluredir_of(["experiments", "-q", *extra])
     assert found == (Path(expected) if expected else None)
 
 
@@ -68,16 +68,16 @@ def test_a_run_builds_its_html_from_wherever_its_allure_results_went(tmp_path: P
     def fake_pytest(argv: list[str]) -> int:
         ran.append(argv)
         results.mkdir(parents=True, exist_ok=True)
-        allure_results(cli.alluredir_of(argv) or Path("unset"))
+        allure_results(run_commands.alluredir_of(argv) or Path("unset"))
         return 0
 
     monkeypatch.setattr(pytest, "main", fake_pytest)
-    monkeypatch.setattr(cli, "_report", lambda folder, alluredir=None: built.append((folder, alluredir)) or
+    monkeypatch.setattr(run_commands, "build_html", lambda folder, alluredir=None: built.append((folder, alluredir)) or
                         type("B", (), {"index": folder / "html" / "index.html"})())
     argv = ["experiments", *(["--alluredir", str(given)] if own else [])]
-    assert cli._session(argv, results, add_results_dir=True, dry_run=False, no_report=False) == 0
+    assert run_commands.run_pytest(argv, results, add_results_dir=True, dry_run=False, no_report=False) == 0
     alluredir = given if own else results / "allure-results"
-    assert ran[0].count("--alluredir") == 1 and cli.alluredir_of(ran[0]) == alluredir
+    assert ran[0].count("--alluredir") == 1 and run_commands.alluredir_of(ran[0]) == alluredir
     assert built == [(results, alluredir)]  # html/ in the run's results folder, built from its Allure results
 
 
@@ -93,5 +93,5 @@ def test_a_run_whose_allure_folder_is_its_own_tells_how_to_report_on_it(tmp_path
     monkeypatch.setattr(pytest, "main", fake_pytest)
     results = tmp_path / "reports" / "r"
     kwargs: dict[str, Any] = {"add_results_dir": True, "dry_run": False, "no_report": True}
-    assert cli._session(["--alluredir", str(given)], results, **kwargs) == 0
+    assert run_commands.run_pytest(["--alluredir", str(given)], results, **kwargs) == 0
     assert f"`resilience report {given}`" in capsys.readouterr().out

@@ -15,6 +15,8 @@ from resilience_tests import cli
 from resilience_tests.backup import pending
 from resilience_tests.cluster import cleanup as cleanups
 from resilience_tests.cluster.cleanup import CleanupAction
+from resilience_tests.commands import cleanup as cleanup_commands
+from resilience_tests.commands import run as run_commands
 from resilience_tests.errors import UsageError
 from resilience_tests.experiment.runner import PreflightError, Runner
 from resilience_tests.runids import ExperimentIds, belongs, check_run_id, new_run_id, run_of
@@ -85,21 +87,21 @@ def test_resilience_run_names_its_results_folder_by_the_run_id_and_hands_it_to_p
         seen.update(argv=argv, results=results)
         return 0
 
-    monkeypatch.setattr(cli, "_session", session)
-    assert cli._run(_args(tmp_path)) == 0
+    monkeypatch.setattr(run_commands, "run_pytest", session)
+    assert run_commands.run_command(_args(tmp_path)) == 0
     run_id = seen["results"].name
     assert seen["results"] == tmp_path / "reports" / run_id and check_run_id(run_id)
     assert seen["argv"][seen["argv"].index("--run-id") + 1] == run_id
-    assert cli._run(_args(tmp_path, "--run-id", "nightly-7")) == 0
+    assert run_commands.run_command(_args(tmp_path, "--run-id", "nightly-7")) == 0
     assert seen["results"] == tmp_path / "reports" / "nightly-7"
 
 
 def test_a_run_id_already_used_or_unusable_is_refused_before_anything_runs(tmp_path: Path) -> None:
     (tmp_path / "reports" / "nightly-7").mkdir(parents=True)
     with pytest.raises(UsageError, match="run id nightly-7 was used already"):
-        cli._run(_args(tmp_path, "--run-id", "nightly-7"))
+        run_commands.run_command(_args(tmp_path, "--run-id", "nightly-7"))
     with pytest.raises(UsageError, match="is not usable"):
-        cli._run(_args(tmp_path, "--run-id", "a/b"))
+        run_commands.run_command(_args(tmp_path, "--run-id", "a/b"))
 
 
 def test_cleanup_run_with_a_run_id_cleans_each_of_its_experiments(monkeypatch: pytest.MonkeyPatch,
@@ -113,7 +115,7 @@ def test_cleanup_run_with_a_run_id_cleans_each_of_its_experiments(monkeypatch: p
         asked.append((run_id, dry_run))
         return [a for a in left if run_id in (None, a.run_id)]
 
-    monkeypatch.setattr(cli, "_changing_session", lambda args: type("S", (), {"kube": lambda self: object(),
+    monkeypatch.setattr(cleanup_commands, "changing_session", lambda args: type("S", (), {"kube": lambda self: object(),
                                                                              "close": lambda self: None})())
     monkeypatch.setattr(cleanups, "cleanup", changes)
     monkeypatch.setattr(pending, "cleanup", lambda kube, **kwargs: [])
