@@ -65,3 +65,16 @@ def test_only_cluster_modules_reach_the_clients_raw_apis() -> None:
     offenders = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / "resilience_tests").rglob("*.py"))
                  if path.parent.name != "cluster" for line in _raw_uses(path.read_text())]
     assert offenders == [], f"use an operation of Kube instead of Kube.raw: {offenders}"
+
+
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_over_450_lines_without_a_reason_at_its_top() -> None:
+    """A module longer than a head holds is split, or says at its top why not (a line starting 'Long because')."""
+    long = []
+    for path in sorted((ROOT / "resilience_tests").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        if len(lines) > MAX_MODULE_LINES and not any(line.startswith("Long because") for line in lines[:30]):
+            long.append(f"{path.relative_to(ROOT)}: {len(lines)} lines")
+    assert not long, long
