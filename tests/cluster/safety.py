@@ -79,7 +79,7 @@ def kill_and_clean(local_cluster: LocalCluster, kube: Kube, namespace: str, work
     proc = subprocess.Popen([sys.executable, "-m", "resilience_tests.cli", "run", str(path), "--kubeconfig",
                              str(local_cluster.kubeconfig), "--seed", str(seed), "--pytest-args=-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    holder = f"/{proc.pid}"
+    holder = f"/{proc.pid}/"  # user@host/PID/start/space
     try:
         wait_until("the run holds its lease", lambda: _run_id(kube, holder), timeout=60)
         time.sleep(delay)
@@ -99,7 +99,8 @@ def kill_and_clean(local_cluster: LocalCluster, kube: Kube, namespace: str, work
 
 
 def _run_id(kube: Kube, holder_suffix: str) -> str:
+    """The run whose lease a process holds (``holder_suffix``: ``/PID/``)."""
     for lease in kube.raw.coordination.list_namespaced_lease(LEASE_NAMESPACE).items:
-        if (lease.spec.holder_identity or "").endswith(holder_suffix):
+        if holder_suffix in (lease.spec.holder_identity or "") + "/":
             return str(lease.metadata.name).removeprefix("run-")
     return ""

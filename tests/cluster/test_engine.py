@@ -73,8 +73,9 @@ def test_a_run_shows_its_id_and_plan_first_and_its_outcome_last(local_cluster: L
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [re.sub(r"^\[resilience \d\d:\d\d:\d\d\] ", "", x) for x in proc.stdout.splitlines()
              if x.startswith("[resilience ")]
-    assert re.search(r"^resilience-tests: run (\d{8}-\d{6}-[0-9a-f]{4}), results in ", proc.stdout, re.M), proc.stdout
-    started = re.match(r"experiment (\S+-1) started: engine-test, 1 fault\(s\), context kwok-resilience "
+    run_id = re.search(r"^report: .*/(\d{8}-\d{6}-[0-9a-f]{4})/html/index.html$", proc.stdout, re.M)
+    assert run_id, proc.stdout  # the run's id names its results folder; its first experiment is <run id>-1
+    started = re.match(rf"experiment ({run_id.group(1)}-1) started: engine-test, 1 fault\(s\), context kwok-resilience "
                        r"\(if this process dies, `resilience cleanup --run \1` undoes what it changed\)", lines[0])
     assert started, lines
     assert lines[1].startswith("plan: ") and "scale" in lines[1], lines
@@ -203,11 +204,11 @@ def test_cleanup_reverts_what_a_sigkilled_run_left_behind(local_cluster: LocalCl
     assert during != before
     assert during["deployments"]["web"]["replicas"] == 2
 
-    # The run's lease has not expired yet: cleanup leaves it alone, as it would a live run.
-    assert all(a.action.startswith("left alone: the run is alive") for a in cleanup(cluster, dry_run=True))
-    wait_until("the killed run's lease expired", lambda: not any(
-        a.action.startswith("left alone") for a in cleanup(cluster, dry_run=True)), timeout=LEASE_SECONDS + 15)
-    print(f"lease expired {time.monotonic() - killed:.1f} s after the run was killed")
+    # Its lease has not expired, but its process on this host is gone: cleanup knows it is dead and acts at once.
+    planned = cleanup(cluster, dry_run=True)
+    assert planned and not any(a.action.startswith("left alone") for a in planned), planned
+    assert any(a.action.startswith("the run is dead") for a in planned), planned
+    print(f"cleanup planned {time.monotonic() - killed:.1f} s after the run was killed")
     assert main(["cleanup", "--kubeconfig", str(local_cluster.kubeconfig)]) == 0
     # The control plane still has to see sim-b2 heartbeat again and lift its unreachable taints.
     wait_until("cluster back to its state before the run", lambda: snapshot(cluster, web) == before, timeout=60,
@@ -231,7 +232,8 @@ def test_cleanup_stops_load_generators_of_dead_runs_of_this_cluster_only(cluster
                 [sys.executable, "-c", "import time; time.sleep(120)", "locust"],
                 env={**os.environ, "RT_RUN_ID": run, "RT_CLUSTER": server})
         actions = cleanup_as_the_cli_does(cluster)
-        stopped = {a.run_id: a.action for a in actions if a.target == "this machine"}
+        stopped = {a.run_id: a.action for a in actions
+                   if a.target == "this machine" and a.action.startswith("stopped load generator")}
         assert stopped == {"dead-run-1": f"stopped load generator pid {stand_ins['dead here'].pid} left running"}
         assert stand_ins["dead here"].wait(timeout=10) == -signal.SIGKILL
         assert stand_ins["dead elsewhere"].poll() is None and stand_ins["alive here"].poll() is None

@@ -280,7 +280,9 @@ def test_resilience_run_shows_each_bad_experiment_in_one_line_under_its_header(t
     assert run.returncode != 0 and "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:]
     lines = run.stdout.splitlines()
     for number, (_, _, expected) in enumerate(EXPERIMENT_FILES):
-        header = next(i for i, line in enumerate(lines) if f"ERROR collecting e{number:02d}.yaml" in line)
+        found = [i for i, line in enumerate(lines) if f"ERROR collecting e{number:02d}.yaml" in line]
+        assert found, (number, run.returncode, run.stdout[-3000:], run.stderr[-2000:])
+        header = found[0]
         assert expected in lines[header + 1] and lines[header + 2].startswith(("_", "=")), lines[header:header + 3]
 
 
