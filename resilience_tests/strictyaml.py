@@ -159,6 +159,8 @@ def _parse_error(exc: yaml.YAMLError) -> YamlProblem:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     if isinstance(exc, yaml.reader.ReaderError):
         problem = f"{exc.reason} (character {exc.position:,})"
+    if "maximum nesting depth" in str(problem):  # libyaml's own limit (PyYAML 6.0.4), met while scanning ahead
+        problem = f"nested more than {MAX_DEPTH} levels deep; flatten it"
     return _problem(mark, " ".join(str(problem).split()))
 
 
