@@ -182,3 +182,31 @@ def log_tail(path: str | Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is no such process (or only
+    its zombie); -1 if it exists but may not be inspected."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by its parent: gone all the same
+            return None
+        return float(process.create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:  # exists, but may not be inspected: assume it is the one we look for
+        return -1.0
+
+
+SAME_START = 1.0
+"""Start times this close are one process (the clock behind them is read in whole seconds at boot)."""
+
+
+def process_gone(pid: int, started: float | None) -> str:
+    """Why process ``pid`` (started at ``started``, None: unknown) is no longer running; '' if it still is."""
+    now = process_started(pid)
+    if now is None:
+        return f"pid {pid} on this host is gone"
+    if started is not None and now >= 0 and abs(now - started) > SAME_START:
+        return f"pid {pid} on this host is another process now (started {now - started:+.0f} s after the run's)"
+    return ""

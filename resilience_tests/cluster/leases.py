@@ -30,10 +30,10 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from resilience_tests.cluster.client import process_gone, process_started
 from resilience_tests.cluster.kube import Kube
 from resilience_tests.errors import ResilienceError
 from resilience_tests.labels import object_name
+from resilience_tests.procs import process_gone, process_started
 
 LEASE_NAMESPACE = "resilience-tests"
 LEASE_SECONDS = 30

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from resilience_tests.commands.common import Parser, changing_session, namespace_name, reading_session, say
-from resilience_tests.errors import UsageError
 from resilience_tests.plugin import OPTIONS
 
 
@@ -56,11 +55,6 @@ def backup_command(args: argparse.Namespace) -> int:
 
     from resilience_tests.backup import archive as archives
     from resilience_tests.backup.run import backup
-    from resilience_tests.namespaces import is_namespace_name
-
-    if not is_namespace_name(args.namespace):
-        raise UsageError(f"backup {args.namespace[:80]!r}: not a namespace name",
-                         hint="give the namespace to back up, e.g. resilience backup demo")
     key = archives.read_key(args.key_file)
     output = args.output or Path(f"{args.namespace}-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
     archives.check_output(output)

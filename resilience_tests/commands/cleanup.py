@@ -12,6 +12,7 @@ from resilience_tests.plugin import OPTIONS
 if TYPE_CHECKING:
     from resilience_tests.cluster.cleanup import CleanupAction
     from resilience_tests.cluster.kube import Kube
+    from resilience_tests.platform import Platform
 
 
 def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -33,10 +34,12 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 
-def cleaned(kube: Kube, given: str | None, *, dry_run: bool, force: bool) -> list[CleanupAction]:
+def cleaned(kube: Kube, given: str | None, *, dry_run: bool, force: bool,
+            platform: Platform | None = None) -> list[CleanupAction]:
     """Clean up every dead run (``given`` None), one experiment (its id), or every experiment of a run (the run
     id: its experiments are found among what runs left behind). What a run changed outside the API is given back
-    by the cluster's platform (a frozen node, a paused container, a load generator left running)."""
+    by the cluster's platform (a frozen node, a paused container, a load generator left running); detected here
+    unless the caller detected it once for its plan and its acts."""
     from functools import partial
 
     from resilience_tests.backup import pending
@@ -44,7 +47,7 @@ def cleaned(kube: Kube, given: str | None, *, dry_run: bool, force: bool) -> lis
     from resilience_tests.platform import detect, host_restore
     from resilience_tests.runids import belongs
 
-    platform = detect(kube)
+    platform = platform or detect(kube)
     undo = partial(cleanup, kube, host_restore=host_restore(platform, kube), stop_load=platform.stop_load)
     ids: list[str | None] = [given]
     if given:
@@ -63,14 +66,18 @@ def cleanup_command(args: argparse.Namespace) -> int:
     dry = bool(args.resilience_dry_run)
     try:
         kube = run.kube()
-        plan = cleaned(kube, args.run_id, dry_run=True, force=args.force)
+        from resilience_tests.platform import detect
+
+        platform = detect(kube)  # once, for the plan and the acts
+        plan = cleaned(kube, args.run_id, dry_run=True, force=args.force, platform=platform)
         todo = [a for a in plan if a.outcome == DONE]
         for action in todo:  # what it will do, first
             say(f"plan: {action.target} ({action.run_id}): {action.action}")
         if not plan:
             say("cleanup: nothing left behind")
             return 0
-        actions = plan if dry or not todo else cleaned(kube, args.run_id, dry_run=False, force=args.force)
+        actions = plan if dry or not todo else cleaned(kube, args.run_id, dry_run=False, force=args.force,
+                                                          platform=platform)
     finally:
         run.close()
     for action in actions:  # what became of each: done, left alone, refused, failed (and why a run is dead)
