@@ -7,23 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from resilience_tests.testbed.cluster import LocalCluster
+from tests.cluster.helpers import AuditLog
 from tests.cluster.test_backup import cli
 from tests.unit.test_archive_hostile import CLUSTER_SCOPED, KEY, _obj, forge
-
-WRITES = {"create", "update", "patch", "delete", "deletecollection"}
-
-
-def _writes(log: Path, since: int, names: set[str]) -> list[dict[str, Any]]:
-    """Write events logged after byte ``since`` whose object is one of ``names``."""
-    with log.open("rb") as f:
-        f.seek(since)
-        events = [json.loads(line) for line in f if line.strip()]
-    return [e for e in events if e.get("verb") in WRITES and (e.get("objectRef") or {}).get("name") in names]
 
 
 def _corpus(tmp_path: Path, namespace: str) -> list[tuple[str, Path, list[str], str]]:
@@ -67,19 +57,19 @@ def _restore(local_cluster: LocalCluster, capsys: pytest.CaptureFixture[str], *a
 
 def test_hostile_archives_are_refused_and_the_api_server_saw_no_write(
         local_cluster: LocalCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log: Path = local_cluster.audit_log  # type: ignore[attr-defined]
     key = tmp_path / "backup.key"
     key.write_bytes(KEY)
     names = {namespace, "settings", "x", "own", "x?dryRun=All", "kube-system"} | \
         {o["metadata"]["name"] for o in CLUSTER_SCOPED}
     for what, archive, extra, refusal in _corpus(tmp_path, namespace):
-        since = log.stat().st_size
+        log = AuditLog(local_cluster.audit_log)
         code, out, err = _restore(local_cluster, capsys, str(archive), "--key-file", str(key), "--overwrite", *extra)
         assert code in (1, 2), (what, out, err)
         assert err.count("\n") == 1 and refusal in err, (what, err)
         assert "Traceback" not in err + out
         # The audit backend is blocking: a write would be in the log before the API server had answered it.
-        assert _writes(log, since, names) == [], what
+        ours = [e for e in log.writes() if e["objectRef"].get("name") in names]  # type: ignore[attr-defined]
+        assert ours == [], (what, AuditLog.describe(ours))
 
 
 def test_a_good_keyed_archive_is_still_restored(local_cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:
