@@ -10,6 +10,9 @@
 //	slow-start     take --start-delay before listening at all
 //	errors         answer a --error-ratio share of requests with HTTP 500
 //
+// --cpu-per-request (or ?cpu= on one request) burns CPU on every request and /metrics says how busy the app
+// is (metrics.go): the target of the autoscaling demo, deploy/demo-hpa.yaml.
+//
 // With --data DIR it also keeps records on disk (records.go): the stateful demo of deploy/demo-stateful.yaml.
 package main
 
@@ -35,11 +38,11 @@ type app struct {
 	terminating atomic.Bool
 	serving     atomic.Bool
 	inflight    atomic.Int64
+	cpu         time.Duration // --cpu-per-request
+	metrics     *metrics
 }
 
 func (a *app) root(w http.ResponseWriter, r *http.Request) {
-	a.inflight.Add(1)
-	defer a.inflight.Add(-1)
 	w.Header().Set("X-Pod", a.pod)
 	w.Header().Set("X-Zone", a.zone)
 	if a.terminating.Load() {
@@ -51,10 +54,22 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready to serve yet", http.StatusServiceUnavailable)
 		return
 	}
+	cpu := a.cpu
+	if v := r.URL.Query().Get("cpu"); v != "" { // this request's cost instead of --cpu-per-request
+		d, err := parseBurn(v)
+		if err != nil {
+			http.Error(w, "bad ?cpu=: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		cpu = d
+	}
 	if d := r.URL.Query().Get("sleep"); d != "" {
 		if dur, err := time.ParseDuration(d); err == nil && dur <= 30*time.Second {
 			time.Sleep(dur)
 		}
+	}
+	if cpu > 0 {
+		a.metrics.burnt(burn(cpu))
 	}
 	if a.misbehave == "errors" && rand.Float64() < a.errorRatio {
 		http.Error(w, "injected error", http.StatusInternalServerError)
@@ -84,14 +99,21 @@ func main() {
 	startDelay := flag.Duration("start-delay", 10*time.Second, "start-up time for slow-start and ready-early")
 	misbehave := flag.String("misbehave", "", "exit-on-term, ignore-term, ready-early, slow-start or errors")
 	errorRatio := flag.Float64("error-ratio", 0.1, "share of requests answered 500 with --misbehave errors")
+	cpuPerRequest := flag.String("cpu-per-request", "0s",
+		"CPU time each request to / burns before it is answered, 0 to 2s (?cpu= overrides it per request)")
 	flag.Parse()
+	cpu, err := parseBurn(*cpuPerRequest)
+	if err != nil {
+		log.Fatalf("--cpu-per-request: %v", err)
+	}
 	switch *misbehave {
 	case "", "exit-on-term", "ignore-term", "ready-early", "slow-start", "errors":
 	default:
 		log.Fatalf("unknown --misbehave %q", *misbehave)
 	}
 	a := &app{pod: env("POD_NAME", hostname()), zone: env("NODE_ZONE", "unknown"), misbehave: *misbehave,
-		errorRatio: *errorRatio}
+		errorRatio: *errorRatio, cpu: cpu}
+	a.metrics = newMetrics(a.inflight.Load)
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
@@ -101,7 +123,8 @@ func main() {
 		time.Sleep(*startDelay)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", a.root)
+	mux.HandleFunc("/", a.counted(a.root))
+	mux.HandleFunc("/metrics", a.metrics.serve)
 	mux.HandleFunc("/readyz", a.readyz)
 	mux.HandleFunc("/healthz", a.healthz)
 	if *data != "" {
@@ -124,7 +147,8 @@ func main() {
 	} else {
 		a.serving.Store(true)
 	}
-	log.Printf("serving on :%d as pod=%s zone=%s misbehave=%q", *port, a.pod, a.zone, *misbehave)
+	log.Printf("serving on :%d as pod=%s zone=%s misbehave=%q cpu-per-request=%s", *port, a.pod, a.zone, *misbehave,
+		cpu)
 
 	for sig := range signals {
 		log.Printf("got %s", sig)

@@ -211,3 +211,133 @@ def test_stateful_mode_keeps_records_across_a_restart_and_exports_what_import_re
     bad = subprocess.run([str(binary), "import", "--data", str(empty)], input="not json\n", capture_output=True,
                          text=True, check=False, timeout=30)
     assert bad.returncode == 1 and "line 1" in bad.stderr
+
+
+# --- CPU per request and /metrics (the autoscaling demo, deploy/demo-hpa.yaml) ---------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """The samples of a Prometheus text exposition (0.0.4); each sample's metric has its HELP and TYPE lines."""
+    samples: Samples = {}
+    described: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# "):
+            keyword, name = line.split(" ", 3)[1:3]
+            described.setdefault(name, set()).add(keyword)
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = frozenset((k, v.strip('"'))
+                          for k, v in (kv.split("=", 1) for kv in labels.rstrip("}").split(",") if kv))
+        assert described.get(name) == {"HELP", "TYPE"}, f"{name} has no HELP and TYPE before its samples"
+        samples[(name, pairs)] = float(value)
+    return samples
+
+
+def _metrics(port: int) -> Samples:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+        return parse_metrics(resp.read().decode())
+    finally:
+        conn.close()
+
+
+def _value(samples: Samples, name: str) -> float:
+    return samples[(name, frozenset())]
+
+
+def _by_code(samples: Samples) -> dict[int, int]:
+    return {int(dict(labels)["code"]): int(v) for (name, labels), v in samples.items() if name == "demo_requests_total"}
+
+
+def test_the_metrics_parser_reads_labels_and_refuses_undescribed_samples() -> None:
+    text = ('# HELP x_total X.\n# TYPE x_total counter\nx_total{code="200"} 3\nx_total{code="500"} 1\n'
+            "# HELP g G.\n# TYPE g gauge\ng 0.5\n")
+    assert parse_metrics(text) == {("x_total", frozenset({("code", "200")})): 3.0,
+                                   ("x_total", frozenset({("code", "500")})): 1.0, ("g", frozenset()): 0.5}
+    with pytest.raises(AssertionError, match="no HELP and TYPE"):
+        parse_metrics("g 1\n")
+
+
+def _timed(port: int, path: str) -> float:
+    started = time.monotonic()
+    assert _get(port, path)[0] == 200
+    return time.monotonic() - started
+
+
+def test_cpu_per_request_burns_that_much_cpu_and_counts_it(start: Callable[..., App]) -> None:
+    app = start("--cpu-per-request", "200ms")
+    for path, cost in [("/", 0.2), ("/?cpu=300ms", 0.3), ("/?cpu=300ms&sleep=200ms", 0.3), ("/?cpu=0", 0.0)]:
+        before = _value(_metrics(app.port), "demo_cpu_seconds_total")
+        took = _timed(app.port, path)
+        burnt = _value(_metrics(app.port), "demo_cpu_seconds_total") - before
+        assert cost <= burnt <= cost + 0.05, (path, burnt)
+        assert took >= cost + (0.2 if "sleep" in path else 0), (path, took)
+    assert _by_code(_metrics(app.port)) == {200: 4}
+
+
+def test_a_cpu_cost_out_of_range_is_refused_in_one_line(start: Callable[..., App], binary: Path) -> None:
+    app = start()
+    for bad, reason in [("5s", "5s is out of range: give 0 to 2s"), ("-1ms", "-1ms is out of range"),
+                        ("lots", '"lots" is not a duration')]:
+        status, body = _call(app.port, "GET", f"/?cpu={bad}")
+        assert status == 400 and body.startswith(f"bad ?cpu=: {reason}") and body.count("\n") == 1, body
+    assert _call(app.port, "GET", "/?cpu=1ms")[0] == 200
+    assert _by_code(_metrics(app.port)) == {400: 3, 200: 1}
+    proc = subprocess.run([str(binary), "--cpu-per-request", "3s"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith("--cpu-per-request: 3s is out of range: give 0 to 2s")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_metrics_count_the_requests_sent_by_code_and_not_the_probes(start: Callable[..., App]) -> None:
+    app = start("--misbehave", "errors", "--error-ratio", "0.5")
+    sent: dict[int, int] = {}
+    for i in range(60):
+        code = _get(app.port)[0]
+        sent[code] = sent.get(code, 0) + 1
+        _get(app.port, ["/readyz", "/healthz", "/metrics"][i % 3])  # probes and scrapes are not requests
+    assert set(sent) == {200, 500}, sent
+    samples = _metrics(app.port)
+    assert _by_code(samples) == sent
+    assert _value(samples, "demo_requests_in_flight") == 0
+    assert _value(samples, "demo_cpu_seconds_total") == 0
+
+
+def test_requests_per_second_is_the_last_five_seconds_and_decays_to_zero_when_idle(start: Callable[..., App]) -> None:
+    app = start()
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 0
+    first = time.monotonic()
+    for _ in range(20):
+        assert _get(app.port)[0] == 200
+    done = time.monotonic()
+    assert done - first < 1, "quick requests"
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5
+    # the window is the current second and the 4 before it: 3 s after the first request, all are still in it
+    time.sleep(max(0.0, first + 3 - time.monotonic()))
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5, "still in the window 3 s later"
+    time.sleep(max(0.0, done + 6 - time.monotonic()))
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 0, "6 s idle: out of the window"
+
+
+def test_the_in_flight_gauge_counts_a_pending_request(start: Callable[..., App]) -> None:
+    app = start()
+    results: list[object] = []
+
+    def slow() -> None:
+        results.append(_get(app.port, "/?sleep=1s")[0])
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    try:
+        wait_until("the slow request in flight", lambda: _value(_metrics(app.port), "demo_requests_in_flight") == 1,
+                   timeout=0.8, interval=0.05)
+    finally:
+        thread.join()
+    assert results == [200]
+    samples = _metrics(app.port)
+    assert _value(samples, "demo_requests_in_flight") == 0 and _by_code(samples) == {200: 1}
