@@ -183,6 +183,15 @@ def test_the_demo_apps_as_deployed_pass_the_audit(manifest: str, capsys: pytest.
     assert capsys.readouterr().out.endswith("0 finding(s) (0 high, 0 medium, 0 low)\n")
 
 
+def test_the_autoscaling_demo_passes_the_audit_with_its_single_replica_skipped_by_design(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).parents[2] / "deploy" / "demo-hpa.yaml"
+    assert main(["audit", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("0 finding(s) (0 high, 0 medium, 0 low), 2 skipped\n"), out
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("skipped")) == ["RT201", "RT701"]
+
+
 def _demo_variant(change: object) -> list[str]:
     import copy
 
