@@ -59,7 +59,7 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
     name = "".join(c for c in name if c.isalnum() or c == "-")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    delete_namespace(core, name, timeout=90)
+    delete_namespace(core, name, timeout=90, quick=True)
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def demo(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
     local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / manifest))
     local_cluster.kubectl("-n", "demo", "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
     yield "demo"
-    local_cluster.kubectl("delete", "namespace", "demo", "--wait=true", "--timeout=90s", timeout=100)
+    delete_namespace(cluster.raw.core, "demo", timeout=90, quick=True)
 
 
 @pytest.fixture(scope="session")

@@ -57,11 +57,11 @@ def test_rolling_restart_of_the_exit_at_once_app_fails_requests(
 
 
 def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
-        local_cluster: LocalCluster, chaos: Chaos, core: client.CoreV1Api, namespace: str,
+        local_cluster: LocalCluster, chaos: Chaos, cluster: Kube, core: client.CoreV1Api, namespace: str,
         real_nodes: list[str]) -> None:
     port = deploy_demo(local_cluster, core, namespace)
     victim = real_nodes[0]
-    with RequestLoop(port, max_seconds=120) as loop:
+    with Timeline(cluster, namespace) as timeline, RequestLoop(port, max_seconds=120) as loop:
         time.sleep(1)
         with chaos.fault("node-drain", namespace=namespace, workload="deployment/web",  # every pod of the node
                          nodes={"names": [victim]}, timeout=90, max_pods=200):  # counts against max_pods
@@ -73,7 +73,36 @@ def test_draining_a_real_node_moves_its_pods_while_traffic_flows(
     after = {p.spec.node_name for p in running_pods(core, namespace, "web")}
     assert victim not in after and after <= set(real_nodes), after
     assert during > 100, loop.summary()
-    assert not loop.failures, loop.summary()
+    assert not loop.failures, f"{loop.summary()}\n{failure_context(loop, timeline, local_cluster)}"
+
+
+def failure_context(loop: RequestLoop, timeline: Timeline, local_cluster: LocalCluster) -> str:
+    """What the cluster did around each failed request (pod and endpoint changes within 3 s), and how long
+    kube-proxy took to program endpoint changes: enough to tell a slow kube-proxy from an app that went early."""
+    lines = []
+    for failure in loop.failures[:5]:
+        lines.append(f"request at {failure.t:.2f} failed: {failure.error or failure.status}")
+        lines += [f"  {r.t - failure.t:+.2f} s {r.kind} {r.name} {r.change} {r.details}"
+                  for r in timeline.records() if r.kind in ("pod", "endpoints") and abs(r.t - failure.t) < 3]
+    return "\n".join([*lines, kube_proxy_programming(local_cluster)])
+
+
+def kube_proxy_programming(local_cluster: LocalCluster) -> str:
+    """kube-proxy's own histogram of endpoint change -> rules programmed (its metrics port on 127.0.0.1)."""
+    import json
+    import urllib.request
+
+    config = json.loads((local_cluster.real.dir / "kube-proxy.yaml").read_text())
+    url = f"http://{config['metricsBindAddress']}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        return f"kube-proxy metrics unreadable: {exc}"
+    buckets = [line for line in text.splitlines()
+               if line.startswith("kubeproxy_network_programming_duration_seconds_bucket")]
+    return "kube-proxy network programming (cumulative by le): " + ", ".join(
+        f"{line.split('le=')[1].split('}')[0]}:{line.rsplit(' ', 1)[1]}" for line in buckets[:12])
 
 
 def test_a_sigterm_ignoring_pod_is_killed_and_its_exit_137_is_observed(

@@ -1,8 +1,19 @@
-"""A bounded request loop from the host to a NodePort on 127.0.0.1, for tests of the real data path."""
+"""A bounded request loop from the host to a NodePort on 127.0.0.1, for tests of the real data path.
+
+Each request comes from a source address and port that no earlier request of this process used. A loop opening
+hundreds of connections a second from one address reuses its ephemeral ports within seconds, while the kernel's
+connection tracking keeps a closed connection's entry (TIME_WAIT, 120 s) with the pod kube-proxy's DNAT chose
+for it. A new connection on a reused port reopens that entry and goes to that pod, whatever the rules say now: to
+a pod that has exited since (connection refused) or whose address is gone (timeout). Real clients of one address
+meet this too, but it is the loop's own artefact, not the Service's behaviour that the tests judge.
+"""
 
 from __future__ import annotations
 
 import http.client
+import itertools
+import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -21,6 +32,36 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+# Source pairs: ports 32768-60999 on 127.0.1.1 ... 127.0.254.254 (every 127/8 address is this host's), walked in
+# order from a random start, so neither this process nor one started just before it reuses a pair in practice.
+_PORTS = range(32768, 61000)
+_ADDRESSES = [f"127.0.{a}.{b}" for a in range(1, 255) for b in range(1, 255)]
+_start = random.randrange(len(_ADDRESSES))
+_pairs = ((_ADDRESSES[(_start + i // len(_PORTS)) % len(_ADDRESSES)], _PORTS[i % len(_PORTS)])
+          for i in itertools.count())
+_pairs_lock = threading.Lock()
+
+
+def fresh_connection(port: int, timeout: float) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` from a source pair never used before (see the module's text)."""
+    while True:
+        with _pairs_lock:
+            source = next(_pairs)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.bind(source)
+        except OSError:  # the pair is taken by a socket of someone else: the next one
+            sock.close()
+            continue
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
 
 @dataclass
@@ -53,6 +94,7 @@ class RequestLoop:
             started = time.time()
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             try:
+                conn.sock = fresh_connection(self.port, self.timeout)
                 conn.request("GET", self.path, headers={"Connection": "close"})
                 resp = conn.getresponse()
                 resp.read()
