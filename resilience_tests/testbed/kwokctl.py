@@ -94,7 +94,13 @@ def apiserver_tls_args(pki: Path, etcd_port: int) -> tuple[dict[str, str], dict[
              "kubelet-client-certificate": str(pki / "admin.crt"), "kubelet-client-key": str(pki / "admin.key"),
              "kubelet-certificate-authority": str(pki / "ca.crt"),
              # Node IPs, never a name lookup (real nodes' hostnames resolve nowhere).
-             "kubelet-preferred-address-types": "InternalIP"}
+             "kubelet-preferred-address-types": "InternalIP",
+             # The front proxy: the API server forwards requests for aggregated APIs (metrics.k8s.io) with the
+             # caller's identity in these headers, signed by its proxy client certificate (kwokctl's admin one);
+             # an aggregated server trusts the headers only from a certificate of the CA with that name.
+             "requestheader-client-ca-file": str(pki / "ca.crt"), "requestheader-allowed-names": "kwok-admin",
+             "requestheader-username-headers": "X-Remote-User", "requestheader-group-headers": "X-Remote-Group",
+             "requestheader-extra-headers-prefix": "X-Remote-Extra-"}
     return override, extra
 
 

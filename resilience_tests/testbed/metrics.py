@@ -87,8 +87,10 @@ def kwok_documents() -> list[dict[str, Any]]:
 
     metrics = [
         metric("scrape_error", "node", "gauge", "0"),
-        metric("node_cpu_usage_seconds_total", "node", "counter", 'node.CumulativeUsage("cpu")'),
-        metric("node_memory_working_set_bytes", "node", "gauge", 'node.Usage("memory")'),
+        # A node's own use besides its pods (20m of CPU, 64 MiB), so an idle node reports too.
+        metric("node_cpu_usage_seconds_total", "node", "counter",
+               'node.CumulativeUsage("cpu") + node.SinceSecond() * 0.02'),
+        metric("node_memory_working_set_bytes", "node", "gauge", 'node.Usage("memory") + 67108864.0'),
         metric("container_start_time_seconds", "container", "gauge", "pod.SinceSecond()"),
         metric("container_cpu_usage_seconds_total", "container", "counter",
                'pod.CumulativeUsage("cpu", container.name)'),
@@ -164,7 +166,9 @@ def start(run_dir: Path, authority: Authority, server: str, kubectl: Kubectl, *,
             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
             f"--kubelet-certificate-authority={authority.ca_path}", f"--kubelet-client-certificate={client.cert}",
             f"--kubelet-client-key={client.key}", "--kubelet-preferred-address-types=InternalIP",
-            "--kubelet-use-node-status-port", f"--metric-resolution={RESOLUTION}", f"--cert-dir={folder}"]
+            "--kubelet-use-node-status-port", f"--metric-resolution={RESOLUTION}",
+            # The scrape timeout must stay below 0.9 x the resolution, or metrics-server refuses to start.
+            "--kubelet-request-timeout=5s", f"--cert-dir={folder}"]
     record = procs.start(PROCESS, argv, run_dir=run_dir, marker=str(folder))
 
     def serving_metrics() -> bool:

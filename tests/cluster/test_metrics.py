@@ -52,7 +52,7 @@ def test_a_real_pod_reports_the_cpu_it_burns_and_a_simulated_pod_what_its_annota
     wait_until("both pods in kubectl top", lambda: len(pods()) == 2, timeout=90)
     top = pods()
     busy = next(v for k, v in top.items() if k.startswith("busy-"))
-    assert busy == "250m", top  # exactly what the annotation says: simulated
+    assert 240 <= int(busy.removesuffix("m")) <= 260, top  # what the annotation says (a rate over two scrapes)
     web = next(v for k, v in top.items() if k.startswith("web-"))
     assert web.endswith("m"), top  # measured by the real kubelet (an idle app may read 0m or 1m)
 
@@ -87,7 +87,7 @@ def test_an_hpa_scales_simulated_pods_whose_annotation_says_they_are_busy(
     def replicas() -> int:
         return int(cluster.raw.apps.read_namespaced_deployment("busy", namespace).spec.replicas or 0)
 
-    wait_until("the HPA at maxReplicas", lambda: replicas() == 3, timeout=120)
+    wait_until("the HPA at maxReplicas", lambda: replicas() == 3, timeout=180)  # about 70 s when idle
     status = client.AutoscalingV2Api(cluster.raw.client).read_namespaced_horizontal_pod_autoscaler_status(
         "busy", namespace).status
     assert status.current_metrics and status.current_metrics[0].resource.current.average_utilization >= 90
