@@ -20,7 +20,9 @@ from resilience_tests import procs
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.labels import HEARTBEAT_LABEL
 from resilience_tests.net import free_port
+from resilience_tests.testbed import metrics
 from resilience_tests.testbed.kwokctl import Kwokctl, Timings
+from resilience_tests.testbed.pki import Authority
 from resilience_tests.testbed.topology import SIM_POD_CIDR
 from resilience_tests.waiting import wait_until
 
@@ -31,6 +33,7 @@ KWOK_CONFIGURATION = {
     "options": {"nodeLeaseParallelism": 16, "nodePlayStageParallelism": 8, "podPlayStageParallelism": 16},
 }
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+OWN = ("kwok", metrics.PROCESS)  # started here, not by kwokctl
 
 
 class ControlPlane:
@@ -95,7 +98,7 @@ class ControlPlane:
         """Every component and the kwok controller run and the API server answers.
 
         While every process is alive, a slow API server (a busy machine) gets up to 20 s to answer."""
-        if not (set(COMPONENTS) <= set(self.components()) and "kwok" in self.own()):
+        if not (set(COMPONENTS) <= set(self.components()) and set(OWN) <= set(self.own())):
             return False
         try:
             wait_until("API server answering /readyz", self.api_ready, timeout=20, interval=0.5)
@@ -105,20 +108,31 @@ class ControlPlane:
 
     def missing(self) -> list[str]:
         """Processes of the control plane that should run and do not."""
-        return sorted({*COMPONENTS, "kwok"} - set(self.running()))
+        return sorted({*COMPONENTS, *OWN} - set(self.running()))
 
     def start(self, port: int, timeout: float, timings: Timings) -> None:
-        """Start the components (kwokctl), then the kwok controller."""
+        """Start the components (kwokctl), then the kwok controller and metrics-server."""
         self.kwokctl.create(port, timeout, timings)
         self._start_kwok(timings)
+        metrics.start(self.run_dir, self.authority(), self.server(), self.kubectl, timeout=timeout)
+
+    def authority(self) -> Authority:
+        """The cluster CA (kwokctl's PKI), to issue identities of the components started here."""
+        return Authority(self.kubeconfig.parent / "pki")
+
+    def server(self) -> str:
+        """The API server's URL, as the admin kubeconfig names it."""
+        document = json.loads(self.kubectl("config", "view", "--raw", "-o", "json"))
+        return str(document["clusters"][0]["cluster"]["server"])
 
     def _start_kwok(self, timings: Timings) -> None:
         stages = self.run_dir / "stages.yaml"
-        parts = [json.dumps(KWOK_CONFIGURATION)]
+        parts = [json.dumps(KWOK_CONFIGURATION), *(json.dumps(d) for d in metrics.kwok_documents())]
         parts += [resources.files("resilience_tests.testbed").joinpath("stages", f).read_text()
                   for f in ("nodes.yaml", "pods.yaml")]
         stages.write_text("\n---\n".join(parts))
         port = free_port()
+        tls = metrics.kwok_tls(self.authority(), self.run_dir / "kwok-tls")
         argv = [
             str(self.binaries / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
@@ -130,6 +144,7 @@ class ControlPlane:
             f"--node-lease-duration-seconds={timings.lease_seconds}",
             f"--server-address=127.0.0.1:{port}",
             f"--node-port={port}",
+            f"--tls-cert-file={tls.cert}", f"--tls-private-key-file={tls.key}",  # muxed with plain HTTP
         ]
         record = procs.start("kwok", argv, run_dir=self.run_dir, marker=str(stages))
         if not procs.survived_start(record):

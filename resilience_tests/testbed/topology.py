@@ -18,6 +18,9 @@ MAX_NODES = 5000
 MAX_REAL_NODES = 6
 # Pod IPs kwok hands to pods on simulated nodes; nothing listens there (see docs/local-cluster.md).
 SIM_POD_CIDR = "10.200.0.0/16"
+# Where the kwok controller serves a simulated node's resource metrics (metrics-server reads the annotation).
+SIM_METRICS_PATH = "/metrics/nodes/{node}/metrics/resource"
+SIM_METRICS_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def simulated_node(name: str, zone: str) -> dict[str, Any]:
                 HEARTBEAT_LABEL: "on",
                 "type": "kwok",
             },
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+                            SIM_METRICS_ANNOTATION: SIM_METRICS_PATH.format(node=name)},
         },
         "spec": {},
         "status": {
