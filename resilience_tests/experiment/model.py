@@ -18,6 +18,7 @@ from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadSpec
 from resilience_tests.schema import Duration, Model, explain
+from resilience_tests.sla.autoscale_checks import AUTOSCALE_CHECKS, ScaleUpTime, needs_hpa
 from resilience_tests.sla.checks import LOAD_CHECKS, Check, GracefulShutdown, RecoveryTime, SurvivesZoneLoss
 from resilience_tests.sla.evidence import window_problem
 
@@ -112,10 +113,16 @@ class Experiment(Model):
                 if isinstance(check, LOAD_CHECKS) and self.load is None and \
                         not (isinstance(check, GracefulShutdown) and not check.require_load):
                     problems.append(f"{where}: reads load samples, but the experiment has no `load:` section")
+                if needs_hpa(check) and self.target.workload is None and getattr(check, "hpa", None) is None:
+                    problems.append(f"{where}: judges an HPA; name it with hpa: NAME, or set target.workload "
+                                    "(the HPA whose scaleTargetRef is the workload)")
                 if section == "steady_state":
                     if isinstance(check, (RecoveryTime, GracefulShutdown)):
                         problems.append(f"{where}: judges faults, so it cannot be a steady-state check; "
                                         "move it to slas")
+                    elif isinstance(check, AUTOSCALE_CHECKS):
+                        problems.append(f"{where}: judges how the target scaled over the run, so it cannot be a "
+                                        "steady-state check; move it to slas")
                     elif check.window != "whole":
                         problems.append(f"{where}.window: steady-state checks judge the steady window only; "
                                         "remove the window")
@@ -123,9 +130,20 @@ class Experiment(Model):
                 problem = window_problem(check.window, faults)
                 if problem:
                     problems.append(f"{where}.window: {problem}")
+                if isinstance(check, ScaleUpTime):
+                    problems += self._start_problems(where, check, faults)
                 if isinstance(check, (RecoveryTime, SurvivesZoneLoss)) and self.target.workload is None:
                     problems.append(f"{where}: needs the desired replicas of a workload; set target.workload")
         return problems
+
+    def _start_problems(self, where: str, check: ScaleUpTime, faults: list[tuple[int, str]]) -> list[str]:
+        """What is wrong with a scale-up-time's ``from``: load-start without load, or a fault that is not there."""
+        if check.from_ == "load-start":
+            return [] if self.load is not None else \
+                [f"{where}.from: load-start, but the experiment has no `load:` section; use fault:N or add load"]
+        problem = window_problem(check.from_, faults) if check.from_.startswith("fault:") else \
+            f"{check.from_!r} is neither load-start nor fault:N / fault:TYPE"
+        return [f"{where}.from: {problem}"] if problem else []
 
 
 def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str = "<memory>") -> Experiment:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from resilience_tests.cluster.hpa import read_hpas
 from resilience_tests.cluster.kube import Kube, NotFound, Workload
 from resilience_tests.cluster.selection import NodeInfo, parse_label_selector
 from resilience_tests.errors import ResilienceError
@@ -21,6 +22,7 @@ from resilience_tests.faults.base import Fault, FaultContext, FaultFactory, Faul
 from resilience_tests.load.locust import LoadRun
 from resilience_tests.load.target import service_url
 from resilience_tests.platform import Platform
+from resilience_tests.sla.autoscale_checks import needs_hpa
 
 
 class PreflightError(ResilienceError):
@@ -73,6 +75,35 @@ def fault_context(kube: Kube, exp: Experiment, *, run_id: str, seed: int, namesp
                       allow_kube_system=rails.allow_kube_system, allow_control_plane=rails.allow_control_plane)
     return FaultContext(kube=kube, namespace=ns, run_id=run_id, guard=guard, target_labels=labels,
                         workload=workload, seed=seed, platform=platform)
+
+
+def check_autoscalers(kube: Kube, exp: Experiment, ctx: FaultContext) -> None:
+    """Every autoscaling check's HPA exists: the one it names (``hpa:``), else the one whose scaleTargetRef is the
+    target workload (exactly one). A PreflightError naming the check and the HPAs there otherwise."""
+    wanting = [(f"{section}[{i}] ({c.label})", c) for section, checks in (("steady_state", exp.steady_state),
+                                                                          ("slas", exp.slas))
+               for i, c in enumerate(checks) if needs_hpa(c)]
+    if not wanting:
+        return
+    try:
+        hpas = read_hpas(kube, ctx.namespace)
+    except ResilienceError as exc:
+        raise PreflightError(f"{wanting[0][0]}: {exc}") from None
+    there = f"HPAs in namespace {ctx.namespace}: {', '.join(sorted(hpas)) or 'none'}"
+    for where, check in wanting:
+        name = getattr(check, "hpa", None)
+        if name is not None:
+            if name not in hpas:
+                raise PreflightError(f"{where}: HorizontalPodAutoscaler {name!r} not found ({there})",
+                                     hint="fix hpa:, or apply the HPA before the run")
+            continue
+        workload = ctx.workload
+        found = sorted(n for n, s in hpas.items() if workload is not None and s.targets(workload.kind, workload.name))
+        if len(found) != 1:
+            what = f"no HorizontalPodAutoscaler targets {workload}" if not found else \
+                f"{len(found)} HorizontalPodAutoscalers target {workload}: {', '.join(found)}"
+            raise PreflightError(f"{where}: {what} ({there})",
+                                 hint="apply an HPA whose scaleTargetRef is the target, or name one with hpa: NAME")
 
 
 def build_faults(exp: Experiment, ctx: FaultContext, registry: dict[str, FaultFactory], *,
