@@ -171,6 +171,9 @@ def check_lines(exp: Experiment, load: LoadRun | None) -> list[str]:
         workers = f", {spec.workers} workers" if spec.workers else ""
         lines.append(f"load: {spec.shape.type} shape ({spec.shape.peak_users} users at most, "
                      f"{spec.shape.duration:.0f} s) from {load.locustfile.name} against {load.shown_target}{workers}")
-    lines += [f"steady state: {c.label} over {exp.steady_window:g} s before any fault" for c in exp.steady_state]
+    if not exp.faults:
+        lines.append("no faults: the load is the only disturbance (windows: whole)")
+    before = "before any fault" if exp.faults else "of load before the schedule's zero"
+    lines += [f"steady state: {c.label} over {exp.steady_window:g} s {before}" for c in exp.steady_state]
     lines += [f"SLA: {c.label} ({c.window})" for c in exp.slas]
     return lines

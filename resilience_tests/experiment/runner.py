@@ -161,7 +161,8 @@ class Runner:
                     lease.stop()
                 self._discard(load)
         result.started = time.time()
-        self.say(f"experiment {run_id} started: {exp.name}, {len(built)} fault(s), context "
+        faults = f"{len(built)} fault(s)" if built else "load only (no faults)"
+        self.say(f"experiment {run_id} started: {exp.name}, {faults}, context "
                  f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
                  f"{run_id}` undoes what it changed)")
         for line in result.plan:

@@ -27,9 +27,6 @@ from tests.cluster.helpers import ready, running_pods
 pytestmark = pytest.mark.usefixtures("real_nodes")
 
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "demo-hpa.yaml"
-# A step the run needs (an experiment has at least one fault) that does not touch the workload: an in-memory
-# backup of the namespace's objects, late in the load.
-HARMLESS = [{"type": "backup", "at": "60s", "engine": "builtin"}]
 # 60 users, 10 more every 5 s, each sending one request a second (~60 requests/s at the top), held 50 s: 75 s.
 RAMP = {"type": "progressive", "users": 60, "step_users": 10, "step_every": "5s", "hold": "50s"}
 
@@ -53,7 +50,7 @@ def deploy_hpa_demo(local_cluster: LocalCluster, core: client.CoreV1Api, namespa
 
 def experiment(namespace: str, slas: list[dict[str, Any]], shape: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": "autoscale", "target": {"namespace": namespace, "workload": "deployment/web"},
-            "guardrails": {"max_pods": 12}, "settle": "1s", "faults": HARMLESS,
+            "guardrails": {"max_pods": 12}, "settle": "1s",
             "load": {"shape": shape or RAMP, "wait": "1s"}, "slas": slas}
 
 
