@@ -51,6 +51,26 @@ class HpaCondition:
 
 
 @dataclass(frozen=True)
+class ResourceTarget:
+    """A metric of an HPA read from the resource metrics API (metrics-server): a ``Resource`` metric (summed
+    over every container of the pod) or a ``ContainerResource`` one (``container``).
+
+    Attributes:
+        resource: ``cpu``, ``memory``.
+        container: the container of a ``ContainerResource`` metric; "" for a ``Resource`` one.
+        utilization: its target is a ``Utilization``: a share of the request, which the containers must have.
+    """
+
+    resource: str
+    container: str = ""
+    utilization: bool = False
+
+    def shown(self) -> str:
+        """``cpu`` (Resource), ``cpu of container web`` (ContainerResource)."""
+        return f"{self.resource} of container {self.container}" if self.container else self.resource
+
+
+@dataclass(frozen=True)
 class HpaState:
     """An HPA's spec limits and status at one moment.
 
@@ -62,6 +82,7 @@ class HpaState:
         conditions: its status conditions.
         down_stabilisation: seconds of its scale-down stabilisation window (``behavior.scaleDown``; the API's
             default is 300).
+        resources: its metrics read from the resource metrics API (spec, for the preflight; not in the journal).
     """
 
     target: str
@@ -72,6 +93,7 @@ class HpaState:
     metrics: tuple[HpaMetric, ...] = ()
     conditions: tuple[HpaCondition, ...] = ()
     down_stabilisation: int = 300
+    resources: tuple[ResourceTarget, ...] = ()
 
     def condition(self, kind: str) -> HpaCondition | None:
         """The condition of type ``kind``, if the HPA has it."""
@@ -158,7 +180,19 @@ def hpa_state(hpa: Obj) -> HpaState:
     return HpaState(f"{ref.get('kind', '')}/{ref.get('name', '')}", int(spec.get("minReplicas") or 1),
                     int(spec.get("maxReplicas") or 0), int(status.get("currentReplicas") or 0),
                     int(status.get("desiredReplicas") or 0), tuple(metrics), conditions,
-                    300 if down is None else int(down))
+                    300 if down is None else int(down), _resources(spec.get("metrics") or []))
+
+
+def _resources(metrics: list[Obj]) -> tuple[ResourceTarget, ...]:
+    """The ``Resource`` and ``ContainerResource`` metrics of an HPA's spec."""
+    found = []
+    for metric in metrics:
+        if metric.get("type") in ("Resource", "ContainerResource"):
+            body = _body(metric)
+            utilization = (body.get("target") or {}).get("type") == "Utilization"
+            container = str(body.get("container") or "") if metric.get("type") == "ContainerResource" else ""
+            found.append(ResourceTarget(str(body.get("name") or ""), container, utilization))
+    return tuple(found)
 
 
 def hpa_records(records: Iterable[Record], name: str | None = None) -> list[HpaRecord]:

@@ -80,6 +80,7 @@ class RawApis:
         self.networking = client.NetworkingV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
+        self.apiregistration = client.ApiregistrationV1Api(api)
 
 
 class Kube:

@@ -135,7 +135,7 @@ class Runner:
         ctx = fault_context(self.kube, exp, run_id=run_id, seed=self.seed, namespace=self.namespace,
                             platform=self.platform)
         built = build_faults(exp, ctx, self.registry, mark=timeline.mark, say=self.say)
-        check_autoscalers(self.kube, exp, ctx)  # an autoscaling check without its HPA stops here
+        check_autoscalers(self.kube, exp, ctx, self.say)  # an autoscaling check without its HPA stops here
         load = load_run(self.kube, exp, ctx, run_id, self.results_dir)
         result = self._result = RunResult(experiment=exp, run_id=run_id, events=[b.events for b in built],
                                           plan=plan_lines(built) + check_lines(exp, load))

@@ -1,7 +1,8 @@
 """The autoscaling checks on the HPA demo (deploy/demo-hpa.yaml) under real Locust load on the real nodes: the demo
 as shipped passes capacity-follows-load, scale-up-time, no-flapping, max-replicas-respected and scale-down; an
 HPA whose target is too high fails capacity and scale-up naming the metric it saw; a maxReplicas below the need
-fails capacity with ScalingLimited in the evidence; an HPA that does not exist stops the run before any load.
+fails capacity with ScalingLimited in the evidence; an HPA that does not exist, or a CPU HPA over a container
+without a CPU request, stops the run before any load.
 
 Needs the resource metrics API (metrics-server) on the local cluster. Each test runs at most 90 s of load.
 """
@@ -117,4 +118,16 @@ def test_an_autoscaling_check_without_its_hpa_stops_before_any_load(
         chaos.run(experiment(namespace, [{"type": "no-flapping", "hpa": "nope"}]))
     local_cluster.kubectl("delete", "hpa", "web", "-n", namespace)
     with pytest.raises(PreflightError, match=r"no HorizontalPodAutoscaler targets deployment/web in "):
+        chaos.run(experiment(namespace, [{"type": "scale-up-time", "to": 2, "max": "30s"}]))
+
+
+def test_a_deployment_without_a_cpu_request_under_a_cpu_hpa_stops_before_any_load(
+        local_cluster: LocalCluster, core: client.CoreV1Api, chaos: Chaos, namespace: str) -> None:
+    """Its whole resources go (a limit alone would become the request): the HPA could never compute a
+    utilization, and the preflight says which container lacks the request."""
+    deploy_hpa_demo(local_cluster, core, namespace)
+    local_cluster.kubectl("patch", "deployment", "web", "-n", namespace, "--type", "json", "-p",
+                          '[{"op": "remove", "path": "/spec/template/spec/containers/0/resources"}]')
+    with pytest.raises(PreflightError, match=r"HPA web scales Deployment/web on cpu utilization, but its container "
+                                             r"web requests no cpu"):
         chaos.run(experiment(namespace, [{"type": "scale-up-time", "to": 2, "max": "30s"}]))

@@ -257,8 +257,16 @@ def _kube(items: list[dict[str, Any]] | None = None, status: int = 0) -> Any:
             raise ApiException(status=status)
         return _Listing(items if items is not None else [HPA])
 
-    return SimpleNamespace(raw=SimpleNamespace(autoscaling=SimpleNamespace(
-        list_namespaced_horizontal_pod_autoscaler=lister)))
+    def reader(body: dict[str, Any]) -> Any:  # the metrics API is there and the target requests cpu
+        return lambda *args, **kwargs: SimpleNamespace(data=json.dumps(body).encode(), release_conn=lambda: None)
+
+    available = {"status": {"conditions": [{"type": "Available", "status": "True"}]}}
+    template = {"spec": {"template": {"spec": {"containers": [{"name": "web", "resources": {"requests": {
+        "cpu": "200m"}}}]}}}}
+    return SimpleNamespace(raw=SimpleNamespace(
+        autoscaling=SimpleNamespace(list_namespaced_horizontal_pod_autoscaler=lister),
+        apiregistration=SimpleNamespace(read_api_service=reader(available)),
+        apps=SimpleNamespace(read_namespaced_deployment=reader(template))))
 
 
 REGISTRY = load_registry()
