@@ -118,7 +118,10 @@ class CapacityFollowsLoad(LoadCheck):
     """From ``lag`` after the load started, every second ``t`` has ready replicas >= min(``max_replicas``,
     ceil(successful requests/s at ``t - lag`` / ``per_replica_rps``)); the rate is the mean over the ``smooth``
     seconds ending at ``t - lag``. A second whose source seconds were down (requests sent, most of them failed)
-    fails too: successful requests then measure the outage, not the demand."""
+    fails too: successful requests then measure the outage, not the demand. When the load has fallen since
+    (fewer requests *sent* per second over the ``smooth`` seconds ending at ``t``), the need is that lower
+    demand's: capacity removed after a drop is judged by the demand that is left (``scale-down`` judges how fast
+    it goes), never by the demand of ``lag`` ago."""
 
     type: Literal["capacity-follows-load"] = "capacity-follows-load"
     per_replica_rps: float = Field(gt=0)
@@ -136,7 +139,8 @@ class CapacityFollowsLoad(LoadCheck):
                     f"{self.per_replica_rps:g})) every second"
         first = max(math.floor(window.start), math.ceil((start or 0) + self.lag))
         last = min(math.ceil(window.end) - 1, max(seconds) if seconds else 0)
-        judged, lagging, down = 0, [], 0
+        judged, down = 0, 0
+        lagging: list[tuple[int, str, int, int, bool]] = []
         lo = min(seconds) if seconds else 0
         for second in range(first, last + 1):
             # The source seconds inside the load; one missing from the stream there counts as down.
@@ -144,12 +148,16 @@ class CapacityFollowsLoad(LoadCheck):
                                                      second - int(self.lag) + 1) if s >= lo]
             rate = sum(s.ok for s in sources if s is not None) / max(1, len(sources))
             was_down = any(s is None or s.state == "down" for s in sources)
-            need = min(self.max_replicas, math.ceil(rate / self.per_replica_rps))
+            now = [seconds.get(s) for s in range(second - int(self.smooth) + 1, second + 1) if s >= lo]
+            sent = sum(s.requests + s.unanswered for s in now if s is not None) / max(1, len(now))
+            need = min(self.max_replicas, math.ceil(min(rate, sent) / self.per_replica_rps))
+            source = f"{sent:.1f} req/s sent (the load fell)" if sent < rate else \
+                f"{rate:.1f} ok req/s at {ev.offset(second - self.lag, 0)}"
             have = ready.at(second + 1)
             judged += 1
             down += int(was_down)
             if was_down or have < need:
-                lagging.append((second, rate, need, have, was_down))
+                lagging.append((second, source, need, have, was_down))
         if judged == 0:
             return self._verdict(ev, window, False, "no second judged", threshold,
                                  [f"no second of the window is {self.lag:g}s after the load's start "
@@ -162,10 +170,10 @@ class CapacityFollowsLoad(LoadCheck):
         return self._verdict(ev, window, not lagging, f"{len(lagging)} of {judged} s below need", threshold,
                              lines, f"by {judged} s at or above need", Measure(len(lagging), 0, "s"))
 
-    def _runs(self, ev: Evidence, lagging: list[tuple[int, float, int, int, bool]], name: str,
+    def _runs(self, ev: Evidence, lagging: list[tuple[int, str, int, int, bool]], name: str,
               records: list[HpaRecord]) -> list[str]:
         """One line per run of consecutive lagging seconds, described at its first second."""
-        runs: list[list[tuple[int, float, int, int, bool]]] = []
+        runs: list[list[tuple[int, str, int, int, bool]]] = []
         for item in lagging:
             if runs and item[0] == runs[-1][-1][0] + 1 and item[4] == runs[-1][-1][4]:
                 runs[-1].append(item)
@@ -173,10 +181,9 @@ class CapacityFollowsLoad(LoadCheck):
                 runs.append([item])
         lines = []
         for run in runs[:MAX_EVIDENCE]:
-            second, rate, need, have, was_down = run[0]
+            second, source, need, have, was_down = run[0]
             span = f"{ev.offset(second, 0)}..{ev.offset(run[-1][0] + 1, 0)} ({len(run)} s)"
-            what = "load down then: demand unknown" if was_down else \
-                f"{rate:.1f} ok req/s at {ev.offset(second - self.lag, 0)} needs {need}, ready {have}"
+            what = "load down then: demand unknown" if was_down else f"{source} needs {need}, ready {have}"
             lines.append(f"{span}: {what}; {hpa_line(ev, name, records, second + 1)}")
         if len(runs) > MAX_EVIDENCE:
             lines.append(f"... and {len(runs) - MAX_EVIDENCE} more runs of lagging seconds")

@@ -123,9 +123,11 @@ def test_an_autoscaling_check_without_its_hpa_stops_before_any_load(
 
 def test_a_deployment_without_a_cpu_request_under_a_cpu_hpa_stops_before_any_load(
         local_cluster: LocalCluster, core: client.CoreV1Api, chaos: Chaos, namespace: str) -> None:
-    """Its whole resources go (a limit alone would become the request): the HPA could never compute a
+    """Its whole resources go (a limit alone would become the request), and the namespace's LimitRange (it would
+    default one) and ResourceQuota (it would refuse the pod) with them: the HPA could never compute a
     utilization, and the preflight says which container lacks the request."""
     deploy_hpa_demo(local_cluster, core, namespace)
+    local_cluster.kubectl("delete", "limitrange,resourcequota", "demo-hpa", "-n", namespace)
     local_cluster.kubectl("patch", "deployment", "web", "-n", namespace, "--type", "json", "-p",
                           '[{"op": "remove", "path": "/spec/template/spec/containers/0/resources"}]')
     with pytest.raises(PreflightError, match=r"HPA web scales Deployment/web on cpu utilization, but its container "

@@ -113,6 +113,21 @@ def test_capacity_that_lags_more_than_lag_fails() -> None:
     assert not bad.passed and "+25s..+34s (9 s): 13.3 ok req/s at +10s needs 2, ready 1" in bad.message, bad.message
 
 
+def test_after_a_drop_capacity_is_judged_by_the_demand_that_is_left() -> None:
+    """The HPA removes replicas 3 s after the load fell, well inside lag + smooth (18 s): by the demand of 15 s
+    ago that is short, by the demand now (5 req/s sent: one replica) it is enough. A fall to 30 req/s still
+    needs 3: one replica is short, and the evidence says the need is the fallen load's."""
+    early = [*following()[:-1], (93.0, 1)]
+    good = verdict(CAPACITY, evidence(ready=early))
+    assert good.passed, good.message
+    half = samples(lambda i: 30 if i >= 90 else rate(i))
+    bad = verdict(CAPACITY, evidence(half, ready=early))
+    assert not bad.passed, bad.message
+    assert "+92s..+120s (28 s): 30.0 req/s sent (the load fell) needs 3, ready 1" in bad.message, bad.message
+    still = verdict(CAPACITY, evidence(half, ready=[*following()[:-1], (93.0, 3)]))
+    assert still.passed, still.message
+
+
 def test_max_replicas_below_the_need_fails_with_scaling_limited_in_the_evidence() -> None:
     capped = evidence(ready=[(-5, 1), (20, 3)], hpas=[hpa(0, 1, max_replicas=3), hpa(19, 3, cpu="180%",
                                                                                       max_replicas=3, limited=True)])
