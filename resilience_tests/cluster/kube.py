@@ -79,6 +79,8 @@ class RawApis:
         self.discovery = client.DiscoveryV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.apiregistration = client.ApiregistrationV1Api(api)
 
 
 class Kube:
@@ -159,13 +161,12 @@ class Kube:
         """What the resilience audit reads of a namespace, as the server sent it (each item with its kind):
         workloads and bare pods, Services, PodDisruptionBudgets, HorizontalPodAutoscalers, NetworkPolicies,
         ResourceQuotas and LimitRanges."""
-        autoscaling = client.AutoscalingV2Api(self.raw.client)
         listers = (("Deployment", self.raw.apps.list_namespaced_deployment),
                    ("StatefulSet", self.raw.apps.list_namespaced_stateful_set),
                    ("DaemonSet", self.raw.apps.list_namespaced_daemon_set),
                    ("Pod", self.raw.core.list_namespaced_pod), ("Service", self.raw.core.list_namespaced_service),
                    ("PodDisruptionBudget", self.raw.policy.list_namespaced_pod_disruption_budget),
-                   ("HorizontalPodAutoscaler", autoscaling.list_namespaced_horizontal_pod_autoscaler),
+                   ("HorizontalPodAutoscaler", self.raw.autoscaling.list_namespaced_horizontal_pod_autoscaler),
                    ("NetworkPolicy", self.raw.networking.list_namespaced_network_policy),
                    ("ResourceQuota", self.raw.core.list_namespaced_resource_quota),
                    ("LimitRange", self.raw.core.list_namespaced_limit_range))

@@ -1,9 +1,10 @@
 """The timeline: what the cluster did while an experiment ran.
 
-Watches on pods, EndpointSlices and events of the target namespace and on all
-nodes are turned into timestamped records whenever something an SLA check or a
-report cares about changes (pod phase/readiness/termination and exit codes,
-node conditions and taints, endpoint readiness). Fault start and end marks go
+Watches on pods, EndpointSlices, events and HorizontalPodAutoscalers of the
+target namespace and on all nodes are turned into timestamped records whenever
+something an SLA check or a report cares about changes (pod phase/readiness/
+termination and exit codes, node conditions and taints, endpoint readiness, an
+HPA's replicas, metrics and conditions). Fault start and end marks go
 in the same list. Watches resume from their last resourceVersion after a
 dropped connection or an API server restart; when that version has expired
 (HTTP 410) they relist and record only what changed meanwhile.
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from resilience_tests.cluster.hpa import HpaState, hpa_state
 from resilience_tests.cluster.kube import Kube, raw_list
 
 Scalar = str | int | float | bool | None
@@ -100,12 +102,13 @@ class Record:
 
     Attributes:
         t: wall-clock time (epoch seconds) when it was observed.
-        kind: ``pod``, ``node``, ``endpoints``, ``event``, ``fault``, ``action`` or ``watch``.
+        kind: ``pod``, ``node``, ``endpoints``, ``event``, ``hpa``, ``fault``, ``action`` or ``watch``.
         name: the object (``namespace/name`` for namespaced ones) or fault name.
         change: short verb: ``added``, ``updated``, ``deleted``, ``start``, ``end``, ``resumed`` ...
         details: the observed state, flat (every kind but pods).
         pod: a pod's state (pod records only).
-        data: an action's typed value (actions that record one: backup, disaster, restore).
+        data: a typed value: an action's (backup, disaster, restore) or an HPA's
+            (:class:`~resilience_tests.cluster.hpa.HpaState`).
     """
 
     t: float
@@ -207,7 +210,7 @@ def event_state(ev: Obj) -> Details:
             ("message", (ev.get("message") or "")[:300]))
 
 
-State = Details | PodState
+State = Details | PodState | HpaState
 
 
 @dataclass
@@ -217,12 +220,15 @@ class _Source:
     state: Callable[[Obj], State]
     namespaced: bool
     once: bool = False  # events: record each object once, never its updates
+    optional: bool = False  # HPAs: a namespace the account may not watch them in is recorded without them
     known: dict[str, State] = field(default_factory=dict)
 
     def record(self, key: str, change: str, state: State) -> Record:
         """A record of ``state`` observed now."""
         if isinstance(state, PodState):
             return Record(time.time(), self.kind, key, change, pod=state)
+        if isinstance(state, HpaState):
+            return Record(time.time(), self.kind, key, change, data=state)
         return Record(time.time(), self.kind, key, change, state)
 
 
@@ -252,13 +258,23 @@ class Timeline:
             _Source("node", core.list_node, node_state, False),
             _Source("endpoints", disc.list_namespaced_endpoint_slice, endpoints_state, True),
             _Source("event", core.list_namespaced_event, event_state, True, once=True),
+            _Source("hpa", kube.raw.autoscaling.list_namespaced_horizontal_pod_autoscaler, hpa_state, True,
+                    optional=True),
         ]
 
     # ---------------------------------------------------------------- public
     def start(self) -> Timeline:
-        """List every source (recording initial states) and start watching."""
+        """List every source (recording initial states) and start watching. An optional source the account
+        may not list (HPAs: HTTP 403, or 404 where autoscaling/v2 is not served) is left out with a ``watch``
+        record saying so."""
         for source in self._sources:
-            rv = self._relist(source, initial=True)
+            try:
+                rv = self._relist(source, initial=True)
+            except ApiException as exc:
+                if not source.optional or exc.status not in (403, 404):
+                    raise
+                self.mark("watch", source.kind, "unavailable", reason=f"HTTP {exc.status}")
+                continue
             thread = threading.Thread(target=self._watch, args=(source, rv), daemon=True,
                                       name=f"timeline-{source.kind}")
             thread.start()

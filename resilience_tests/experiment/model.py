@@ -18,10 +18,13 @@ from resilience_tests.errors import ResilienceError
 from resilience_tests.faults.base import FaultFactory, FaultParams
 from resilience_tests.load.locust import LoadSpec
 from resilience_tests.schema import Duration, Model, explain
+from resilience_tests.sla.autoscale_checks import AUTOSCALE_CHECKS, ScaleUpTime, needs_hpa
 from resilience_tests.sla.checks import LOAD_CHECKS, Check, GracefulShutdown, RecoveryTime, SurvivesZoneLoss
 from resilience_tests.sla.evidence import window_problem
 
 MAX_FAULTS = 200
+NOTHING_TO_DO = ("neither faults nor load: an experiment needs something that disturbs the target; add a "
+                 "`faults:` list or a `load:` section (a load ramp alone is an experiment)")
 
 
 class ExperimentError(ResilienceError):
@@ -88,7 +91,7 @@ class Experiment(Model):
     target: Target
     guardrails: Guardrails = Guardrails()
     settle: Duration = 5.0
-    faults: tuple[FaultParams, ...] = Field(min_length=1)
+    faults: tuple[FaultParams, ...] = ()
     load: LoadSpec | None = None
     steady_state: tuple[Check, ...] = ()
     steady_window: Duration = 5.0
@@ -101,10 +104,17 @@ class Experiment(Model):
             raise ValueError("name may contain letters, digits, '-' and '_' only")
         return self
 
+    @property
+    def load_only(self) -> bool:
+        """True for an experiment whose only disturbance is its load (a ``load:`` section and no faults)."""
+        return not self.faults and self.load is not None
+
     def check_problems(self) -> list[str]:
         """Every check that could not be evaluated as written: a window naming no fault, a load check without
         load, a steady-state check that needs faults. One line each, with its key path."""
         faults = [(i, f.type) for i, f in enumerate(self.faults)]
+        if not faults and self.load is None:
+            return [NOTHING_TO_DO]
         problems = []
         for section, checks in (("steady_state", self.steady_state), ("slas", self.slas)):
             for index, check in enumerate(checks):
@@ -112,20 +122,49 @@ class Experiment(Model):
                 if isinstance(check, LOAD_CHECKS) and self.load is None and \
                         not (isinstance(check, GracefulShutdown) and not check.require_load):
                     problems.append(f"{where}: reads load samples, but the experiment has no `load:` section")
+                if needs_hpa(check) and self.target.workload is None and getattr(check, "hpa", None) is None:
+                    problems.append(f"{where}: judges an HPA; name it with hpa: NAME, or set target.workload "
+                                    "(the HPA whose scaleTargetRef is the workload)")
                 if section == "steady_state":
                     if isinstance(check, (RecoveryTime, GracefulShutdown)):
                         problems.append(f"{where}: judges faults, so it cannot be a steady-state check; "
                                         "move it to slas")
+                    elif isinstance(check, AUTOSCALE_CHECKS):
+                        problems.append(f"{where}: judges how the target scaled over the run, so it cannot be a "
+                                        "steady-state check; move it to slas")
                     elif check.window != "whole":
                         problems.append(f"{where}.window: steady-state checks judge the steady window only; "
                                         "remove the window")
                     continue
-                problem = window_problem(check.window, faults)
+                problem = window_problem(check.window, faults) or self._no_fault_problem(check)
                 if problem:
                     problems.append(f"{where}.window: {problem}")
+                if isinstance(check, ScaleUpTime):
+                    problems += self._start_problems(where, check, faults)
                 if isinstance(check, (RecoveryTime, SurvivesZoneLoss)) and self.target.workload is None:
                     problems.append(f"{where}: needs the desired replicas of a workload; set target.workload")
         return problems
+
+    def _no_fault_problem(self, check: Check) -> str | None:
+        """Why a check cannot be judged in a load-only experiment: a window about faults (``before``,
+        ``faults``, ``after``: there is no fault to be before, during or after) or a check that judges faults."""
+        if self.faults:
+            return None
+        if isinstance(check, RecoveryTime):
+            return "recovery-time judges the recovery from a fault, and the experiment has no faults; add one"
+        if check.window in ("before", "faults", "after"):
+            return (f"window {check.window!r} is relative to the faults, and the experiment has no faults (its "
+                    "load is the disturbance); use window: whole")
+        return None
+
+    def _start_problems(self, where: str, check: ScaleUpTime, faults: list[tuple[int, str]]) -> list[str]:
+        """What is wrong with a scale-up-time's ``from``: load-start without load, or a fault that is not there."""
+        if check.from_ == "load-start":
+            return [] if self.load is not None else \
+                [f"{where}.from: load-start, but the experiment has no `load:` section; use fault:N or add load"]
+        problem = window_problem(check.from_, faults) if check.from_.startswith("fault:") else \
+            f"{check.from_!r} is neither load-start nor fault:N / fault:TYPE"
+        return [f"{where}.from: {problem}"] if problem else []
 
 
 def parse_experiment(data: Any, registry: dict[str, FaultFactory], source: str = "<memory>") -> Experiment:

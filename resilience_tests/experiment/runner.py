@@ -32,6 +32,7 @@ from resilience_tests.experiment.preflight import (
     Built,
     PreflightError,
     build_faults,
+    check_autoscalers,
     check_lines,
     cluster_facts,
     fault_context,
@@ -134,6 +135,7 @@ class Runner:
         ctx = fault_context(self.kube, exp, run_id=run_id, seed=self.seed, namespace=self.namespace,
                             platform=self.platform)
         built = build_faults(exp, ctx, self.registry, mark=timeline.mark, say=self.say)
+        check_autoscalers(self.kube, exp, ctx, self.say)  # an autoscaling check without its HPA stops here
         load = load_run(self.kube, exp, ctx, run_id, self.results_dir)
         result = self._result = RunResult(experiment=exp, run_id=run_id, events=[b.events for b in built],
                                           plan=plan_lines(built) + check_lines(exp, load))
@@ -159,7 +161,8 @@ class Runner:
                     lease.stop()
                 self._discard(load)
         result.started = time.time()
-        self.say(f"experiment {run_id} started: {exp.name}, {len(built)} fault(s), context "
+        faults = f"{len(built)} fault(s)" if built else "load only (no faults)"
+        self.say(f"experiment {run_id} started: {exp.name}, {faults}, context "
                  f"{self.kube.ref.context or '(current)'} (if this process dies, `resilience cleanup --run "
                  f"{run_id}` undoes what it changed)")
         for line in result.plan:
@@ -243,7 +246,8 @@ class Runner:
             faults=list(result.windows),
             snapshot=result.snapshot, selector=dict(ctx.target_labels),
             load_complete=None if outcome is None else outcome.complete,
-            load_problem=outcome.problem if outcome else "", audit=audit, audit_at=audit_at)
+            load_problem=outcome.problem if outcome else "", audit=audit, audit_at=audit_at,
+            workload=f"{ctx.workload.kind}/{ctx.workload.name}" if ctx.workload else "")
 
     def _audit(self, ctx: FaultContext) -> tuple[tuple[Finding, ...] | None, float]:
         """The resilience audit of the target as it is now: findings on its workload (every workload of the

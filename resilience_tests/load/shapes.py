@@ -145,18 +145,26 @@ class Spike(_Shape):
 
 
 class Progressive(_Shape):
-    """The game-day ramp: ``step_users`` users added every ``step_every`` until ``users``, then ``hold``."""
+    """The game-day ramp: ``step_users`` users added every ``step_every`` until ``users``, then ``hold``; then,
+    with ``then_users``, a drop to that many users (at least 1) held ``then_hold`` (so scale-down is seen)."""
 
     type: Literal["progressive"] = "progressive"
     users: int = Field(ge=1)
     step_users: int = Field(default=1, ge=1)
     step_every: Duration = 1.0
     hold: Duration = 0.0
+    then_users: int | None = Field(default=None, ge=1)
+    then_hold: Duration = 0.0
 
     @model_validator(mode="after")
     def _positive(self) -> Progressive:
         if self.step_every <= 0:
             raise ValueError("step_every must be more than 0s")
+        if self.then_users is not None and self.then_users >= self.users:
+            raise ValueError(f"then_users ({self.then_users}) must be fewer than users ({self.users}): it is "
+                             "where the load drops to")
+        if (self.then_users is None) != (self.then_hold <= 0):
+            raise ValueError("then_users and then_hold go together: the drop's users and how long they stay")
         return self
 
     @property
@@ -166,12 +174,14 @@ class Progressive(_Shape):
     def tick(self, t: float) -> Tick:
         if t >= self.duration:
             return None
+        if self.then_users is not None and t >= self.ramp + self.hold:
+            return self.then_users, float(self.users)  # the drop: users stop at once
         users = min(self.users, (int(t // self.step_every) + 1) * self.step_users)
         return users, float(self.step_users)
 
     @property
     def duration(self) -> float:
-        return self.ramp + self.hold
+        return self.ramp + self.hold + self.then_hold
 
     @property
     def peak_users(self) -> int:

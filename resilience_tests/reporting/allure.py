@@ -64,7 +64,8 @@ def attach_journal(journal: Journal, redactor: Redactor, files: dict[str, Path],
     if test is None:
         return
     exp = journal.experiment
-    labels = [("epic", "resilience"), *(("feature", t) for t in dict.fromkeys(f.type for f in exp.faults)),
+    features = dict.fromkeys(f.type for f in exp.faults) or ({"load": None} if exp.load else {})
+    labels = [("epic", "resilience"), *(("feature", t) for t in features),
               ("story", exp.name), ("severity", exp.severity), *(("tag", t) for t in exp.tags),
               ("outcome", journal.outcome)]
     test.labels.extend(Label(name=name, value=value) for name, value in labels)

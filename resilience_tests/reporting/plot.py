@@ -2,8 +2,10 @@
 
 Three panels share one time axis (seconds from the start of the fault schedule): requests answered OK and
 failed per second with every failed request as a red tick, latency percentiles per second, and ready
-replicas per zone replayed from the pod records, with container exits marked. Fault windows are shaded on
-every panel and named once at the top.
+replicas per zone replayed from the pod records, with container exits marked. When the journal has ``hpa``
+records, a fourth, smaller panel shows the HPA's desired replicas (and its maxReplicas) against the ready
+replicas, as step lines. Fault windows are shaded on every panel and named once at the top. The data is
+replayed in :mod:`resilience_tests.reporting.plot_data`.
 
 matplotlib is imported inside :func:`timeline_png` only, and only through :class:`~matplotlib.figure.Figure`
 (no pyplot, no global backend), so importing this module costs nothing and is safe in any thread.
@@ -13,18 +15,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resilience_tests.cluster.ready import replay_ready
-from resilience_tests.cluster.timeline import PodRecord, PodState, pod_records
-from resilience_tests.experiment.journal import FaultWindow, Journal
-from resilience_tests.load.samples import by_second, percentile
+from resilience_tests.experiment.journal import Journal
+from resilience_tests.reporting.plot_data import (
+    UNKNOWN_ZONE,
+    Exit,
+    HpaSeries,
+    LoadSeries,
+    ZoneReplay,
+    hpa_series,
+    load_series,
+    replay_zones,
+    time_origin,
+    window_end,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+__all__ = ["hpa_series", "load_series", "replay_zones", "time_origin", "timeline_png"]
 
 X_LABEL = "seconds from the start of the fault schedule (at: 0)"
 WIDTH_IN, HEIGHT_IN, DPI = 14.0, 10.0, 100
@@ -32,147 +44,13 @@ LOG_LATENCY_RATIO = 30.0
 """Latency goes on a log scale when its largest per-second percentile is this many times its smallest."""
 MAX_EXIT_LABELS = 40
 """Container exits beyond this many are still marked, but not annotated with their code."""
-RUG_RESOLUTION_S = 0.05
-"""Failed requests closer together than this draw one tick (keeps thousands of failures fast)."""
 
 OK_COLOUR, FAIL_COLOUR = "#2a7d2e", "#d62728"
 PERCENTILE_COLOURS = {50: "#1f77b4", 95: "#ff7f0e", 99: "#9467bd"}
 WINDOW_COLOUR, BROKEN_WINDOW_COLOUR = "#f2b33d", "#d62728"
 ZONE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-UNKNOWN_ZONE = "?"
+DESIRED_COLOUR, READY_COLOUR, LIMIT_COLOUR = "#d95f02", "#333333", "#999999"
 OUTCOME_COLOURS = {"passed": "#2a7d2e", "planned": "#555555"}
-
-
-# ---------------------------------------------------------------- data, replayed (pure)
-
-@dataclass(frozen=True)
-class Exit:
-    """A container that exited: when, in which zone, its code and reason."""
-
-    x: float
-    zone: str
-    pod: str
-    code: int | None
-    reason: str
-    ready_after: int
-
-
-@dataclass
-class ZoneReplay:
-    """Ready replicas per zone as step points (x, count), and the container exits seen on the way."""
-
-    steps: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
-    total: list[tuple[float, int]] = field(default_factory=list)
-    exits: list[Exit] = field(default_factory=list)
-
-
-@dataclass
-class _Pod:
-    exits: dict[tuple[str, str], int] = field(default_factory=dict)  # (exit|last_exit, container) -> code
-    restarts: dict[str, int] = field(default_factory=dict)
-    marked: set[str] = field(default_factory=set)
-
-
-def replay_zones(journal: Journal, origin: float) -> ZoneReplay:
-    """Replay the pod records in time order: a pod counts as ready in its node's zone while it is ready and not
-    terminating. A container exit is a record in which its exit code appears or changes, or its last exit code
-    does with a restart (the terminated state itself was not seen)."""
-    zones = dict(journal.facts.node_zones)
-    replay = ZoneReplay()
-    pods: dict[str, _Pod] = {}
-    records = pod_records(journal.records)
-    first = records[0].t - origin if records else 0.0
-
-    def zone(record: PodRecord, was: str) -> str:  # a record without a node leaves the pod where it was
-        return zones.get(record.state.node, UNKNOWN_ZONE) if record.state.node else was
-
-    for step in replay_ready(records, group=zone, first=UNKNOWN_ZONE):
-        record, x = step.record, step.record.t - origin
-        pod = pods.setdefault(record.name, _Pod())
-        if record.state.node and step.group not in replay.steps:
-            replay.steps[step.group] = [(first, 0)] if x > first else []
-        exits = _exits(record.change, record.state, pod)
-        for touched in {step.was, step.group}:
-            if touched in replay.steps:
-                replay.steps[touched].append((x, step.ready.get(touched, 0)))
-        replay.total.append((x, step.total))
-        replay.exits += [Exit(x, step.group, record.name, code, reason, step.ready.get(step.group, 0))
-                         for code, reason in exits]
-        if record.change == "deleted":
-            del pods[record.name]
-    return replay
-
-
-def _exits(change: str, state: PodState, pod: _Pod) -> list[tuple[int | None, str]]:
-    """The containers of one pod record that exited since the pod's previous record, as (code, reason)."""
-    found: list[tuple[int | None, str]] = []
-    containers = sorted(state.containers.items())
-    codes = [(("exit", name), c.exit_code, c) for name, c in containers if c.exit_code is not None]
-    codes += [(("last_exit", name), c.last_exit_code, c) for name, c in containers if c.last_exit_code is not None]
-    for key, code, container in codes:
-        name = key[1]
-        restarted = container.restarts != pod.restarts.get(name)
-        # a last exit only counts for a restart whose terminated state the timeline never saw
-        new = code != pod.exits.get(key) if key[0] == "exit" else restarted and name not in pod.marked
-        if new and change != "initial":
-            found.append((code, container.reason or ""))
-            pod.marked.add(name)
-    pod.exits = {key: code for key, code, _ in codes}
-    for name, container in containers:
-        if container.restarts != pod.restarts.get(name) and container.exit_code is None:
-            pod.marked.discard(name)  # running again: its next exit is a new one
-        pod.restarts[name] = container.restarts
-    return found
-
-
-@dataclass
-class LoadSeries:
-    """Per-second load values at second starts (x), NaN where the second has no sample."""
-
-    x: list[float] = field(default_factory=list)
-    ok: list[float] = field(default_factory=list)
-    failures: list[float] = field(default_factory=list)
-    latency: dict[int, list[float]] = field(default_factory=dict)
-    failed_at: list[float] = field(default_factory=list)
-
-
-def load_series(journal: Journal, origin: float) -> LoadSeries:
-    """Requests OK and failed, latency percentiles and failed-request times, one value per second."""
-    series = LoadSeries(latency={p: [] for p in PERCENTILE_COLOURS})
-    if journal.load is None:
-        return series
-    seconds = by_second(journal.load.samples)
-    if not seconds:
-        return series
-    nan = math.nan
-    rug: set[int] = set()
-    for t in range(min(seconds), max(seconds) + 1):
-        series.x.append(t - origin)
-        sample = seconds.get(t)
-        series.ok.append(float(sample.ok) if sample else nan)
-        series.failures.append(float(sample.failures) if sample else nan)
-        for p, values in series.latency.items():
-            value = percentile(sample.hist, p) if sample else None
-            values.append(nan if value is None else value)
-        if sample:
-            rug.update(round((f.t - origin) / RUG_RESOLUTION_S) for f in sample.failed)
-    series.failed_at = [r * RUG_RESOLUTION_S for r in sorted(rug)]
-    return series
-
-
-def time_origin(journal: Journal) -> float:
-    """The epoch second shown as 0: the start of the fault schedule, else of the run, else of the first data."""
-    if journal.zero or journal.started:
-        return journal.zero or journal.started
-    times = [r.t for r in journal.records] + [float(s.t) for s in (journal.load.samples if journal.load else [])]
-    return min(times, default=0.0)
-
-
-def window_end(window: FaultWindow, journal: Journal, hi: float, origin: float) -> float:
-    """Where a window ends on the axis: its end, or the end of the run when its revert never ran."""
-    if window.end is not None:
-        return window.end - origin
-    return journal.ended - origin if journal.ended else hi
 
 
 # ---------------------------------------------------------------- drawing
@@ -181,9 +59,10 @@ def timeline_png(journal: Journal, path: Path) -> Path:
     """Draw the run's timeline to ``path`` (PNG, ~1400x1000 px) and return it.
 
     Panels, sharing the time axis: requests answered OK and failed per second (red ticks: failed requests);
-    latency p50/p95/p99 per second; ready replicas per zone with container exits and their codes. Fault
-    windows are shaded on each panel and named at the top; a window whose revert never ran lasts to the end
-    of the run. Panels without data say so instead of drawing nothing.
+    latency p50/p95/p99 per second; ready replicas per zone with container exits and their codes; with ``hpa``
+    records, the HPA's desired replicas and maxReplicas against the ready replicas. Fault windows are shaded
+    on each panel and named at the top; a window whose revert never ran lasts to the end of the run. Panels
+    without data say so instead of drawing nothing.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -192,6 +71,7 @@ def timeline_png(journal: Journal, path: Path) -> Path:
     origin = time_origin(journal)
     load = load_series(journal, origin)
     zones = replay_zones(journal, origin)
+    hpa = hpa_series(journal, origin, zones.total)
     lo, hi = _x_range(journal, origin, load, zones)
 
     with matplotlib.rc_context({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -199,8 +79,10 @@ def timeline_png(journal: Journal, path: Path) -> Path:
                                 "axes.spines.right": False}):
         fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)
-        throughput, latency, replicas = fig.subplots(3, 1, sharex=True, height_ratios=(1.1, 1.0, 1.1))
-        for ax in (throughput, latency, replicas):
+        ratios = (1.1, 1.0, 1.1, 0.8) if hpa.desired else (1.1, 1.0, 1.1)
+        panels = list(fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios))
+        throughput, latency, replicas = panels[:3]
+        for ax in panels:
             ax.grid(True, color="#dddddd", linewidth=0.8)
             ax.set_axisbelow(True)
             _shade_windows(ax, journal, hi, origin)
@@ -208,8 +90,10 @@ def timeline_png(journal: Journal, path: Path) -> Path:
         _draw_throughput(throughput, journal, load, title_pad=6.0 + 17.0 * rows)
         _draw_latency(latency, journal, load)
         _draw_replicas(replicas, journal, zones, hi)
-        replicas.set_xlim(lo, hi)
-        replicas.set_xlabel(X_LABEL)
+        if hpa.desired:
+            _draw_hpa(panels[3], hpa, hi)
+        panels[-1].set_xlim(lo, hi)
+        panels[-1].set_xlabel(X_LABEL)
         _title(fig, journal)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=DPI)
@@ -385,6 +269,26 @@ def _draw_replicas(ax: Axes, journal: Journal, zones: ZoneReplay, hi: float) -> 
     ax.set_ylim(-0.3, max(1, top) * 1.15 + 0.5)
     from matplotlib.ticker import MaxNLocator
 
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(ax)
+
+
+def _draw_hpa(ax: Axes, hpa: HpaSeries, hi: float) -> None:
+    """The HPA's desired replicas (what it asked for) and maxReplicas against the ready replicas (what served)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylabel("replicas")
+    ax.set_title(f"autoscaler: HPA {hpa.name} desired vs ready replicas (from the hpa and pod records)", loc="left")
+    xs, ys = _extend(hpa.max_replicas, hi)
+    ax.plot(xs, ys, drawstyle="steps-post", color=LIMIT_COLOUR, linewidth=1.2, linestyle=":", label="maxReplicas")
+    if hpa.ready:
+        xs, ys = _extend(hpa.ready, hi)
+        ax.plot(xs, ys, drawstyle="steps-post", color=READY_COLOUR, linewidth=2.2, label="ready", zorder=3)
+    xs, ys = _extend(hpa.desired, hi)
+    ax.plot(xs, ys, drawstyle="steps-post", color=DESIRED_COLOUR, linewidth=1.8, linestyle="--",
+            label="HPA desired", zorder=4)
+    top = max(n for _, n in hpa.desired + hpa.max_replicas + hpa.ready)
+    ax.set_ylim(-0.3, max(1, top) * 1.15 + 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(ax)
 

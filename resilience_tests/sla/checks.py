@@ -7,8 +7,9 @@ explains it (which requests failed when, which pod was terminating, which zone
 held how many replicas).
 
 The checks live by family: load checks in ``load_checks.py``, cluster checks in
-``cluster_checks.py``, recovery and backup checks in ``recovery_checks.py``, the
-verdict and the base models in ``base.py``. This module holds the ``Check`` union
+``cluster_checks.py``, recovery and backup checks in ``recovery_checks.py``,
+autoscaling checks in ``autoscale_checks.py``, the verdict and the base models
+in ``base.py``. This module holds the ``Check`` union
 (the discriminator of ``checks:`` in YAML), :func:`parse_check` and
 :func:`evaluate`, and re-exports every check.
 """
@@ -21,6 +22,14 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
+from resilience_tests.sla.autoscale_checks import (
+    AUTOSCALE_CHECKS,
+    CapacityFollowsLoad,
+    MaxReplicasRespected,
+    NoFlapping,
+    ScaleDown,
+    ScaleUpTime,
+)
 from resilience_tests.sla.base import MAX_EVIDENCE, BaseCheck, LoadCheck, Verdict
 from resilience_tests.sla.cluster_checks import (
     EXIT_SLACK_S,
@@ -41,17 +50,20 @@ from resilience_tests.sla.recovery_checks import (
     Rto,
 )
 
-__all__ = ["EXIT_SLACK_S", "LOAD_CHECKS", "MAX_EVIDENCE", "REVISION_LABELS", "AuditClean", "Availability",
-           "BaseCheck", "Check", "DataIntact", "ErrorRate", "GracefulShutdown", "Latency", "LoadCheck",
-           "NoFailedRequests", "RecoveryTime", "RestoredObjects", "Rpo", "Rto", "SurvivesZoneLoss", "Throughput",
-           "Verdict", "ZoneSpread", "evaluate", "parse_check", "terminations"]
+__all__ = ["AUTOSCALE_CHECKS", "EXIT_SLACK_S", "LOAD_CHECKS", "MAX_EVIDENCE", "REVISION_LABELS", "AuditClean",
+           "Availability", "BaseCheck", "CapacityFollowsLoad", "Check", "DataIntact", "ErrorRate", "GracefulShutdown",
+           "Latency", "LoadCheck", "MaxReplicasRespected", "NoFailedRequests", "NoFlapping", "RecoveryTime",
+           "RestoredObjects", "Rpo", "Rto", "ScaleDown", "ScaleUpTime", "SurvivesZoneLoss", "Throughput", "Verdict",
+           "ZoneSpread", "evaluate", "parse_check", "terminations"]
 
 
 Check = Annotated[NoFailedRequests | ErrorRate | Latency | Availability | Throughput | ZoneSpread
                   | SurvivesZoneLoss | GracefulShutdown | RecoveryTime | AuditClean | Rto | RestoredObjects
-                  | DataIntact | Rpo, Field(discriminator="type")]
+                  | DataIntact | Rpo | CapacityFollowsLoad | ScaleUpTime | ScaleDown | NoFlapping
+                  | MaxReplicasRespected, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Check] = TypeAdapter(Check)
-LOAD_CHECKS = (NoFailedRequests, ErrorRate, Latency, Availability, Throughput, GracefulShutdown)
+LOAD_CHECKS = (NoFailedRequests, ErrorRate, Latency, Availability, Throughput, GracefulShutdown, CapacityFollowsLoad,
+               ScaleDown)
 """Checks that read load samples."""
 
 

@@ -164,6 +164,7 @@ class Evidence:
     zero: float = 0.0
     audit: tuple[Finding, ...] | None = None  # the audit of the target, when a check asks for it
     audit_at: float = 0.0
+    workload: str = ""  # the target workload, ``deployment/web`` ("" when the target is a selector)
 
     @property
     def origin(self) -> float:

@@ -52,6 +52,27 @@ def stateful(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
     local_cluster.kubectl("delete", "namespace", "demo-stateful", "--wait=false")  # nothing after needs it gone
 
 
+AUTOSCALING = ("autoscale-ramp",)  # run against the HPA demo (deploy/demo-hpa.yaml), as the account
+
+
+@pytest.fixture(scope="module")
+def hpa_demo(local_cluster: LocalCluster, cluster: Kube, real_nodes: list[str]) -> Iterator[str]:
+    """deploy/demo-hpa.yaml as the main job deploys it (namespace demo-hpa, one replica ready), with the account's
+    RoleBinding of deploy/rbac.yaml copied into its namespace."""
+    import json
+
+    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "demo-hpa.yaml"))
+    local_cluster.kubectl("-n", "demo-hpa", "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "resilience-tests-workloads", "namespace": "demo-hpa"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "resilience-tests-workloads"},
+               "subjects": [{"kind": "ServiceAccount", "name": "resilience-tests", "namespace": "resilience-tests"}]}
+    local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(binding))
+    yield "demo-hpa"
+    local_cluster.kubectl("delete", "namespace", "demo-hpa", "--wait=false")  # nothing after needs it gone
+
+
 def _records(cluster: Kube) -> int:
     import json
 
@@ -70,6 +91,12 @@ def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kub
         result = Chaos(cluster, load_registry()).run(path)
         assert result.outcome == "passed", "\n".join(v.message for v in result.failed_verdicts)
         assert _records(cluster) == before  # counted here, through the pods, apart from the run's own probe
+        return
+    if path.stem in AUTOSCALING:  # load only: the ramp is the disturbance, the HPA answers it
+        request.getfixturevalue("hpa_demo")
+        result = Chaos(account, load_registry()).run(path)
+        assert result.errors == () and result.windows == () and result.experiment.faults == ()
+        assert result.outcome == "passed", "\n".join(v.message for v in result.failed_verdicts)
         return
     result = Chaos(account, load_registry()).run(path)
     assert result.errors == () and result.revert_errors == ()

@@ -20,7 +20,7 @@ def _base(**faults: object) -> dict[str, object]:
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
 def test_every_example_experiment_loads(path: Path) -> None:
     experiment = load_experiment(path, REGISTRY)
-    assert experiment.faults and experiment.source == str(path)
+    assert (experiment.faults or experiment.load) and experiment.source == str(path)
 
 
 def test_examples_exist() -> None:
@@ -57,7 +57,8 @@ def test_unknown_fault_type_lists_the_known_ones() -> None:
     ({"target": {"namespace": "demo", "workload": "pod/web"}}, "target.workload: workload must be KIND/NAME"),
     ({"target": "demo"}, "target: Input should be a valid dictionary"),
     ({"target": {"namespace": "demo"}, "name": None}, "name: Input should be a valid string"),
-    ({"faults": []}, "faults: Tuple should have at least 1 item"),
+    ({"faults": []}, "neither faults nor load: an experiment needs something that disturbs the target; add a "
+                     "`faults:` list or a `load:` section"),
     ({"guardrails": {"max_nodes": -1}}, "guardrails.max_nodes: Input should be greater than or equal to 0"),
     ({"settle": "soon"}, "settle: 'soon' is not a duration"),
     ({"colour": "red"},
@@ -168,3 +169,48 @@ def test_a_huge_bad_value_is_not_echoed_whole() -> None:
     with pytest.raises(ExperimentError) as info:
         parse_experiment({**_base(), "settle": "9" * 100_000}, REGISTRY, "x.yaml")
     assert len(str(info.value)) < 600 and "100,002 characters" in str(info.value), str(info.value)[:600]
+
+
+LOAD = {"shape": {"type": "constant", "users": 2, "duration": "10s"}}
+
+
+def test_a_load_ramp_alone_is_an_experiment() -> None:
+    data = {"name": "ramp", "target": {"namespace": "demo", "workload": "deployment/web"}, "load": LOAD,
+            "slas": [{"type": "no-failed-requests"}, {"type": "latency", "max": "1s", "window": "whole"},
+                     {"type": "graceful-shutdown", "window": "whole"}]}
+    exp = parse_experiment(data, REGISTRY)
+    assert exp.faults == () and exp.load_only and exp.load is not None
+    assert parse_experiment({**data, "faults": []}, REGISTRY).faults == ()
+    assert not parse_experiment(_with_checks([]), REGISTRY).load_only
+
+
+@pytest.mark.parametrize("faults", [{}, {"faults": []}, {"faults": None}])
+def test_neither_faults_nor_load_is_refused_in_one_line(faults: dict[str, object]) -> None:
+    data = {"name": "x", "target": {"namespace": "demo"}, **faults}
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(data, REGISTRY, "x.yaml")
+    message = str(info.value)
+    assert message == ("x.yaml: neither faults nor load: an experiment needs something that disturbs the target; "
+                       "add a `faults:` list or a `load:` section (a load ramp alone is an experiment)"), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("check", "problem"), [
+    ({"type": "no-failed-requests", "window": "after"}, "window 'after' is relative to the faults, and the "
+                                                        "experiment has no faults (its load is the disturbance); "
+                                                        "use window: whole"),
+    ({"type": "error-rate", "max": "1%", "window": "faults"}, "window 'faults' is relative to the faults"),
+    ({"type": "error-rate", "max": "1%", "window": "before"}, "window 'before' is relative to the faults"),
+    ({"type": "graceful-shutdown"}, "window 'faults' is relative to the faults"),
+    ({"type": "no-failed-requests", "window": "fault:0"}, "window 'fault:0' matches no fault of the experiment; "
+                                                          "faults: no faults"),
+    ({"type": "recovery-time", "max": "5s"}, "recovery-time judges the recovery from a fault, and the experiment "
+                                             "has no faults; add one"),
+    ({"type": "scale-up-time", "to": 3, "max": "30s", "from": "fault:0"}, "matches no fault"),
+])
+def test_a_load_only_experiment_refuses_what_needs_a_fault(check: dict[str, object], problem: str) -> None:
+    data = {"name": "x", "target": {"namespace": "demo", "workload": "deployment/web"}, "load": LOAD,
+            "slas": [check]}
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(data, REGISTRY, "x.yaml")
+    assert problem in str(info.value) and str(info.value).startswith("x.yaml: slas[0] "), str(info.value)

@@ -82,3 +82,24 @@ def test_the_hpa_demo_is_sized_as_its_comments_say() -> None:
     assert pods * request <= _millicores(hard["requests.cpu"])
     assert pods * _millicores(container["resources"]["limits"]["cpu"]) <= _millicores(hard["limits.cpu"])
     assert pods <= int(hard["pods"])
+
+
+def _applied_namespaces(script: str) -> set[str]:
+    """The namespaces the manifests that ``script`` applies (``apply -f deploy/X.yaml``) create."""
+    import re
+
+    found = set()
+    for name in re.findall(r"apply -f deploy/([\w.-]+\.yaml)", script):
+        found |= {d["metadata"]["name"] for d in yaml.safe_load_all((DEPLOY / name).read_text())
+                  if d and d["kind"] == "Namespace"}
+    return found
+
+
+def test_the_main_job_deploys_the_namespace_of_every_example_experiment() -> None:
+    script = (DEPLOY.parent / "scripts" / "demo").read_text()
+    applied = _applied_namespaces(script)
+    targets = {p.name: yaml.safe_load(p.read_text())["target"]["namespace"]
+               for p in sorted((DEPLOY.parent / "experiments").glob("*.yaml"))}
+    assert targets["autoscale-ramp.yaml"] == "demo-hpa"
+    assert {name: ns for name, ns in targets.items() if ns not in applied} == {}
+    assert "demo-hpa" not in _applied_namespaces(script.replace("apply -f deploy/demo-hpa.yaml", ""))

@@ -158,3 +158,44 @@ def test_an_unseen_crash_counts_once_through_its_last_exit() -> None:
 def test_importing_the_module_does_not_load_matplotlib() -> None:
     code = "import sys, resilience_tests.reporting.plot; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _hpa_records() -> list[Record]:
+    """The target's HPA web asking 1, 4, 6 then 3 replicas of at most 10; another HPA (api) in the namespace."""
+    from resilience_tests.cluster.hpa import HpaState
+
+    records = [Record(ZERO + t, "hpa", "demo/web", "updated",
+                      data=HpaState("Deployment/web", 1, 10, desired, desired)) for t, desired in
+               ((-20, 1), (12, 4), (40, 6), (200, 3))]
+    records.append(Record(ZERO + 5, "hpa", "demo/api", "added", data=HpaState("Deployment/api", 1, 3, 2, 2)))
+    return records
+
+
+def test_the_hpa_panel_shows_the_target_s_hpa_desired_and_ready_replicas(tmp_path: Path) -> None:
+    from resilience_tests.reporting.plot import hpa_series
+
+    base = make_journal()
+    journal = dataclasses.replace(base, records=(*base.records, *_hpa_records()))
+    series = hpa_series(journal, ZERO, replay_zones(journal, ZERO).total)
+    assert series.name == "web"
+    assert series.desired == [(-20.0, 1), (12.0, 4), (40.0, 6), (200.0, 3)]
+    assert {n for _, n in series.max_replicas} == {10}
+    assert series.ready == replay_zones(journal, ZERO).total and series.ready[-1][1] == 6
+    with_hpa = timeline_png(journal, tmp_path / "hpa.png")
+    _assert_png(with_hpa)
+    without = timeline_png(base, tmp_path / "plain.png")
+    assert with_hpa.read_bytes() != without.read_bytes()
+
+
+def test_the_hpa_panel_is_left_out_without_hpa_records_or_a_hpa_of_the_target() -> None:
+    from resilience_tests.reporting.plot import hpa_series
+
+    assert hpa_series(make_journal(), ZERO, []).desired == []
+    others = [r for r in _hpa_records() if r.name != "demo/web"]
+    alone = dataclasses.replace(make_journal(), records=tuple(others))
+    assert hpa_series(alone, ZERO, []).name == "api"  # the only HPA there
+    two = dataclasses.replace(make_journal(), records=(*others, Record(
+        ZERO, "hpa", "demo/db", "added", data=others[0].data)))
+    selectorless = dataclasses.replace(two, experiment=two.experiment.model_copy(
+        update={"target": two.experiment.target.model_copy(update={"workload": None})}))
+    assert hpa_series(selectorless, ZERO, []).name == ""  # two HPAs, neither the target's: none drawn

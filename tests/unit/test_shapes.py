@@ -40,7 +40,22 @@ def test_progressive_adds_users_gradually_to_the_target() -> None:
     assert shape.duration == 85 and shape.tick(85) is None
 
 
+def test_progressive_can_drop_to_fewer_users_after_its_hold() -> None:
+    # The autoscaling ramp: 60 users, 10 more every 5 s, held 40 s, then 3 users for 50 s (scale-down is judged).
+    shape = parse_shape({"type": "progressive", "users": 60, "step_users": 10, "step_every": "5s", "hold": "40s",
+                         "then_users": 3, "then_hold": "50s"})
+    assert users({**shape.model_dump(by_alias=True)}, [0, 24.9, 25, 64.9, 65, 114.9, 115]) == [
+        10, 50, 60, 60, 3, 3, None]
+    assert shape.duration == 115 and shape.peak_users == 60
+    assert shape_from_env(shape_to_env(shape)) == shape
+
+
 @pytest.mark.parametrize("bad, message", [
+    ({"type": "progressive", "users": 10, "hold": "5s", "then_users": 10, "then_hold": "5s"},
+     r"then_users \(10\) must be fewer than users \(10\)"),
+    ({"type": "progressive", "users": 10, "then_users": 2}, "then_users and then_hold go together"),
+    ({"type": "progressive", "users": 10, "then_hold": "5s"}, "then_users and then_hold go together"),
+    ({"type": "progressive", "users": 10, "then_users": 0, "then_hold": "5s"}, "greater than or equal to 1"),
     ({"type": "ramp", "users": 10}, "ramp"),
     ({"type": "zigzag", "users": 10}, "zigzag"),
     ({"type": "constant", "users": 0, "duration": "1m"}, "greater than or equal to 1"),
