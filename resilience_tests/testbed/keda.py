@@ -88,7 +88,9 @@ def programs(version: str = VERSION) -> Programs:
              f"{MODULE}/cmd/adapter"], Path(work), version)
     (partial / "operator").rename(partial / done.operator.name)
     (partial / "adapter").rename(partial / done.adapter.name)
-    shutil.copytree(Path(downloaded["Dir"]) / "config" / "crd" / "bases", partial / "crds")
+    (partial / "crds").mkdir()
+    for crd in sorted((Path(downloaded["Dir"]) / "config" / "crd" / "bases").glob("*.yaml")):
+        shutil.copyfile(crd, partial / "crds" / crd.name)  # not the module cache's read-only modes
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return done
@@ -207,7 +209,7 @@ def operator_argv(binary: Path, folder: Path, ports: Ports) -> list[str]:
     tls.key, as KEDA expects them), nothing generated or patched by KEDA itself."""
     return [str(binary), "--leader-elect=false", "--enable-cert-rotation=false", "--enable-webhook-patching=false",
             "--enable-apiservice-patching=false", f"--cert-dir={folder / 'operator-certs'}",
-            f"--ca-dir={folder / 'operator-certs'}",
+            f"--ca-dir={folder / 'ca'}",  # CAs the scalers trust for TLS: the cluster's
             f"--metrics-service-bind-address=127.0.0.1:{ports.grpc}",
             f"--metrics-bind-address=127.0.0.1:{ports.operator_metrics}",
             f"--health-probe-bind-address=127.0.0.1:{ports.operator_health}",
@@ -241,6 +243,8 @@ def _certificates(authority: Authority, folder: Path, server: str) -> None:
         certs = folder / f"{name}-certs"
         authority.issue(certs, "tls", common_name=user, ips=("127.0.0.1",), server=name == "operator")
         shutil.copyfile(authority.ca_path, certs / "ca.crt")
+    (folder / "ca").mkdir()
+    shutil.copyfile(authority.ca_path, folder / "ca" / "ca.crt")
     authority.issue(folder, "serving", common_name=ADAPTER, ips=("127.0.0.1",),
                     dns=(f"{ADAPTER}.kube-system.svc",), server=True)
 
@@ -264,7 +268,7 @@ def start(run_dir: Path, authority: Authority, server: str, kubectl: Kubectl, *,
     _certificates(authority, folder, server)
     ports = Ports(*(free_port() for _ in range(5)))
     kubectl("apply", "--server-side", "-f", str(built.crds))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{name}" for name in CRDS))
+    wait_until("KEDA's CRDs Established", lambda: _established(kubectl), timeout=60, interval=0.5)
     kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(
         {"apiVersion": "v1", "kind": "List", "items": manifests(ports.adapter, authority.ca_path.read_bytes())}))
     operator = procs.start(OPERATOR, operator_argv(built.operator, folder, ports), run_dir=run_dir,
@@ -307,6 +311,14 @@ def stop(run_dir: Path, kubectl: Kubectl | None, *, keep_objects: bool = False) 
                 f"clusterrolebinding/{ADAPTER_USER}", "clusterrolebinding/keda-metrics-apiserver:system:auth-delegator")
         kubectl("delete", "--ignore-not-found", "-n", "kube-system", f"service/{ADAPTER}",
                 "rolebinding/keda-metrics-apiserver-auth-reader")
+
+
+def _established(kubectl: Kubectl) -> bool:
+    """Whether every CRD of KEDA is Established (``kubectl wait`` fails on one without conditions yet)."""
+    items = json.loads(kubectl("get", *(f"crd/{name}" for name in CRDS), "-o", "json"))["items"]
+    return len(items) == len(CRDS) and all(
+        any(c.get("type") == "Established" and c.get("status") == "True"
+            for c in (item.get("status") or {}).get("conditions") or []) for item in items)
 
 
 def _available(kubectl: Kubectl) -> bool:

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 
 from resilience_tests.cluster.kube import Kube
+from resilience_tests.errors import TestbedError
 from resilience_tests.testbed import keda
 from resilience_tests.testbed.cluster import LocalCluster
 from resilience_tests.waiting import wait_until
@@ -93,6 +94,13 @@ def test_keda_scales_simulated_pods_by_one_replica_per_ten_requests_per_second(
                timeout=60)
     ready = json.loads(local_cluster.kubectl("get", "scaledobject", "busy", "-n", namespace, "-o", "json"))
     assert {c["type"]: c["status"] for c in ready["status"]["conditions"]}["Ready"] == "True"
+
+    # The adapter asks the API server whether its caller may read: an account without rights may not.
+    path = (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/s0-metric-api-demo_requests_per_second"
+            "?labelSelector=scaledobject.keda.sh%2Fname%3Dbusy")
+    assert '"value":"35"' in local_cluster.kubectl("get", "--raw", path)
+    with pytest.raises(TestbedError, match="(?i)forbidden"):
+        local_cluster.kubectl(f"--as=system:serviceaccount:{namespace}:default", "get", "--raw", path)
 
     gauge.value = 12  # type: ignore[attr-defined]
     wait_until("12 requests/s: back down to 2 replicas", lambda: replicas() == 2, timeout=120)
