@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness (default 120)")
     up.add_argument("--velero", action="store_true",
                     help="also run Velero and an S3 object store as host processes (docs/backup.md)")
+    up.add_argument("--keda", action="store_true",
+                    help="also run KEDA's operator and metrics adapter as host processes (docs/local-cluster.md)")
     named("down", "stop every process of the cluster and remove its state")
     named("status", "show processes and nodes")
     named("kubeconfig", "print the kubeconfig path")
@@ -84,6 +86,8 @@ def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
     kubeconfig = cluster.up(topology, port=args.port, timeout=args.timeout)
     if args.velero:
         cluster.start_velero()
+    if args.keda:
+        cluster.start_keda()
     say(kubeconfig)
     return 0
 

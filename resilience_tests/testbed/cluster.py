@@ -1,9 +1,9 @@
 """The local cluster: launch, inspect, fail and restore nodes, tear down.
 
 A façade over its parts: the control plane (``controlplane.py``: kwokctl's components and the kwok
-controller), the simulated nodes (``simnodes.py``), the real nodes (``realnodes.py``) and Velero
-(``velero.py``). It holds what joins them: the topology, one lock per cluster name, leftover detection and
-the failure hooks faults use.
+controller), the simulated nodes (``simnodes.py``), the real nodes (``realnodes.py``), Velero
+(``velero.py``) and KEDA (``keda.py``). It holds what joins them: the topology, one lock per cluster name,
+leftover detection and the failure hooks faults use.
 """
 
 from __future__ import annotations
@@ -261,6 +261,20 @@ class LocalCluster:
         from resilience_tests.testbed import velero
 
         velero.stop(self.run_dir, self.kubectl if self.state() == "running" else None)
+
+    def start_keda(self) -> None:
+        """Run KEDA's operator and metrics adapter as host processes (:mod:`resilience_tests.testbed.keda`);
+        stopped by :meth:`stop_keda` or with the cluster."""
+        from resilience_tests.testbed import keda
+
+        self._require_running()
+        keda.start(self.run_dir, self.control.authority(), self.control.server(), self.kubectl)
+
+    def stop_keda(self) -> None:
+        """Stop KEDA's processes and remove its objects (CRDs, APIService, roles, namespace)."""
+        from resilience_tests.testbed import keda
+
+        keda.stop(self.run_dir, self.kubectl if self.state() == "running" else None)
 
     def down(self, *, log: bool = True) -> bool:
         """Stop every process of the cluster and delete its state. Returns False if nothing was there."""
