@@ -95,9 +95,12 @@ def without_password(url: str) -> str:
     return url if parts.password is None else _with_userinfo(parts, f"{parts.username}:***")
 
 
-def check_target(url: str, timeout: float = 5.0) -> None:
-    """One GET to the load target; raise LoadError if nothing answers (any HTTP status counts as an answer).
+def check_target(url: str, timeout: float = 5.0, refused_for: float = 10.0) -> None:
+    """GET the load target; raise LoadError if nothing answers (any HTTP status counts as an answer).
 
+    A refused connection is tried again for up to ``refused_for`` seconds: a Service whose pod turned Ready a
+    moment ago is refused until kube-proxy has programmed it (a second or two on a busy machine). Any other
+    failure (a timeout, a name that does not resolve) is final at once.
     Credentials in the URL (``http://user:password@host/``) are sent as HTTP basic auth, as Locust sends them.
     """
     parts = urllib.parse.urlsplit(url)
@@ -106,15 +109,22 @@ def check_target(url: str, timeout: float = 5.0) -> None:
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         url = _with_userinfo(parts, "")
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET", headers=headers),
-                                    timeout=timeout) as resp:
-            resp.read(1024)
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise LoadError(f"load target {without_password(url)} does not answer: {reason}",
+    deadline = time.monotonic() + refused_for
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="GET", headers=headers),
+                                        timeout=timeout) as resp:
+                resp.read(1024)
+            return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ConnectionRefusedError) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            waited = f" (refused for {refused_for:g} s)" if isinstance(reason, ConnectionRefusedError) else ""
+            raise LoadError(f"load target {without_password(url)} does not answer{waited}: {reason}",
                         hint="check load.url (or the target's Ingress or Service) and that the app is up") from None
 
 

@@ -52,25 +52,37 @@ def stateful(local_cluster: LocalCluster, cluster: Kube) -> Iterator[str]:
     local_cluster.kubectl("delete", "namespace", "demo-stateful", "--wait=false")  # nothing after needs it gone
 
 
-AUTOSCALING = ("autoscale-ramp",)  # run against the HPA demo (deploy/demo-hpa.yaml), as the account
+# Load only, against the autoscaling demos as the main job deploys them, as the account: the HPA demo
+# (deploy/demo-hpa.yaml) and the KEDA demo (deploy/demo-keda.yaml, with KEDA started).
+AUTOSCALING = {"autoscale-ramp": "demo-hpa", "keda-ramp": "demo-keda"}
 
 
-@pytest.fixture(scope="module")
-def hpa_demo(local_cluster: LocalCluster, cluster: Kube, real_nodes: list[str]) -> Iterator[str]:
-    """deploy/demo-hpa.yaml as the main job deploys it (namespace demo-hpa, one replica ready), with the account's
-    RoleBinding of deploy/rbac.yaml copied into its namespace."""
+def _autoscaling_demo(local_cluster: LocalCluster, namespace: str) -> Iterator[str]:
+    """deploy/<namespace>.yaml applied (one replica ready), with the account's RoleBinding of deploy/rbac.yaml
+    copied into its namespace."""
     import json
 
-    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "demo-hpa.yaml"))
-    local_cluster.kubectl("-n", "demo-hpa", "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
+    local_cluster.kubectl("apply", "-f", str(ROOT / "deploy" / f"{namespace}.yaml"))
+    local_cluster.kubectl("-n", namespace, "rollout", "status", "deployment/web", "--timeout=120s", timeout=130)
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "resilience-tests-workloads", "namespace": "demo-hpa"},
+               "metadata": {"name": "resilience-tests-workloads", "namespace": namespace},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                            "name": "resilience-tests-workloads"},
                "subjects": [{"kind": "ServiceAccount", "name": "resilience-tests", "namespace": "resilience-tests"}]}
     local_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(binding))
-    yield "demo-hpa"
-    local_cluster.kubectl("delete", "namespace", "demo-hpa", "--wait=false")  # nothing after needs it gone
+    yield namespace
+    local_cluster.kubectl("delete", "namespace", namespace, "--wait=false")  # nothing after needs it gone
+
+
+@pytest.fixture(scope="module")
+def demo_hpa(local_cluster: LocalCluster, real_nodes: list[str]) -> Iterator[str]:
+    yield from _autoscaling_demo(local_cluster, "demo-hpa")
+
+
+@pytest.fixture(scope="module")
+def demo_keda(local_cluster: LocalCluster, real_nodes: list[str]) -> Iterator[str]:
+    local_cluster.start_keda()
+    yield from _autoscaling_demo(local_cluster, "demo-keda")
 
 
 def _records(cluster: Kube) -> int:
@@ -93,7 +105,7 @@ def test_example_experiment_runs_and_reverts(path: Path, demo: str, account: Kub
         assert _records(cluster) == before  # counted here, through the pods, apart from the run's own probe
         return
     if path.stem in AUTOSCALING:  # load only: the ramp is the disturbance, the HPA answers it
-        request.getfixturevalue("hpa_demo")
+        request.getfixturevalue(AUTOSCALING[path.stem].replace("-", "_"))
         result = Chaos(account, load_registry()).run(path)
         assert result.errors == () and result.windows == () and result.experiment.faults == ()
         assert result.outcome == "passed", "\n".join(v.message for v in result.failed_verdicts)

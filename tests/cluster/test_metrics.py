@@ -58,12 +58,15 @@ def test_a_real_pod_reports_the_cpu_it_burns_and_a_simulated_pod_what_its_annota
 
 
 def test_an_account_without_rights_reads_no_metrics(local_cluster: LocalCluster, core: client.CoreV1Api,
-                                                    tmp_path: Path) -> None:
-    kubeconfig = service_account_kubeconfig(local_cluster, core, tmp_path / "sa.kubeconfig")
-    done = subprocess.run([str(local_cluster.binaries / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "--raw",
-                           "/apis/metrics.k8s.io/v1beta1/nodes"], capture_output=True, text=True, timeout=30,
-                          check=False)
-    assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
+                                                    namespace: str, tmp_path: Path) -> None:
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="nobody")))
+    kubeconfig = service_account_kubeconfig(local_cluster, core, tmp_path / "sa.kubeconfig", namespace=namespace,
+                                            account="nobody")
+    for path in ("/apis/metrics.k8s.io/v1beta1/nodes", f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"):
+        done = subprocess.run([str(local_cluster.binaries / "kubectl"), "--kubeconfig", str(kubeconfig), "get",
+                               "--raw", path], capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
 
 
 def test_an_hpa_scales_simulated_pods_whose_annotation_says_they_are_busy(

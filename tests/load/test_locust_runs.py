@@ -79,8 +79,32 @@ def test_a_locustfile_that_fails_at_start_is_reported(app: App, tmp_path: Path) 
 
 
 def test_an_unreachable_target_is_refused() -> None:
-    with pytest.raises(LoadError, match=r"http://127.0.0.1:1/ does not answer"):
-        check_target("http://127.0.0.1:1/", timeout=2)
+    with pytest.raises(LoadError, match=r"http://127.0.0.1:1/ does not answer \(refused for 1 s\)"):
+        check_target("http://127.0.0.1:1/", timeout=2, refused_for=1)
+
+
+def test_a_target_that_starts_answering_within_the_grace_is_accepted() -> None:
+    """A Service is refused until kube-proxy programs it: a port that opens 1 s later passes the check."""
+    import http.server
+    import threading
+
+    from resilience_tests.net import free_port
+
+    port = free_port()
+    server: list[http.server.HTTPServer] = []
+
+    def open_later() -> None:
+        time.sleep(1)
+        server.append(http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler))
+        server[0].handle_request()
+
+    opener = threading.Thread(target=open_later, daemon=True)
+    opener.start()
+    started = time.monotonic()
+    check_target(f"http://127.0.0.1:{port}/", timeout=2, refused_for=10)
+    assert 0.9 < time.monotonic() - started < 8
+    opener.join(timeout=10)
+    server[0].server_close()
 
 
 def test_shape_and_spec_reject_bad_input() -> None:
