@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from resilience_tests.errors import WaitTimeoutError
+from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.waiting import wait_until
 
 
@@ -210,3 +210,17 @@ def process_gone(pid: int, started: float | None) -> str:
     if started is not None and now >= 0 and abs(now - started) > SAME_START:
         return f"pid {pid} on this host is another process now (started {now - started:+.0f} s after the run's)"
     return ""
+
+
+def wait_started(what: str, check: Callable[[], bool], record: ProcessRecord, *, timeout: float) -> None:
+    """Wait until ``check()`` holds for a process just started; raise TestbedError with its log's tail if it exits
+    first or ``timeout`` passes."""
+    def ready() -> bool:
+        if not is_running(record):
+            raise TestbedError(f"{record.name} exited at start:\n{log_tail(Path(record.log))}")
+        return check()
+
+    try:
+        wait_until(what, ready, timeout=timeout, interval=0.5)
+    except WaitTimeoutError:
+        raise TestbedError(f"{what}: not after {timeout:.0f} s\n{log_tail(Path(record.log))}") from None

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from resilience_tests import procs
-from resilience_tests.errors import TestbedError, WaitTimeoutError
+from resilience_tests.errors import TestbedError
 from resilience_tests.net import free_port
+from resilience_tests.testbed.metrics import api_service_available
 from resilience_tests.testbed.pki import Authority
 from resilience_tests.waiting import wait_until
 
@@ -273,14 +274,15 @@ def start(run_dir: Path, authority: Authority, server: str, kubectl: Kubectl, *,
         {"apiVersion": "v1", "kind": "List", "items": manifests(ports.adapter, authority.ca_path.read_bytes())}))
     operator = procs.start(OPERATOR, operator_argv(built.operator, folder, ports), run_dir=run_dir,
                            marker=str(folder), env=environment(folder / "operator.kubeconfig"))
-    _wait("KEDA's operator answering /readyz", lambda: _answers(ports.operator_health), operator, timeout=timeout)
+    procs.wait_started("KEDA's operator answering /readyz", lambda: _answers(ports.operator_health), operator,
+                       timeout=timeout)
     adapter = procs.start(ADAPTER, adapter_argv(built.adapter, folder, ports), run_dir=run_dir, marker=str(folder),
                           env=environment(folder / "adapter.kubeconfig"))
-    _wait(f"the API server serving {API_SERVICE} through KEDA's adapter", lambda: _available(kubectl), adapter,
-          timeout=timeout)
-    _wait("KEDA's adapter connected to the operator's metrics service (gRPC)",
-          lambda: "successfully established" in Path(adapter.log).read_text(errors="replace"), adapter,
-          timeout=timeout)
+    procs.wait_started(f"the API server serving {API_SERVICE} through KEDA's adapter",
+                       lambda: api_service_available(kubectl, API_SERVICE), adapter, timeout=timeout)
+    procs.wait_started("KEDA's adapter connected to the operator's metrics service (gRPC)",
+                       lambda: "successfully established" in Path(adapter.log).read_text(errors="replace"), adapter,
+                       timeout=timeout)
 
 
 def stop(run_dir: Path, kubectl: Kubectl | None, *, keep_objects: bool = False) -> None:
@@ -321,15 +323,6 @@ def _established(kubectl: Kubectl) -> bool:
             for c in (item.get("status") or {}).get("conditions") or []) for item in items)
 
 
-def _available(kubectl: Kubectl) -> bool:
-    try:
-        status = kubectl("get", "apiservice", API_SERVICE, "-o",
-                         "jsonpath={.status.conditions[?(@.type=='Available')].status}")
-    except TestbedError:
-        return False
-    return status.strip() == "True"
-
-
 def _answers(port: int) -> bool:
     import urllib.request
 
@@ -338,15 +331,3 @@ def _answers(port: int) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _wait(what: str, check: Callable[[], bool], record: procs.ProcessRecord, *, timeout: float) -> None:
-    def ready() -> bool:
-        if not procs.is_running(record):
-            raise TestbedError(f"{record.name} exited at start:\n{procs.log_tail(Path(record.log))}")
-        return check()
-
-    try:
-        wait_until(what, ready, timeout=timeout, interval=0.5)
-    except WaitTimeoutError:
-        raise TestbedError(f"{what}: not after {timeout:.0f} s\n{procs.log_tail(Path(record.log))}") from None

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from resilience_tests import procs
-from resilience_tests.errors import TestbedError, WaitTimeoutError
+from resilience_tests.errors import TestbedError
 from resilience_tests.net import free_port
 from resilience_tests.testbed.pki import Authority, Pair
 from resilience_tests.testbed.topology import SIM_METRICS_PATH
-from resilience_tests.waiting import wait_until
 
 MODULE = "sigs.k8s.io/metrics-server"
 VERSION = "v0.8.0"
@@ -171,19 +170,15 @@ def start(run_dir: Path, authority: Authority, server: str, kubectl: Kubectl, *,
             "--kubelet-request-timeout=5s", f"--cert-dir={folder}"]
     record = procs.start(PROCESS, argv, run_dir=run_dir, marker=str(folder))
 
-    def serving_metrics() -> bool:
-        if not procs.is_running(record):
-            raise TestbedError(f"metrics-server exited at start:\n{procs.log_tail(Path(record.log))}")
-        try:
-            status = kubectl("get", "apiservice", API_SERVICE, "-o",
-                             "jsonpath={.status.conditions[?(@.type=='Available')].status}")
-        except TestbedError:
-            return False
-        return status.strip() == "True"
+    procs.wait_started(f"the API server serving {API_SERVICE} through metrics-server",
+                       lambda: api_service_available(kubectl, API_SERVICE), record, timeout=timeout)
 
+
+def api_service_available(kubectl: Kubectl, name: str) -> bool:
+    """Whether the APIService ``name`` is Available (False while kubectl cannot tell)."""
     try:
-        wait_until(f"the API server serving {API_SERVICE} through metrics-server", serving_metrics,
-                   timeout=timeout, interval=0.5)
-    except WaitTimeoutError:
-        raise TestbedError(f"{API_SERVICE} not Available after {timeout:.0f} s\n"
-                           f"{procs.log_tail(Path(record.log))}") from None
+        status = kubectl("get", "apiservice", name, "-o",
+                         "jsonpath={.status.conditions[?(@.type=='Available')].status}")
+    except TestbedError:
+        return False
+    return status.strip() == "True"

@@ -24,9 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from resilience_tests import procs
-from resilience_tests.errors import TestbedError, WaitTimeoutError
+from resilience_tests.errors import TestbedError
 from resilience_tests.net import free_port
-from resilience_tests.waiting import wait_until
 
 AWS_PLUGIN = "github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws"
 AWS_PLUGIN_VERSION = "v1.14.3"
@@ -91,7 +90,7 @@ def start(run_dir: Path, kubeconfig: Path, kubectl: Kubectl, *, timeout: float =
     port = free_port()
     record = procs.start("objectstore", [str(store), f"-listen=127.0.0.1:{port}", f"-data={folder / 'store'}",
                                          f"-bucket={BUCKET}"], run_dir=run_dir, marker=str(folder))
-    _wait(f"the object store on 127.0.0.1:{port}", lambda: _answers(port), record, timeout=30)
+    procs.wait_started(f"the object store on 127.0.0.1:{port}", lambda: _answers(port), record, timeout=30)
     crds = subprocess.run([str(velero), "install", "--crds-only", "--dry-run", "-o", "json"], capture_output=True,
                           text=True, check=False, timeout=120)
     if crds.returncode != 0:
@@ -106,8 +105,8 @@ def start(run_dir: Path, kubeconfig: Path, kubectl: Kubectl, *, timeout: float =
                                     "--profiler-address=127.0.0.1:0", "--store-validation-frequency=5s"],
                          run_dir=run_dir, marker=str(folder),
                          env={**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
-    _wait("Velero's backup storage location Available", lambda: _location_phase(kubectl) == "Available", server,
-          timeout=timeout)
+    procs.wait_started("Velero's backup storage location Available",
+                       lambda: _location_phase(kubectl) == "Available", server, timeout=timeout)
 
 
 def stop(run_dir: Path, kubectl: Kubectl | None, *, keep_objects: bool = False) -> None:
@@ -163,15 +162,3 @@ def _location_phase(kubectl: Kubectl) -> str:
                        "jsonpath={.status.phase}").strip()
     except TestbedError:
         return ""
-
-
-def _wait(what: str, check: Callable[[], bool], record: procs.ProcessRecord, *, timeout: float) -> None:
-    def ready() -> bool:
-        if not procs.is_running(record):
-            raise TestbedError(f"{record.name} exited at start:\n{procs.log_tail(Path(record.log))}")
-        return check()
-
-    try:
-        wait_until(what, ready, timeout=timeout, interval=0.5)
-    except WaitTimeoutError:
-        raise TestbedError(f"{what}: not after {timeout:.0f} s\n{procs.log_tail(Path(record.log))}") from None
