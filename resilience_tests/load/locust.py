@@ -176,8 +176,11 @@ class LoadRun:
                "LOCUST_HOST": self.url}  # not on the command line, where any local user could read a password
         files = f"{self.locustfile},{SHAPE},{LISTENER}"
         # Locust's own statistics (stats_stats.csv, stats_failures.csv...) go next to the samples.
+        # --stop-timeout: when the shape ends, a user waiting for an answer gets it (or its timeout) before it
+        # stops; without it Locust kills users mid-request, and the last second's requests would read as never
+        # answered: a failure of the harness, not of the target.
         base = [sys.executable, "-m", "locust", "-f", files, "--headless", "--only-summary",
-                "--csv", str(self.workdir / "stats")]
+                "--csv", str(self.workdir / "stats"), "--stop-timeout", f"{self.spec.timeout + 1:g}"]
         if self.spec.workers:
             port = free_port()
             master = [*base, "--master", "--master-bind-host", self.spec.master_bind_host,

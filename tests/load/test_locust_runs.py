@@ -46,6 +46,24 @@ def test_a_single_process_run_streams_every_request_with_failure_reasons(app: Ap
     assert outcome.samples[0].t >= int(run.started) - 1
 
 
+def test_requests_waiting_when_the_shape_ends_get_their_answers(binary: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Every user is inside a 2.5 s answer when the 3 s shape ends: each answer is still counted (Locust stops a
+    user after its request, not in the middle of it), so the end of a load reads as no failure."""
+    demo = App(binary)
+    demo.wait_listening()
+    try:
+        slow = spec(shape={"type": "constant", "users": 3, "duration": "3s"}, path="/?sleep=2500ms", wait="0s")
+        with LoadRun(slow, f"http://127.0.0.1:{demo.port}", tmp_path) as run:
+            run.wait_running(timeout=30)
+            run.wait_done(timeout=30)
+    finally:
+        demo.proc.send_signal(signal.SIGKILL)
+        demo.proc.wait(timeout=10)
+    outcome = run.outcome()
+    t = totals(outcome.samples)
+    assert outcome.complete and t.requests >= 6 and t.unanswered == 0 and not t.failed, t  # 3 and 3 without
+
+
 def test_two_workers_report_through_the_master(app: App, tmp_path: Path) -> None:
     with LoadRun(spec(workers=2), f"http://127.0.0.1:{app.port}", tmp_path) as run:
         run.wait_running(timeout=60)
