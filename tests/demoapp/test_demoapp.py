@@ -308,20 +308,22 @@ def test_metrics_count_the_requests_sent_by_code_and_not_the_probes(start: Calla
     assert _value(samples, "demo_cpu_seconds_total") == 0
 
 
-def test_requests_per_second_is_the_last_five_seconds_and_decays_to_zero_when_idle(start: Callable[..., App]) -> None:
+def test_requests_per_second_is_the_last_five_whole_seconds_and_decays_to_zero_when_idle(
+        start: Callable[..., App]) -> None:
     app = start()
     assert _value(_metrics(app.port), "demo_requests_per_second") == 0
-    first = time.monotonic()
+    time.sleep(1 - time.time() % 1 + 0.05)  # at the start of a second, so the 20 requests fall in one
     for _ in range(20):
         assert _get(app.port)[0] == 200
-    done = time.monotonic()
-    assert done - first < 1, "quick requests"
-    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5
-    # the window is the current second and the 4 before it: 3 s after the first request, all are still in it
-    time.sleep(max(0.0, first + 3 - time.monotonic()))
-    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5, "still in the window 3 s later"
-    time.sleep(max(0.0, done + 6 - time.monotonic()))
-    assert _value(_metrics(app.port), "demo_requests_per_second") == 0, "6 s idle: out of the window"
+    second = int(time.time())
+    assert time.time() - second < 0.9, "quick requests, all in one second"
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 0, "the second in progress is left out"
+    time.sleep(second + 1.2 - time.time())
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5, "a whole second: in the window"
+    time.sleep(second + 5.5 - time.time())
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 20 / 5, "still in the window 5 s later"
+    time.sleep(second + 6.3 - time.time())
+    assert _value(_metrics(app.port), "demo_requests_per_second") == 0, "6 s later: out of the window"
 
 
 def test_the_in_flight_gauge_counts_a_pending_request(start: Callable[..., App]) -> None:
