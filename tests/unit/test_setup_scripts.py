@@ -46,15 +46,17 @@ def test_ci_runs_the_readmes_test_command_in_the_projects_venv() -> None:
     command = _test_command()
     assert command == ".venv/bin/python -m pytest tests"
     commands = _commands(CI)
-    assert "bash scripts/setup --with velero" in commands  # the backup tests use Velero
+    setup = "bash scripts/setup --with velero --with keda"  # the backup tests use Velero, the KEDA tests KEDA
+    assert setup in commands
     assert any(line.endswith(command) for line in commands), f".ci/run runs `{command}`: {commands}"
-    assert commands.index("bash scripts/setup --with velero") < next(
+    assert commands.index(setup) < next(
         i for i, line in enumerate(commands) if line.endswith(command))
 
 
-def test_the_main_job_sets_up_without_velero_and_runs_from_the_venv() -> None:
+def test_the_main_job_sets_up_keda_without_velero_and_runs_from_the_venv() -> None:
     commands = _commands(DEMO)
-    assert commands[commands.index("bash scripts/setup")] == "bash scripts/setup"  # no --with velero
+    setup = [line for line in commands if line.startswith("bash scripts/setup")]
+    assert [line.split("#")[0].strip() for line in setup] == ["bash scripts/setup --with keda"]  # keda-ramp.yaml
     assert not [path.name for path in (ROOT / "experiments").glob("*.yaml") if "velero" in path.read_text()], \
         "an example experiment uses Velero: the main job's set-up must build it (scripts/setup --with velero)"
     assert "resilience=.venv/bin/resilience py=.venv/bin/python" in commands
