@@ -71,12 +71,13 @@ def autoscaler(ev: Evidence, name: str | None) -> tuple[str, list[HpaRecord]]:
     if name:
         return name, [r for r in records if r.hpa == name]
     kind, _, workload = ev.workload.partition("/")
-    names = sorted({r.hpa for r in records if workload and r.state.targets(kind, workload)}) or \
-        sorted({r.hpa for r in records})
-    if len(names) != 1 and not workload:
+    if workload:  # only an HPA of the target: another workload's HPA never stands in for it
+        names = sorted({r.hpa for r in records if r.state.targets(kind, workload)})
+    else:
+        names = sorted({r.hpa for r in records})
+    if len(names) != 1:
         return "", []
-    chosen = names[0] if names else ""
-    return chosen, [r for r in records if r.hpa == chosen]
+    return names[0], [r for r in records if r.hpa == names[0]]
 
 
 def seen_at(records: list[HpaRecord], t: float) -> HpaState | None:

@@ -3,6 +3,7 @@ that does not (synthetic samples and timelines, pure); the HPA record; the prefl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from resilience_tests.experiment.model import ExperimentError, parse_experiment
 from resilience_tests.experiment.preflight import PreflightError, check_autoscalers
 from resilience_tests.faults.base import load_registry
 from resilience_tests.load.samples import Sample
+from resilience_tests.sla.autoscale_checks import autoscaler
 from resilience_tests.sla.checks import Verdict, evaluate, parse_check
 from resilience_tests.sla.evidence import Evidence, FaultWindow
 
@@ -334,3 +336,13 @@ def test_the_experiment_file_refuses_autoscaling_checks_it_cannot_judge() -> Non
     with pytest.raises(ExperimentError, match=r"per_replica_rps: Input should be greater than 0"):
         _experiment({**CAPACITY, "per_replica_rps": 0})
     _experiment({"type": "no-flapping", "hpa": "web"}, workload=None)
+
+
+def test_another_workloads_hpa_never_stands_in_for_the_targets() -> None:
+    """The timeline recorded only an HPA of deployment/other: the target's capacity is not judged by it."""
+    mine = hpa(5, 4)
+    assert isinstance(mine.data, HpaState)
+    other = Record(mine.t, "hpa", "demo/other", "updated", data=dataclasses.replace(mine.data,
+                                                                                   target="Deployment/other"))
+    assert autoscaler(evidence(ready=following(), hpas=[other]), None) == ("", [])
+    assert autoscaler(evidence(ready=following(), hpas=[mine, other]), None)[0] == "web"
