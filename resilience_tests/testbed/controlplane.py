@@ -122,8 +122,7 @@ class ControlPlane:
 
     def server(self) -> str:
         """The API server's URL, as the admin kubeconfig names it."""
-        document = json.loads(self.kubectl("config", "view", "--raw", "-o", "json"))
-        return str(document["clusters"][0]["cluster"]["server"])
+        return Authority.server_of(self.kubeconfig)
 
     def _start_kwok(self, timings: Timings) -> None:
         stages = self.run_dir / "stages.yaml"

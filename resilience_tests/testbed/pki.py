@@ -120,6 +120,17 @@ class Authority:
                                                  serialization.NoEncryption()))
         return pair
 
+    @staticmethod
+    def server_of(kubeconfig: Path) -> str:
+        """The API server's URL as ``kubeconfig`` (kwokctl's admin one) names it."""
+        import yaml
+
+        try:
+            document = yaml.safe_load(kubeconfig.read_text())
+            return str(document["clusters"][0]["cluster"]["server"])
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+            raise TestbedError(f"cannot read the API server address from {kubeconfig}: {exc}") from None
+
     def kubeconfig(self, path: Path, server: str, user: str, pair: Pair) -> Path:
         """Write a kubeconfig (0600) that authenticates as ``pair`` and trusts the CA."""
         document = {

@@ -41,8 +41,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from resilience_tests import procs
 from resilience_tests.errors import TestbedError, WaitTimeoutError
 from resilience_tests.labels import NODE_KIND_LABEL, REGION_LABEL, ZONE_LABEL
@@ -218,11 +216,7 @@ class RealNodes:
         return proc.stdout
 
     def _api_server(self) -> str:
-        try:
-            document = yaml.safe_load(self.kubeconfig.read_text())
-            return str(document["clusters"][0]["cluster"]["server"])
-        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
-            raise TestbedError(f"cannot read the API server address from {self.kubeconfig}: {exc}") from None
+        return Authority.server_of(self.kubeconfig)
 
     def _issue_identities(self, nodes: list[RealNode]) -> None:
         """Serving and client certificates per kubelet, a client certificate for kube-proxy (see ``pki.py``)."""
